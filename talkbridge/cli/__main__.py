@@ -1,0 +1,5 @@
+import sys
+
+from talkbridge.cli import main
+
+sys.exit(main())

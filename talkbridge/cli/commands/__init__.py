@@ -1,0 +1,1 @@
+"""One module per `talkbridge` sub-command; each exposes ``register(subparsers)``."""
