@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` s of the SadTalker audio side. No file I/O, no devices: wrappers own those."""
