@@ -1,0 +1,149 @@
+"""The lite engine: the MotionEngine that needs no neural weights.
+
+It listens with pocketsphinx, turns phones into ARKit-52 mouth shapes and Oculus visemes, and adds
+procedural blinks and head pose. The 64 3DMM expression coefficients are left out (``None``): the lite
+engine has none, and zeros would look like a real, neutral face to every consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from talkbridge.core.engine import MotionRequest
+from talkbridge.core.errors import InputError
+from talkbridge.core.lite.articulation import (
+    ARKIT_INDEX,
+    ArticulationConfig,
+    frame_count,
+    loudness,
+    mouth_curves,
+)
+from talkbridge.core.lite.phones import FRAME_RATE, SAMPLE_RATE, PhoneSegment, phones_for_speech
+from talkbridge.core.lite.procedural import BlinkConfig, PoseConfig, blink_curve, brow_lift, head_pose
+from talkbridge.core.motion import FPS, MotionChunk
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAME = "lite"
+ENGINE_VERSION = "1.0"
+
+
+def _load_audio(path: Path) -> np.ndarray:
+    """16 kHz mono float32 samples of an audio file.
+
+    Stand-in until ``talkbridge.core.audio.load_audio`` lands: switching is this one function.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("audio file not found", path)
+    try:
+        import librosa
+
+        samples, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
+    except Exception as error:  # librosa raises several unrelated types for unreadable files
+        raise InputError(f"cannot read audio ({type(error).__name__}: {error}); use WAV, FLAC, MP3 or OGG", path) from error
+    if samples.size == 0:
+        raise InputError("audio file contains no samples", path)
+    return samples.astype(np.float32)
+
+
+@dataclass
+class LitePlan:
+    """A clip's analysis and motion, computed once; :meth:`LiteEngine.stream_motion` slices it."""
+
+    phones: list[PhoneSegment]
+    phone_source: str
+    pose: np.ndarray
+    blink: np.ndarray
+    arkit: np.ndarray
+    visemes: np.ndarray
+    details: dict = field(default_factory=dict)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.pose.shape[0])
+
+
+class LiteEngine:
+    """Weight-free motion engine (registered as ``"lite"``)."""
+
+    name = ENGINE_NAME
+    version = ENGINE_VERSION
+
+    def __init__(
+        self,
+        articulation: ArticulationConfig | None = None,
+        blinks: BlinkConfig | None = None,
+        pose: PoseConfig | None = None,
+    ) -> None:
+        self.articulation = articulation or ArticulationConfig()
+        self.blinks = blinks or BlinkConfig()
+        self.pose = pose or PoseConfig()
+        self.last_plan: LitePlan | None = None
+
+    def plan(self, request: MotionRequest) -> LitePlan:
+        """Analyse the request's audio and build the whole clip's motion."""
+        if isinstance(request.audio, np.ndarray):
+            samples = np.asarray(request.audio, np.float32).reshape(-1)
+            if samples.size == 0:
+                raise InputError("the audio has no samples")
+        else:
+            samples = _load_audio(Path(request.audio))
+        if not np.all(np.isfinite(samples)):
+            raise InputError("the audio contains NaN or infinite samples", None if isinstance(request.audio, np.ndarray) else request.audio)
+        n_frames = frame_count(samples.size)
+        level = loudness(samples, self.articulation)
+        if level.max() > 0.0:
+            phones, source = phones_for_speech(samples, request.transcript)
+        else:
+            phones, source = [PhoneSegment("SIL", 0.0, samples.size / SAMPLE_RATE)], "silence"
+        log.info("lite engine: %d phones by %s over %.1f s", len(phones), source, samples.size / SAMPLE_RATE)
+        arkit, visemes = mouth_curves(phones, level, n_frames, self.articulation)
+
+        per = FRAME_RATE // FPS
+        level_frames = np.zeros(n_frames, np.float64)
+        usable = min(len(level) // per, n_frames)
+        level_frames[:usable] = level[: usable * per].reshape(usable, per).mean(axis=1)
+
+        # Independent streams per part, so changing one option never reshuffles another's randomness.
+        blink_rng, pose_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(request.seed).spawn(2))
+        blink = blink_curve(n_frames, blink_rng, self.blinks)
+        pose = head_pose(level_frames, pose_rng, request.pose_intensity, request.still, self.pose)
+        arkit[:, ARKIT_INDEX["eyeBlinkLeft"]] = blink
+        arkit[:, ARKIT_INDEX["eyeBlinkRight"]] = blink
+        brows = brow_lift(level_frames, self.pose) * float(np.clip(request.expression_scale, 0.0, 2.0))
+        brows = np.clip(brows, 0.0, 1.0) * (0.0 if request.still else 1.0)
+        for name, share in (("browInnerUp", 1.0), ("browOuterUpLeft", 0.6), ("browOuterUpRight", 0.6)):
+            arkit[:, ARKIT_INDEX[name]] = brows * share
+        details = {
+            "phone_source": source,
+            "phones": len(phones),
+            "seed": int(request.seed),
+            "pose_intensity": float(request.pose_intensity),
+            "still": bool(request.still),
+            "translation_units": "metres",
+        }
+        plan = LitePlan(phones, source, pose, blink.astype(np.float32), arkit, visemes, details)
+        self.last_plan = plan
+        return plan
+
+    def stream_motion(self, request: MotionRequest) -> Iterator[MotionChunk]:
+        """Yield ``request.chunk_frames``-long chunks of the clip's motion, first frame first."""
+        if request.chunk_frames <= 0:
+            raise InputError(f"chunk_frames must be positive, got {request.chunk_frames}")
+        plan = self.plan(request)
+        for start in range(0, plan.n_frames, request.chunk_frames):
+            stop = min(plan.n_frames, start + request.chunk_frames)
+            yield MotionChunk(
+                start=start,
+                pose=plan.pose[start:stop],
+                blink=plan.blink[start:stop],
+                expression=None,
+                arkit=plan.arkit[start:stop],
+                visemes=plan.visemes[start:stop],
+            )

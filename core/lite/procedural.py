@@ -1,0 +1,127 @@
+"""Procedural eye blinks and head pose: seeded, smooth, bounded and driven by the voice.
+
+Everything here is computed for the whole clip from one seeded generator, so a clip's motion depends
+only on its audio, its options and the seed, never on how it is later cut into chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from talkbridge.core.motion import FPS
+
+
+@dataclass(frozen=True)
+class BlinkConfig:
+    """Blink timing. People blink about 15-20 times a minute, each blink lasting 100-300 ms."""
+
+    mean_interval_s: float = 3.4
+    min_interval_s: float = 1.0
+    interval_shape: float = 3.0  # gamma shape: regular-ish but not metronomic
+    close_s: float = 0.08  # lids fall fast...
+    open_s: float = 0.14  # ...and rise more slowly
+    first_after_s: float = 0.6
+
+
+def blink_curve(n_frames: int, rng: np.random.Generator, config: BlinkConfig = BlinkConfig()) -> np.ndarray:
+    """(n_frames,) eye closure 0..1 with blinks at gamma-distributed intervals; each peak is a frame at 1."""
+    times = np.arange(n_frames) / FPS
+    closure = np.zeros(n_frames, np.float32)
+    duration = n_frames / FPS
+    scale = (config.mean_interval_s - config.min_interval_s) / config.interval_shape
+    t = config.first_after_s + rng.uniform(0.0, config.mean_interval_s)
+    while t < duration:
+        peak = round(t * FPS) / FPS  # peaks on a frame, so every blink fully closes the lids
+        before = np.clip(1.0 - (peak - times) / config.close_s, 0.0, 1.0)
+        after = np.clip(1.0 - (times - peak) / config.open_s, 0.0, 1.0)
+        shape = np.where(times <= peak, before, after)
+        closure = np.maximum(closure, (shape * shape * (3.0 - 2.0 * shape)).astype(np.float32))
+        t += config.min_interval_s + rng.gamma(config.interval_shape, scale)
+    return closure
+
+
+@dataclass(frozen=True)
+class PoseConfig:
+    """Head motion limits at intensity 1 (radians / metres) and how it follows the voice."""
+
+    max_pitch: float = np.deg2rad(6.0)
+    max_yaw: float = np.deg2rad(9.0)
+    max_roll: float = np.deg2rad(4.0)
+    max_shift: float = 0.006  # metres: a gentle sway, never a jump
+    idle_fraction: float = 0.3  # how much a silent head still moves (breathing, settling)
+    wander_s: float = 0.7  # time scale of the slow drift (gaussian smoothing sigma)
+    nod_s: float = 0.12  # time scale of the nods on stressed syllables
+    nod_gain: float = 0.9  # share of the pitch range given to nods
+    envelope_s: float = 0.35  # how quickly the head's liveliness follows the voice
+
+
+def _smooth_noise(n: int, sigma_frames: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance smooth noise: white noise through a gaussian, normalised by the kernel's gain."""
+    pad = int(4 * sigma_frames) + 1
+    white = rng.standard_normal(n + 2 * pad)
+    smooth = gaussian_filter1d(white, sigma_frames, mode="nearest")[pad : pad + n]
+    radius = int(4 * sigma_frames + 0.5)
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
+    kernel /= kernel.sum()
+    return smooth / np.sqrt(np.sum(kernel**2))
+
+
+def _bounded(values: np.ndarray, limit: float) -> np.ndarray:
+    """Soft limit: linear for small values, never beyond ``limit``."""
+    if limit <= 0:
+        return np.zeros_like(values)
+    return limit * np.tanh(values / limit)
+
+
+def voice_envelope(level_frames: np.ndarray, config: PoseConfig = PoseConfig()) -> np.ndarray:
+    """A slow 0..1 measure of how animated the speaker is, per frame."""
+    if len(level_frames) == 0:
+        return level_frames
+    return np.clip(gaussian_filter1d(level_frames.astype(np.float64), config.envelope_s * FPS, mode="nearest"), 0, 1)
+
+
+def stress_pulses(level_frames: np.ndarray, config: PoseConfig = PoseConfig()) -> np.ndarray:
+    """0..1 bumps where the voice gets suddenly louder (stressed syllables), per frame."""
+    if len(level_frames) < 2:
+        return np.zeros(len(level_frames))
+    rise = np.maximum(np.diff(level_frames.astype(np.float64), prepend=level_frames[0]), 0.0)
+    pulses = gaussian_filter1d(rise, config.nod_s * FPS, mode="constant")
+    peak = pulses.max()
+    return pulses / peak if peak > 1e-6 else pulses
+
+
+def head_pose(
+    level_frames: np.ndarray,
+    rng: np.random.Generator,
+    intensity: float = 1.0,
+    still: bool = False,
+    config: PoseConfig = PoseConfig(),
+) -> np.ndarray:
+    """(n, 6) pitch, yaw, roll (radians) and x, y, z shift (metres), bounded by ``intensity`` x limits.
+
+    The head drifts slowly, more while the voice is lively, and nods down a little on stressed
+    syllables. ``still`` gives a motionless head.
+    """
+    n = len(level_frames)
+    pose = np.zeros((n, 6), np.float32)
+    if still or intensity <= 0 or n == 0:
+        return pose
+    envelope = voice_envelope(level_frames, config)
+    liveliness = config.idle_fraction + (1.0 - config.idle_fraction) * envelope
+    sigma = config.wander_s * FPS
+    wander = np.stack([_smooth_noise(n, sigma * f, rng) for f in (0.7, 1.0, 1.3, 1.2, 1.2, 1.5)], axis=1)
+    nods = stress_pulses(level_frames, config)
+    limits = np.array([config.max_pitch, config.max_yaw, config.max_roll] + [config.max_shift] * 3) * intensity
+    raw = 0.45 * wander * liveliness[:, None] * limits
+    raw[:, 0] += config.nod_gain * limits[0] * nods  # positive pitch tips the face down (x to y)
+    for axis in range(6):
+        pose[:, axis] = _bounded(raw[:, axis], limits[axis])
+    return pose
+
+
+def brow_lift(level_frames: np.ndarray, config: PoseConfig = PoseConfig()) -> np.ndarray:
+    """0..1 brow raise accompanying emphasis, per frame."""
+    return np.clip(0.6 * stress_pulses(level_frames, config), 0.0, 1.0)
