@@ -160,3 +160,39 @@ RUNNERS: list[RunnerEntry] = [
     RunnerEntry(kind_startswith("make_animation"), run=run_make_animation),
     RunnerEntry(kind_startswith("get_facerender_data"), run=run_get_facerender_data),
 ]
+
+
+def run_net_recon(case: GoldenCase) -> dict[str, np.ndarray]:
+    from talkbridge.core.face.recon_net import ReconNet, first_frame_row, split_coefficients
+
+    net = _load_recipe(ReconNet(), case, "net_recon")
+    with torch.inference_mode():
+        coeffs = net(_tensor(case.inputs["image"]))
+        out = {"coeff_257": coeffs, **split_coefficients(coeffs)}
+        if "trans_params_f32" in case.inputs:
+            out["coeff_3dmm_73"] = first_frame_row(coeffs, _tensor(case.inputs["trans_params_f32"]))
+    return _numpy(out)
+
+
+def run_align_img(case: GoldenCase) -> dict[str, np.ndarray]:
+    from talkbridge.core.face.align import align_img
+
+    inputs = case.inputs
+    template = inputs.get("lm3d_std5")
+    kwargs = {} if template is None else {"template": template}
+    aligned = align_img(inputs["image_u8"], inputs["lm68_yup"], **kwargs)
+    return {
+        "lm5p": aligned.lm5p,
+        "pos_t": aligned.fit_translation,
+        "pos_s": np.array([aligned.fit_scale]),
+        "trans_params": aligned.trans_params,
+        "trans_params_f32": aligned.trans_params.astype(np.float32),
+        "aligned_u8": aligned.image,
+        "lm_new": aligned.landmarks,
+    }
+
+
+RUNNERS += [
+    RunnerEntry(kind_startswith("net_recon"), run=run_net_recon),
+    RunnerEntry(kind_startswith("align_img"), run=run_align_img),
+]
