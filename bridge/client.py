@@ -1,0 +1,540 @@
+"""The sidecar client, for the Blender add-on, batch scripts and ops health checks.
+
+It imports only numpy, pyzmq and the standard library (plus this package's protocol module), so
+Blender can bundle it without torch.
+
+One background I/O thread owns the DEALER socket: it sends what callers queue, heartbeats the
+server, re-sends unanswered submits and cancels (safe: the server treats a repeated job_id as the
+same job), and routes incoming events. Two ways to consume them:
+
+* blocking: ``for event in client.submit(...)`` yields a job's events until its terminal one;
+* non-blocking: ``client.submit_nowait(...)`` then ``client.poll_events()`` from a Blender timer,
+  which never waits.
+
+Taking a chunk event (either way) returns one credit to the server, so a consumer that stops
+reading stops the stream after ``credit`` chunks instead of letting data pile up.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import zmq
+
+from talkbridge.bridge import protocol as p
+from talkbridge.bridge.wakeup import Doorbell
+
+log = logging.getLogger(__name__)
+
+CLIENT_NAME = "talkbridge-client"
+
+
+class ServerUnavailable(p.BridgeError):
+    """The server did not answer in time or stopped answering."""
+
+
+class AuthenticationFailed(p.BridgeError):
+    """The server refused this client's CURVE key or signature."""
+
+
+class ServerRefused(p.BridgeError):
+    """The server answered with an error where a welcome was expected."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(f"{code}: {message}")
+
+
+@dataclass
+class Event:
+    """Something the server said about a job (or, with ``job_id`` None, about the connection).
+
+    ``arrays`` of a chunk are read-only views on the received frames: copy them to modify.
+    """
+
+    type: str
+    job_id: str | None
+    body: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in p.TERMINAL_TYPES
+
+    @property
+    def code(self) -> str | None:
+        return self.body.get("code") if self.type == p.ERROR else None
+
+    def motion_chunk(self) -> Any:
+        """This chunk as a :class:`talkbridge.core.motion.MotionChunk` (imports the core package)."""
+        from talkbridge.core.motion import MotionChunk
+
+        fields = {name: self.arrays[name] for name in ("expression", "arkit", "visemes") if name in self.arrays}
+        return MotionChunk(start=self.body["start"], pose=self.arrays["pose"], blink=self.arrays["blink"], **fields)
+
+
+def _error_event(job_id: str | None, code: str, message: str, retryable: bool) -> Event:
+    return Event(p.ERROR, job_id, {"code": code, "retryable": retryable, "message": message})
+
+
+@dataclass
+class JobResult:
+    """Every event of a finished job, with its chunk arrays joined along the frame axis."""
+
+    events: list[Event]
+
+    @property
+    def final(self) -> Event:
+        return self.events[-1]
+
+    @property
+    def chunks(self) -> list[Event]:
+        return [event for event in self.events if event.type == p.CHUNK]
+
+    def array(self, name: str) -> np.ndarray | None:
+        parts = [event.arrays[name] for event in self.chunks if name in event.arrays]
+        return np.concatenate(parts, axis=0) if parts else None
+
+
+@dataclass(eq=False)
+class _PendingJob:
+    job_id: str
+    frames: list[Any]
+    sink: "queue.Queue[Event] | None"  # None: events go to the client's shared queue
+    accepted: bool = False
+    finished: bool = False
+    sent_at: float = 0.0
+    attempts: int = 0
+    cancel_requested: bool = False
+    cancel_sent_at: float = 0.0
+    cancel_attempts: int = 0
+
+
+class JobHandle:
+    """A submitted job: iterate it for its events (blocking) or cancel it."""
+
+    def __init__(self, client: "Client", job_id: str, events: "queue.Queue[Event]") -> None:
+        self._client = client
+        self.job_id = job_id
+        self._events = events
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            event = self._events.get()
+            if event.type == p.CHUNK:
+                self._client.grant_credit(self.job_id, 1)
+            yield event
+            if event.terminal:
+                return
+
+    def cancel(self) -> None:
+        self._client.cancel(self.job_id)
+
+    def result(self) -> JobResult:
+        """Wait for the job to end and return all its events (the last one says how it ended)."""
+        return JobResult(list(self))
+
+
+def _read_input(value: Any, what: str) -> tuple[np.ndarray, str]:
+    if isinstance(value, (str, Path)):
+        path = Path(value)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise p.BridgeError(f"{path}: cannot read the {what} ({error.strerror})") from None
+        return np.frombuffer(data, np.uint8), path.name
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return np.frombuffer(bytes(value), np.uint8), f"{what}.bin"
+    raise TypeError(f"{what} must be a path or the file's bytes, got {type(value).__name__}")
+
+
+class Client:
+    """A connection to one sidecar. Thread-safe; close it (or use ``with``) when done.
+
+    ``server_key`` is the server's CURVE public key (z85 bytes) and ``client_keypair`` this client's
+    (public, secret); both or neither. ``signing_key`` must match the server's when it has one.
+    """
+
+    def __init__(
+        self,
+        address: str = p.DEFAULT_ADDRESS,
+        *,
+        server_key: bytes | None = None,
+        client_keypair: tuple[bytes, bytes] | None = None,
+        signing_key: bytes | None = None,
+        heartbeat_s: float = 0.5,
+        server_timeout_s: float = 2.5,
+        retry_s: float = 2.0,
+        max_attempts: int = 4,
+        credit: int = 4,
+        limits: p.Limits = p.Limits(),
+    ) -> None:
+        if (server_key is None) != (client_keypair is None):
+            raise p.BridgeError("CURVE needs both the server's public key and this client's key pair")
+        self.address = address
+        self._server_key = server_key
+        self._client_keypair = client_keypair
+        self._signing_key = signing_key
+        self._heartbeat_s = heartbeat_s
+        self._server_timeout_s = server_timeout_s
+        self._retry_s = retry_s
+        self._max_attempts = max_attempts
+        self._credit = credit
+        self._limits = limits
+        self._context = zmq.Context()
+        self._bell = Doorbell()
+        self._commands: "queue.SimpleQueue[tuple[Any, ...]]" = queue.SimpleQueue()
+        self._jobs: dict[str, _PendingJob] = {}
+        self._jobs_lock = threading.Lock()
+        self.events: "queue.Queue[Event]" = queue.Queue()
+        self.welcome: dict[str, Any] | None = None
+        self._welcomed = threading.Event()
+        self._connect_error: p.BridgeError | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.server_alive = False
+        self._pings: dict[int, tuple[float, threading.Event, list[float]]] = {}
+        self._ping_ids = itertools.count(1)
+
+    # -------------------------------------------------------------------------------- public API
+
+    def connect(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Say hello and wait for the server's welcome (its version and capabilities)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._io_main, name="talkbridge-client-io", daemon=True)
+            self._thread.start()
+        self._send_message(p.Message(p.HELLO, body={"versions": list(p.SUPPORTED_VERSIONS), "client": CLIENT_NAME}))
+        deadline = time.monotonic() + timeout
+        while not self._welcomed.wait(0.05):
+            if self._connect_error is not None:
+                raise self._connect_error
+            if time.monotonic() > deadline:
+                raise ServerUnavailable(f"{self.address}: no answer to hello within {timeout:.1f} s (is `talkbridge serve` running there?)")
+        if self._connect_error is not None:
+            raise self._connect_error
+        assert self.welcome is not None
+        return self.welcome
+
+    def submit(self, engine: str, **inputs: Any) -> JobHandle:
+        """Queue a job and return a handle to iterate its events (blocking API).
+
+        Inputs: ``audio`` (path, file bytes or 16 kHz float32 samples), ``image`` (path or bytes),
+        ``first_frame`` (73-row array), ``options`` (dict), ``render_size`` (int), ``credit`` (int),
+        ``job_id`` (reuse one to retry a submit safely).
+        """
+        sink: "queue.Queue[Event]" = queue.Queue()
+        job_id = self._submit(engine, sink, **inputs)
+        return JobHandle(self, job_id, sink)
+
+    def submit_nowait(self, engine: str, **inputs: Any) -> str:
+        """Queue a job whose events go to :meth:`poll_events`; returns its job_id at once."""
+        return self._submit(engine, None, **inputs)
+
+    def poll_events(self, max_events: int = 1000) -> list[Event]:
+        """Every event waiting for the non-blocking API, without waiting (for a Blender timer)."""
+        taken: list[Event] = []
+        while len(taken) < max_events:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if event.type == p.CHUNK and event.job_id:
+                self.grant_credit(event.job_id, 1)
+            taken.append(event)
+        return taken
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the server to stop a job (re-sent until it confirms); its ``cancelled`` event follows."""
+        self._commands.put(("cancel", job_id))
+        self._bell.ring()
+
+    def grant_credit(self, job_id: str, n: int = 1) -> None:
+        """Let the server send ``n`` more chunks of ``job_id`` (done for you as events are taken)."""
+        self._commands.put(("credit", job_id, n))
+        self._bell.ring()
+
+    def ping(self, timeout: float = 2.0) -> float:
+        """Round-trip time to the server in seconds."""
+        token = next(self._ping_ids)
+        answered = threading.Event()
+        holder: list[float] = []
+        self._pings[token] = (time.perf_counter(), answered, holder)
+        self._send_message(p.Message(p.PING, body={"t": token}))
+        try:
+            if not answered.wait(timeout):
+                raise ServerUnavailable(f"{self.address}: no pong within {timeout:.1f} s")
+            return holder[0]
+        finally:
+            self._pings.pop(token, None)
+
+    def close(self) -> None:
+        """Stop the I/O thread and release the socket; unfinished jobs end with a client_closed error."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._commands.put(("close",))
+            self._bell.ring()
+            self._thread.join(5.0)
+        if self._thread is not None and self._thread.is_alive():
+            self._context.destroy(linger=0)  # the I/O thread is stuck: do not hang on its socket
+        else:
+            self._context.term()
+        self._bell.close()
+
+    def __enter__(self) -> "Client":
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -------------------------------------------------------------------------------- internals
+
+    def _submit(self, engine: str, sink: "queue.Queue[Event] | None", **inputs: Any) -> str:
+        if self._thread is None:
+            self.connect()
+        known = {"audio", "image", "first_frame", "options", "render_size", "credit", "job_id"}
+        unknown = set(inputs) - known
+        if unknown:
+            raise TypeError(f"unknown submit inputs: {sorted(unknown)}")
+        job_id = inputs.get("job_id") or p.new_id()
+        body: dict[str, Any] = {"engine": engine, "credit": int(inputs.get("credit") or self._credit)}
+        if inputs.get("options"):
+            body["options"] = dict(inputs["options"])
+        if inputs.get("render_size"):
+            body["render_size"] = int(inputs["render_size"])
+        buffers: dict[str, Any] = {}
+        audio = inputs.get("audio")
+        if audio is None:
+            raise p.BridgeError("a job needs audio: a path, the file's bytes or 16 kHz float32 samples")
+        if isinstance(audio, np.ndarray):
+            buffers["audio_pcm"] = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
+        else:
+            buffers["audio"], body["audio_name"] = _read_input(audio, "audio")
+        if inputs.get("image") is not None:
+            buffers["image"], body["image_name"] = _read_input(inputs["image"], "image")
+        if inputs.get("first_frame") is not None:
+            buffers["first_frame"] = np.ascontiguousarray(inputs["first_frame"], dtype=np.float32).reshape(-1)
+        frames = p.encode(p.Message(p.SUBMIT, job_id, body, buffers), self._signing_key)
+        job = _PendingJob(job_id, frames, sink)
+        with self._jobs_lock:
+            if job_id in self._jobs and not self._jobs[job_id].finished:
+                raise p.BridgeError(f"job {job_id} is already running on this client")
+            if len(self._jobs) > 1000:  # forget old finished jobs so a long session stays small
+                for old in [key for key, value in self._jobs.items() if value.finished][:500]:
+                    del self._jobs[old]
+            self._jobs[job_id] = job
+        self._commands.put(("submit", job_id))
+        self._bell.ring()
+        return job_id
+
+    def _send_message(self, message: p.Message) -> None:
+        self._commands.put(("send", p.encode(message, self._signing_key)))
+        self._bell.ring()
+
+    def _emit(self, job: _PendingJob | None, event: Event) -> None:
+        if job is not None and job.sink is not None:
+            job.sink.put(event)
+        else:
+            self.events.put(event)
+
+    def _finish_all(self, code: str, message: str, retryable: bool) -> None:
+        with self._jobs_lock:
+            pending = [job for job in self._jobs.values() if not job.finished]
+        for job in pending:
+            job.finished = True
+            self._emit(job, _error_event(job.job_id, code, message, retryable))
+
+    def _socket(self) -> tuple[zmq.Socket, zmq.Socket | None]:
+        dealer = self._context.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.setsockopt(zmq.MAXMSGSIZE, self._limits.max_buffer_bytes + 64 * 1024)
+        dealer.rcvhwm = 1000
+        dealer.sndhwm = 1000
+        monitor = None
+        if self._server_key is not None and self._client_keypair is not None:
+            dealer.curve_serverkey = self._server_key
+            dealer.curve_publickey, dealer.curve_secretkey = self._client_keypair
+            monitor = dealer.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            )
+        dealer.connect(self.address)
+        return dealer, monitor
+
+    def _io_main(self) -> None:
+        dealer, monitor = self._socket()
+        poller = zmq.Poller()
+        poller.register(dealer, zmq.POLLIN)
+        poller.register(self._bell.fileno(), zmq.POLLIN)
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
+        last_heard = time.monotonic()
+        last_ping = 0.0
+        lost_reported = False
+        try:
+            while True:
+                ready = dict(poller.poll(50))
+                if dealer in ready:
+                    for _ in range(256):
+                        try:
+                            frames = dealer.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        if self._on_frames(frames):
+                            last_heard = time.monotonic()
+                            if lost_reported:
+                                log.info("%s answers again", self.address)
+                            lost_reported = False
+                            self.server_alive = True
+                if monitor is not None and monitor in ready:
+                    self._on_monitor(monitor)
+                if self._bell.fileno() in ready:
+                    self._bell.drain()
+                if not self._run_commands(dealer):
+                    break
+                now = time.monotonic()
+                if now - last_ping >= self._heartbeat_s:
+                    self._send(dealer, p.encode(p.Message(p.PING, body={}), self._signing_key))
+                    last_ping = now
+                if now - last_heard > self._server_timeout_s and not lost_reported:
+                    lost_reported = True
+                    self.server_alive = False
+                    text = f"{self.address}: the server stopped answering (no message for {self._server_timeout_s:.1f} s)"
+                    self._finish_all(p.E_SERVER_LOST, text, True)
+                    self.events.put(_error_event(None, p.E_SERVER_LOST, text, True))
+                self._retry(dealer, now)
+        finally:
+            self._finish_all("client_closed", "the client was closed before the job ended", False)
+            if monitor is not None:
+                dealer.disable_monitor()
+                monitor.close(0)
+            dealer.close(0)
+
+    def _send(self, dealer: zmq.Socket, frames: list[Any]) -> bool:
+        try:
+            dealer.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            return False
+
+    def _run_commands(self, dealer: zmq.Socket) -> bool:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return True
+            kind = command[0]
+            if kind == "close":
+                return False
+            if kind == "send":
+                self._send(dealer, command[1])
+            elif kind == "submit":
+                job = self._jobs.get(command[1])
+                if job is not None:
+                    job.attempts = 1
+                    job.sent_at = time.monotonic()
+                    self._send(dealer, job.frames)
+            elif kind == "cancel":
+                job = self._jobs.get(command[1])
+                if job is not None and not job.finished:
+                    job.cancel_requested = True
+                    job.cancel_attempts = 1
+                    job.cancel_sent_at = time.monotonic()
+                self._send(dealer, p.encode(p.Message(p.CANCEL, command[1]), self._signing_key))
+            elif kind == "credit":
+                job = self._jobs.get(command[1])
+                if job is not None and not job.finished:
+                    self._send(dealer, p.encode(p.Message(p.CREDIT, command[1], {"n": command[2]}), self._signing_key))
+
+    def _retry(self, dealer: zmq.Socket, now: float) -> None:
+        """Re-send submits not yet accepted and cancels not yet confirmed (idempotent by job_id)."""
+        for job in list(self._jobs.values()):
+            if job.finished:
+                continue
+            if not job.accepted and job.attempts and now - job.sent_at > self._retry_s:
+                if job.attempts >= self._max_attempts:
+                    job.finished = True
+                    text = f"{self.address}: no answer to the submit after {job.attempts} attempts"
+                    self._emit(job, _error_event(job.job_id, p.E_NO_ANSWER, text, True))
+                    continue
+                job.attempts += 1
+                job.sent_at = now
+                self._send(dealer, job.frames)
+            if job.cancel_requested and job.cancel_attempts and now - job.cancel_sent_at > self._retry_s:
+                if job.cancel_attempts < self._max_attempts:
+                    job.cancel_attempts += 1
+                    job.cancel_sent_at = now
+                    self._send(dealer, p.encode(p.Message(p.CANCEL, job.job_id), self._signing_key))
+
+    def _on_monitor(self, monitor: zmq.Socket) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while True:
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+                error = AuthenticationFailed(
+                    f"{self.address}: the server refused the CURVE handshake (is this client's public key in its "
+                    "allow-list, and is the server key right?)"
+                )
+                if self._connect_error is None:
+                    self._connect_error = error
+                    self._finish_all("auth_failed", str(error), False)
+
+    def _on_frames(self, frames: list[zmq.Frame]) -> bool:
+        """Handle one message; True when it came from the server (valid), False when dropped."""
+        try:
+            message = p.decode(frames, self._signing_key, self._limits)
+        except p.ProtocolError as error:
+            log.warning("dropped a malformed message from %s: %s", self.address, error)
+            return False
+        kind = message.type
+        if kind not in p.SERVER_TYPES:
+            log.warning("dropped a %s message: servers do not send those", kind)
+            return False
+        if kind == p.WELCOME:
+            self.welcome = dict(message.body)
+            self._welcomed.set()
+            return True
+        if kind == p.PONG:
+            waiter = self._pings.get(message.body.get("t", 0))
+            if waiter is not None:
+                sent, answered, holder = waiter
+                holder.append(time.perf_counter() - sent)
+                answered.set()
+            return True
+        job = self._jobs.get(message.job_id or "")
+        if kind == p.ERROR and job is None:
+            code, text = message.body["code"], message.body["message"]
+            if not self._welcomed.is_set() and self._connect_error is None:
+                self._connect_error = ServerRefused(code, text)
+            self.events.put(Event(p.ERROR, message.job_id, dict(message.body)))
+            return True
+        if job is None or job.finished:
+            return True  # late news about a job we no longer follow
+        if kind == p.ACCEPTED:
+            if job.accepted:
+                return True  # the answer to a retry
+            job.accepted = True
+        if kind == p.CANCELLED:
+            job.cancel_requested = False
+        if kind == p.CANCELLED and message.body.get("already") and message.body.get("reason") == "no such job":
+            if not job.accepted:
+                return True  # a cancel overtook its submit's retry: keep waiting for the job
+        event = Event(kind, message.job_id, dict(message.body), dict(message.buffers))
+        if event.terminal:
+            job.finished = True
+            job.frames = []
+        self._emit(job, event)
+        return True

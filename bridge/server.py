@@ -1,0 +1,615 @@
+"""The sidecar server: a ROUTER socket in front of one worker thread per device.
+
+Threads and who owns what:
+
+* the I/O thread owns the ROUTER socket. It decodes and answers every message (hello, ping,
+  cancel, credit at once), queues submits and sends what workers produced, but never computes, so a
+  long render never delays a cancel or a heartbeat;
+* one worker thread per device takes the next job from a :class:`FairQueue` (round robin across
+  clients), runs it through the :class:`~talkbridge.bridge.jobs.JobRunner`, encodes (and signs)
+  each output and parks it in the job's bounded :class:`Outbox`, then rings the I/O thread.
+
+Back-pressure: a chunk leaves only while its client has credit, and the outbox holds at most a
+couple of chunks, so a paused client stalls its worker instead of growing memory; a client silent
+past ``client_timeout_s`` is presumed dead and its jobs are cancelled; a worker stalled past
+``stall_timeout_s`` gives the device back with a retryable ``stalled`` error.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import signal
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+
+from talkbridge._version import __version__
+from talkbridge.bridge import protocol as p
+from talkbridge.bridge.jobs import JobOutput, JobRunner, JobSpec
+from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError
+from talkbridge.bridge.wakeup import Doorbell
+from talkbridge.core.errors import TalkbridgeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerConfig:
+    """How a sidecar listens, authenticates and schedules. Defaults suit a local Blender user."""
+
+    bind: str = p.DEFAULT_ADDRESS
+    devices: tuple[str, ...] = ("cpu",)
+    curve: CurveServerKeys | None = None
+    signing_key: bytes | None = None
+    limits: p.Limits = field(default_factory=p.Limits.for_server)
+    heartbeat_s: float = 0.5
+    client_timeout_s: float = 10.0
+    stall_timeout_s: float = 300.0
+    default_credit: int = 4
+    max_credit: int = 64
+    outbox_chunks: int = 2
+    max_jobs_per_client: int = 32
+    max_queued_jobs: int = 512
+    remembered_jobs: int = 4096
+
+
+class Outbox:
+    """A job's bounded queue of encoded messages, filled by its worker and emptied by the I/O thread.
+
+    Only chunks count against the capacity: the terminal message of a job must never wait.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = max(1, capacity)
+        self._items: deque[tuple[str, list[Any]]] = deque()
+        self._chunks = 0
+        self._changed = threading.Condition()
+
+    def put(self, kind: str, frames: list[Any], cancel: threading.Event, stall_timeout_s: float) -> bool:
+        """Queue a message; for chunks, wait for room. False when cancelled while waiting."""
+        with self._changed:
+            if kind == p.CHUNK:
+                deadline = time.monotonic() + stall_timeout_s
+                while self._chunks >= self._capacity and not cancel.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise _Stalled()
+                    self._changed.wait(min(remaining, 0.05))
+                if cancel.is_set():
+                    return False
+                self._chunks += 1
+            self._items.append((kind, frames))
+            return True
+
+    def peek(self) -> tuple[str, list[Any]] | None:
+        with self._changed:
+            return self._items[0] if self._items else None
+
+    def pop(self) -> None:
+        with self._changed:
+            kind, _ = self._items.popleft()
+            if kind == p.CHUNK:
+                self._chunks -= 1
+            self._changed.notify_all()
+
+    def drop_chunks(self) -> None:
+        """Forget chunks not yet sent (the job was cancelled) and wake a waiting worker."""
+        with self._changed:
+            self._items = deque(item for item in self._items if item[0] != p.CHUNK)
+            self._chunks = 0
+            self._changed.notify_all()
+
+    def wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+
+class _Stalled(Exception):
+    """The client gave no credit for ``stall_timeout_s``."""
+
+
+@dataclass(eq=False)
+class _Job:
+    spec: JobSpec
+    client: bytes
+    credit: int
+    outbox: Outbox
+    cancel: threading.Event = field(default_factory=threading.Event)
+    state: str = "queued"  # queued -> running -> finished
+    orphaned: bool = False  # the client is gone: discard whatever is left
+    seq: Any = field(default_factory=itertools.count)
+
+    @property
+    def job_id(self) -> str:
+        return self.spec.job_id
+
+
+class FairQueue:
+    """Jobs waiting for a device, taken round-robin across clients (FIFO within one client)."""
+
+    def __init__(self) -> None:
+        self._per_client: dict[bytes, deque[_Job]] = {}
+        self._turns: deque[bytes] = deque()
+        self._size = 0
+        self._changed = threading.Condition()
+
+    def __len__(self) -> int:
+        return self._size
+
+    def put(self, job: _Job) -> int:
+        """Queue ``job``; returns how many jobs were waiting before it."""
+        with self._changed:
+            ahead = self._size
+            if job.client not in self._per_client:
+                self._per_client[job.client] = deque()
+                self._turns.append(job.client)
+            self._per_client[job.client].append(job)
+            self._size += 1
+            self._changed.notify()
+            return ahead
+
+    def get(self, timeout: float) -> _Job | None:
+        with self._changed:
+            if not self._size and not self._changed.wait_for(lambda: self._size > 0, timeout):
+                return None
+            client = self._turns.popleft()
+            waiting = self._per_client[client]
+            job = waiting.popleft()
+            if waiting:
+                self._turns.append(client)
+            else:
+                del self._per_client[client]
+            self._size -= 1
+            return job
+
+    def remove(self, job: _Job) -> bool:
+        with self._changed:
+            waiting = self._per_client.get(job.client)
+            if not waiting or job not in waiting:
+                return False
+            waiting.remove(job)
+            self._size -= 1
+            if not waiting:
+                del self._per_client[job.client]
+                self._turns.remove(job.client)
+            return True
+
+
+@dataclass
+class _Peer:
+    last_seen: float
+    jobs: set[str] = field(default_factory=set)
+
+
+def check_bind_is_safe(bind: str, curve: CurveServerKeys | None) -> None:
+    """Refuse to listen beyond this machine unless CURVE keys and a client allow-list are set."""
+    if curve is None and not p.is_local_address(bind):
+        raise SecurityConfigError(
+            f"refusing to bind {bind} without CURVE keys: anyone on the network could run jobs. "
+            "Bind tcp://127.0.0.1:PORT or ipc://PATH, or pass --curve-secret SERVER.key_secret and "
+            "--allow CLIENT_KEYS_DIR (make keys with `talkbridge keys generate`)."
+        )
+
+
+class Server:
+    """A running sidecar; use as a context manager or call :meth:`start` / :meth:`stop`."""
+
+    def __init__(self, runner: JobRunner, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        check_bind_is_safe(self.config.bind, self.config.curve)
+        if not self.config.devices:
+            raise SecurityConfigError("a server needs at least one device")
+        self.runner = runner
+        self.address: str | None = None
+        self._context = zmq.Context()
+        self._authenticator: Any = None
+        self._queue = FairQueue()
+        self._bell = Doorbell()
+        self._stopping = threading.Event()
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._jobs: dict[str, _Job] = {}
+        self._finished: OrderedDict[str, bytes] = OrderedDict()
+        self._peers: dict[bytes, _Peer] = {}
+        self._threads: list[threading.Thread] = []
+        self._capabilities = dict(runner.capabilities())
+        self.stats = {"messages": 0, "rejected": 0, "chunks_sent": 0, "jobs_done": 0}
+
+    # -------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> "Server":
+        """Bind and start the threads; returns once the socket listens (or raises why it cannot)."""
+        if self.config.curve is not None:
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self._authenticator = ThreadAuthenticator(self._context, log=logging.getLogger(__name__ + ".auth"))
+            self._authenticator.start()
+            self._authenticator.configure_curve(domain="*", location=str(self.config.curve.allowed_clients))
+        io_thread = threading.Thread(target=self._io_main, name="talkbridge-io", daemon=True)
+        self._threads.append(io_thread)
+        io_thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            self._shutdown_context()
+            raise self._start_error
+        for device in self.config.devices:
+            worker = threading.Thread(target=self._worker_main, args=(device,), name=f"talkbridge-{device}", daemon=True)
+            self._threads.append(worker)
+            worker.start()
+        log.info("talkbridge sidecar listening on %s (devices: %s)", self.address, ", ".join(self.config.devices))
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Cancel every job, stop the threads and release the socket."""
+        self._stopping.set()
+        for job in list(self._jobs.values()):
+            job.cancel.set()
+            job.outbox.wake()
+        self._bell.ring()
+        for thread in self._threads:
+            thread.join(timeout)
+        alive = any(thread.is_alive() for thread in self._threads)
+        self._threads.clear()
+        self._shutdown_context(force=alive)
+
+    def _shutdown_context(self, force: bool = False) -> None:
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
+        if force:  # a thread did not stop in time: do not hang on its open socket
+            self._context.destroy(linger=0)
+        else:
+            self._context.term()
+        self._bell.close()
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Run until SIGINT/SIGTERM (for the CLI)."""
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            while not stop.wait(0.2):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.stop()
+
+    # -------------------------------------------------------------------------------- I/O thread
+
+    def _bind(self) -> zmq.Socket:
+        router = self._context.socket(zmq.ROUTER)
+        router.linger = 0
+        router.router_mandatory = True
+        router.setsockopt(zmq.MAXMSGSIZE, self.config.limits.max_buffer_bytes + 64 * 1024)
+        router.sndhwm = 1000
+        router.rcvhwm = 1000
+        if self.config.curve is not None:
+            router.curve_server = True
+            router.curve_publickey = self.config.curve.public
+            router.curve_secretkey = self.config.curve.secret
+        try:
+            router.bind(self.config.bind)
+        except zmq.ZMQError as error:
+            router.close()
+            raise SecurityConfigError(f"cannot bind {self.config.bind}: {error}") from None
+        self.address = router.getsockopt_string(zmq.LAST_ENDPOINT)
+        return router
+
+    def _io_main(self) -> None:
+        try:
+            router = self._bind()
+        except BaseException as error:  # reported to start()
+            self._start_error = error
+            self._ready.set()
+            return
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(self._bell.fileno(), zmq.POLLIN)
+        try:
+            while not self._stopping.is_set():
+                ready = dict(poller.poll(100))
+                if router in ready:
+                    for _ in range(256):  # bounded, so sending never starves
+                        try:
+                            frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        self._handle(router, frames)
+                if self._bell.fileno() in ready:
+                    self._bell.drain()
+                for job in list(self._jobs.values()):
+                    self._flush(router, job)
+                self._check_peers(router)
+        finally:
+            router.close(0)
+
+    def _send(self, router: zmq.Socket, client: bytes, message: p.Message) -> str:
+        return self._send_frames(router, client, p.encode(message, self.config.signing_key))
+
+    def _send_frames(self, router: zmq.Socket, client: bytes, frames: list[Any]) -> str:
+        """Send without ever blocking: "sent", "full" (the client is not reading) or "gone"."""
+        try:
+            router.send_multipart([client, *frames], zmq.NOBLOCK, copy=False)
+            return "sent"
+        except zmq.Again:
+            return "full"
+        except zmq.ZMQError as error:
+            if error.errno == zmq.EHOSTUNREACH:
+                return "gone"
+            raise
+
+    def _reply(self, router: zmq.Socket, client: bytes, request: p.Message | None, message: p.Message) -> None:
+        if request is not None and request.job_id and message.job_id is None:
+            message.job_id = request.job_id
+        self._send(router, client, message)
+
+    def _handle(self, router: zmq.Socket, frames: list[zmq.Frame]) -> None:
+        self.stats["messages"] += 1
+        client = frames[0].bytes
+        try:
+            message = p.decode(frames[1:], self.config.signing_key, self.config.limits)
+        except p.ProtocolError as error:
+            self.stats["rejected"] += 1
+            log.debug("rejected a message from %s: %s", client.hex(), error)
+            self._send(router, client, p.error_message(error.code, str(error), error.job_id))
+            return
+        peer = self._peers.get(client)
+        if peer is None:
+            peer = self._peers[client] = _Peer(time.monotonic())
+        peer.last_seen = time.monotonic()
+        handler = {
+            p.HELLO: self._on_hello,
+            p.PING: self._on_ping,
+            p.SUBMIT: self._on_submit,
+            p.CANCEL: self._on_cancel,
+            p.CREDIT: self._on_credit,
+        }.get(message.type)
+        if handler is None:
+            self.stats["rejected"] += 1
+            self._reply(router, client, message, p.error_message(p.E_BAD_MESSAGE, f"clients cannot send {message.type!r}"))
+            return
+        handler(router, client, peer, message)
+
+    def _on_hello(self, router: zmq.Socket, client: bytes, peer: _Peer, message: p.Message) -> None:
+        version = p.choose_version(message.body["versions"])
+        if version is None:
+            text = f"no common protocol version: client speaks {message.body['versions'][:8]}, server {list(p.SUPPORTED_VERSIONS)}"
+            self._send(router, client, p.error_message(p.E_UNSUPPORTED_VERSION, text))
+            return
+        capabilities = {
+            **self._capabilities,
+            "devices": list(self.config.devices),
+            "protocol_versions": list(p.SUPPORTED_VERSIONS),
+            "default_credit": self.config.default_credit,
+            "max_credit": self.config.max_credit,
+            "signed": bool(self.config.signing_key),
+            "curve": self.config.curve is not None,
+            "queued_jobs": len(self._queue),
+        }
+        welcome = p.Message(
+            p.WELCOME,
+            body={
+                "version": version,
+                "server": f"talkbridge {__version__}",
+                "capabilities": capabilities,
+                "heartbeat_s": self.config.heartbeat_s,
+                "limits": self.config.limits.as_dict(),
+            },
+        )
+        self._send(router, client, welcome)
+
+    def _on_ping(self, router: zmq.Socket, client: bytes, peer: _Peer, message: p.Message) -> None:
+        self._send(router, client, p.Message(p.PONG, body=dict(message.body)))
+
+    def _on_submit(self, router: zmq.Socket, client: bytes, peer: _Peer, message: p.Message) -> None:
+        job_id = message.job_id
+        assert job_id is not None
+        known = self._jobs.get(job_id)
+        if known is not None or job_id in self._finished:
+            owner = known.client if known is not None else self._finished[job_id]
+            if owner != client:
+                self._send(router, client, p.error_message(p.E_JOB_ID_IN_USE, f"job id {job_id} belongs to another client", job_id))
+                return
+            state = known.state if known is not None else "finished"
+            self._send(router, client, p.Message(p.ACCEPTED, job_id, {"position": 0, "duplicate": True, "state": state}))
+            return
+        if self._stopping.is_set():
+            self._send(router, client, p.error_message(p.E_SHUTTING_DOWN, "the server is shutting down", job_id, True))
+            return
+        if len(peer.jobs) >= self.config.max_jobs_per_client or len(self._queue) >= self.config.max_queued_jobs:
+            text = f"too many jobs queued (this client: {len(peer.jobs)}, all: {len(self._queue)}); retry later"
+            self._send(router, client, p.error_message(p.E_BUSY, text, job_id, True))
+            return
+        body = message.body
+        engine = body["engine"]
+        if engine not in self._capabilities.get("engines", []):
+            text = f"unknown engine {engine!r}; this server runs {self._capabilities.get('engines', [])}"
+            self._send(router, client, p.error_message(p.E_UNKNOWN_ENGINE, text, job_id))
+            return
+        has_file, has_pcm = "audio" in message.buffers, "audio_pcm" in message.buffers
+        if has_file == has_pcm:
+            text = "a submit needs exactly one of the buffers 'audio' (file bytes) or 'audio_pcm' (16 kHz float32)"
+            self._send(router, client, p.error_message(p.E_BAD_INPUT, text, job_id))
+            return
+        spec = JobSpec(
+            job_id=job_id,
+            engine=engine,
+            options=dict(body.get("options", {})),
+            audio_file=message.buffers.get("audio"),
+            audio_name=body.get("audio_name", "audio.wav"),
+            audio_pcm=message.buffers.get("audio_pcm"),
+            image_file=message.buffers.get("image"),
+            image_name=body.get("image_name", "image.png"),
+            first_frame=message.buffers.get("first_frame"),
+            render_size=body.get("render_size"),
+        )
+        credit = min(int(body.get("credit", self.config.default_credit)), self.config.max_credit)
+        job = _Job(spec, client, credit, Outbox(self.config.outbox_chunks))
+        self._jobs[job_id] = job
+        peer.jobs.add(job_id)
+        self._send(router, client, p.Message(p.ACCEPTED, job_id, {"position": len(self._queue)}, seq=next(job.seq)))
+        self._queue.put(job)
+
+    def _on_cancel(self, router: zmq.Socket, client: bytes, peer: _Peer, message: p.Message) -> None:
+        job_id = message.job_id
+        job = self._jobs.get(job_id or "")
+        if job is None or job.client != client:
+            reason = "the job had already finished" if self._finished.get(job_id or "") == client else "no such job"
+            self._send(router, client, p.Message(p.CANCELLED, job_id, {"already": True, "reason": reason}))
+            return
+        self._cancel_job(router, job, "cancelled by the client")
+
+    def _cancel_job(self, router: zmq.Socket | None, job: _Job, reason: str) -> None:
+        job.cancel.set()
+        job.outbox.drop_chunks()
+        if self._queue.remove(job):
+            job.state = "finished"
+            if router is not None and not job.orphaned:
+                self._send(router, job.client, p.Message(p.CANCELLED, job.job_id, {"reason": reason}, seq=next(job.seq)))
+            self._forget(job)
+        # a running job: its worker notices within one chunk and posts `cancelled` itself
+
+    def _on_credit(self, router: zmq.Socket, client: bytes, peer: _Peer, message: p.Message) -> None:
+        job = self._jobs.get(message.job_id or "")
+        if job is None or job.client != client:
+            return  # credit for a finished job is normal: ignore it
+        job.credit = min(job.credit + message.body["n"], self.config.max_credit)
+        self._flush(router, job)
+
+    def _flush(self, router: zmq.Socket, job: _Job) -> None:
+        """Send what the job's worker produced, as far as credit and the socket allow."""
+        while True:
+            item = job.outbox.peek()
+            if item is None:
+                return
+            kind, frames = item
+            if kind == p.CHUNK and (job.orphaned or job.cancel.is_set()):
+                job.outbox.pop()
+                continue
+            if kind == p.CHUNK and job.credit <= 0:
+                return
+            if not job.orphaned:
+                outcome = self._send_frames(router, job.client, frames)
+                if outcome == "full":
+                    return  # the client's pipe is full: try again on the next pass
+                if outcome == "gone":
+                    job.orphaned = True
+            job.outbox.pop()
+            if kind == p.CHUNK:
+                job.credit -= 1
+                self.stats["chunks_sent"] += 1
+            if kind in p.TERMINAL_TYPES:
+                self._forget(job)
+                return
+
+    def _forget(self, job: _Job) -> None:
+        job.state = "finished"
+        self._jobs.pop(job.job_id, None)
+        peer = self._peers.get(job.client)
+        if peer is not None:
+            peer.jobs.discard(job.job_id)
+        self._finished[job.job_id] = job.client
+        while len(self._finished) > self.config.remembered_jobs:
+            self._finished.popitem(last=False)
+        self.stats["jobs_done"] += 1
+
+    def _check_peers(self, router: zmq.Socket) -> None:
+        """Presume clients silent for ``client_timeout_s`` dead and free what they held."""
+        now = time.monotonic()
+        for client, peer in list(self._peers.items()):
+            if now - peer.last_seen <= self.config.client_timeout_s:
+                continue
+            del self._peers[client]
+            for job_id in list(peer.jobs):
+                job = self._jobs.get(job_id)
+                if job is not None:
+                    log.info("client %s went silent: cancelling job %s", client.hex(), job_id)
+                    job.orphaned = True
+                    self._cancel_job(router, job, "the client stopped answering")
+
+    # -------------------------------------------------------------------------------- workers
+
+    def _post(self, job: _Job, message: p.Message) -> bool:
+        message.seq = next(job.seq)
+        frames = p.encode(message, self.config.signing_key)
+        if not job.outbox.put(message.type, frames, job.cancel, self.config.stall_timeout_s):
+            return False
+        self._bell.ring()
+        return True
+
+    def _worker_main(self, device: str) -> None:
+        while not self._stopping.is_set():
+            job = self._queue.get(timeout=0.2)
+            if job is not None:
+                self._run_job(job, device)
+
+    def _run_job(self, job: _Job, device: str) -> None:
+        if job.cancel.is_set():
+            self._post(job, p.Message(p.CANCELLED, job.job_id, {"reason": "cancelled before it started"}))
+            return
+        job.state = "running"
+        self._post(job, p.Message(p.PROGRESS, job.job_id, {"stage": "running", "device": device}))
+        n_frames = n_chunks = 0
+        info: dict[str, Any] = {}
+        stream = None
+        try:
+            stream = self.runner.run(job.spec, device, job.cancel)
+            for output in stream:
+                if job.cancel.is_set():
+                    break
+                info.update(output.info)
+                if not self._post(job, chunk_message(job.job_id, output)):
+                    break
+                n_frames += output.chunk.n_frames
+                n_chunks += 1
+            if job.cancel.is_set() or self._stopping.is_set():
+                final = p.Message(p.CANCELLED, job.job_id, {"reason": "cancelled while running"})
+            else:
+                body = {"n_frames": n_frames, "n_chunks": n_chunks, **{k: str(v) for k, v in info.items() if k in ("engine", "engine_version")}}
+                final = p.Message(p.DONE, job.job_id, body)
+        except _Stalled:
+            text = f"the client took no chunk for {self.config.stall_timeout_s:.0f} s; the device was given to other jobs"
+            final = p.error_message(p.E_STALLED, text, job.job_id, retryable=True)
+        except TalkbridgeError as error:
+            final = p.error_message(p.E_BAD_INPUT, str(error), job.job_id)
+        except Exception as error:  # an engine bug must not take the sidecar down
+            log.exception("job %s failed", job.job_id)
+            final = p.error_message(p.E_ENGINE_FAILED, f"{type(error).__name__}: {error}", job.job_id, retryable=True)
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        self._post(job, final)
+
+
+_CHUNK_FIELDS = ("pose", "blink", "expression", "arkit", "visemes")
+
+
+def chunk_message(job_id: str, output: JobOutput) -> p.Message:
+    """The wire form of one job output: motion fields present in the chunk, plus frames if any."""
+    chunk = output.chunk
+    buffers: dict[str, np.ndarray] = {}
+    for name in _CHUNK_FIELDS:
+        value = getattr(chunk, name)
+        if value is not None:
+            buffers[name] = value
+    if output.frames is not None:
+        frames = np.asarray(output.frames)
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != chunk.n_frames or frames.shape[3] != 3:
+            raise TypeError(f"a runner yielded frames of shape {frames.shape} {frames.dtype} for {chunk.n_frames} motion frames")
+        buffers["frames"] = frames
+    return p.Message(p.CHUNK, job_id, {"start": chunk.start, "n_frames": chunk.n_frames}, buffers)
