@@ -1,0 +1,66 @@
+"""`talkbridge serve`: run the ZeroMQ sidecar that the Blender add-on and batch scripts talk to."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from talkbridge.core.errors import InputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the sidecar (streams motion and frames to clients over ZeroMQ)",
+        description=(
+            "Serve jobs over ZeroMQ. Loopback and ipc:// need no keys; any other address needs "
+            "--curve-secret and --allow, or the server refuses to start."
+        ),
+    )
+    parser.add_argument("--bind", default="tcp://127.0.0.1:5555", help="address to listen on (default: %(default)s; ipc://PATH works too)")
+    parser.add_argument("--devices", default="cpu", help="comma-separated devices, one worker each (e.g. cuda:0,cuda:1; default: cpu)")
+    parser.add_argument("--curve-secret", type=Path, help="the server's CURVE key pair (NAME.key_secret from `talkbridge keys generate`)")
+    parser.add_argument("--allow", type=Path, help="folder of client public keys (.key) allowed to connect")
+    parser.add_argument("--signing-key", type=Path, help="shared HMAC key file; clients must sign with the same key")
+    parser.add_argument("--engine-config", type=Path, help="JSON object: engine name -> constructor options (checkpoint paths)")
+    parser.add_argument("--client-timeout", type=float, default=10.0, help="seconds of client silence before its jobs are cancelled (default: %(default)s)")
+    parser.add_argument("--max-input-mb", type=int, default=256, help="largest audio or image file accepted, in MiB (default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def _engine_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except OSError as error:
+        raise InputError(f"cannot read the engine config ({error.strerror})", path) from None
+    except ValueError as error:
+        raise InputError(f"not valid JSON ({error})", path) from None
+    if not isinstance(config, dict) or not all(isinstance(v, dict) for v in config.values()):
+        raise InputError("the engine config must map engine names to objects of options", path)
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from talkbridge.bridge.jobs import EngineRunner
+    from talkbridge.bridge.protocol import Limits
+    from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError, load_signing_key
+    from talkbridge.bridge.server import Server, ServerConfig, check_bind_is_safe
+
+    if (args.curve_secret is None) != (args.allow is None):
+        raise SecurityConfigError("CURVE needs both --curve-secret (the server's key pair) and --allow (client keys folder)")
+    curve = CurveServerKeys.load(args.curve_secret, args.allow) if args.curve_secret else None
+    check_bind_is_safe(args.bind, curve)
+    devices = tuple(d.strip() for d in args.devices.split(",") if d.strip())
+    config = ServerConfig(
+        bind=args.bind,
+        devices=devices,
+        curve=curve,
+        signing_key=load_signing_key(args.signing_key) if args.signing_key else None,
+        limits=Limits.for_server(args.max_input_mb * 1024 * 1024),
+        client_timeout_s=args.client_timeout,
+    )
+    Server(EngineRunner(_engine_config(args.engine_config)), config).serve_forever()
+    return 0
