@@ -1,0 +1,65 @@
+"""Shared helpers for the render and face tests: reference key files, recipe weights, tiny configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from talkbridge.core.sadtalker.render.config import (
+    DenseMotionConfig,
+    GeneratorConfig,
+    KPDetectorConfig,
+    MappingConfig,
+    RenderConfig,
+)
+from tests.golden_cases import GoldenCase, golden_root, load_recipe
+
+RENDER_REFERENCE = golden_root() / "render"
+
+
+def reference_keys(name: str) -> dict[str, list[int]]:
+    """``render/keys/<name>.json``: the official state-dict layout, in order."""
+    return json.loads((RENDER_REFERENCE / "keys" / f"{name}.json").read_text())
+
+
+def golden_case(name: str) -> GoldenCase:
+    folder = RENDER_REFERENCE / "golden" / name
+    return GoldenCase(folder, json.loads((folder / "case.json").read_text()))
+
+
+def recipe_state(module: torch.nn.Module, seed: int = 1) -> dict[str, torch.Tensor]:
+    """Recipe weights for ``module``'s own layout (no post-processing)."""
+    recipe = load_recipe(RENDER_REFERENCE)
+    shapes = {k: list(v.shape) for k, v in module.state_dict().items()}
+    return {k: torch.from_numpy(np.array(v, copy=True)) for k, v in recipe.recipe_state_dict(shapes, seed).items()}
+
+
+def tiny_render_config(coeff_nc: int = 70) -> RenderConfig:
+    """A structurally complete renderer small enough for behaviour tests at 64x64."""
+    return RenderConfig(
+        mapping=MappingConfig(coeff_nc=coeff_nc, descriptor_nc=32),
+        kp_detector=KPDetectorConfig(block_expansion=4, max_features=32, num_blocks=3, reshape_channel=64, reshape_depth=4),
+        generator=GeneratorConfig(
+            feature_channel=4,
+            block_expansion=8,
+            max_features=16,
+            reshape_channel=4,
+            reshape_depth=4,
+            num_resblocks=1,
+            spade_hidden=8,
+            spade_middle_blocks=1,
+            dense_motion=DenseMotionConfig(block_expansion=4, max_features=16, num_blocks=2, reshape_depth=4, compress=2),
+        ),
+    )
+
+
+def landmarks_y_down(case_name: str = "h_align_img") -> tuple[np.ndarray, np.ndarray]:
+    """The 256x256 astronaut crop and its 68 landmarks in image pixels (y down)."""
+    case = golden_case(case_name)
+    image = case.inputs["image_u8"]
+    lm = case.inputs["lm68_yup"].astype(np.float32).copy()
+    lm[:, 1] = image.shape[0] - 1 - lm[:, 1]
+    return image, lm
