@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import warnings
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -85,7 +86,9 @@ def read_gltf(path: str | Path) -> tuple[pygltflib.GLTF2, list[bytes]]:
     if not version.startswith("2."):
         raise InputError(f"glTF version {version or '?'} is not supported; talkbridge reads glTF 2.0", path)
     try:
-        document = pygltflib.GLTF2.from_dict(content)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # dataclasses_json notes every absent optional field
+            document = pygltflib.GLTF2.from_json(json.dumps(content), infer_missing=True)
     except Exception as error:  # pygltflib raises assorted types on malformed JSON
         raise InputError(f"malformed glTF JSON: {error}", path) from error
     buffers = []
