@@ -35,6 +35,7 @@ from talkbridge.core.motion import EXPRESSION_DIM, POSE_DIM, MotionChunk
 from talkbridge.core.sadtalker.blink import random_blinks
 from talkbridge.core.sadtalker.coeff_files import first_frame_row, reference_rows
 from talkbridge.core.sadtalker.nets.expnet import ExpNet
+from talkbridge.core.sadtalker.nets.fusion import folded_encoder
 from talkbridge.core.sadtalker.nets.posevae import PoseVAE
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,13 @@ def predict_expression(
     blink: np.ndarray,
     device: torch.device | str = "cpu",
     batch: int = DEFAULT_EXPNET_BATCH,
+    encoder: torch.nn.Module | None = None,
 ) -> np.ndarray:
-    """ExpNet over (n, 80, 16) windows with per-frame (n, 64) reference and (n, 1) blink -> (n, 64)."""
+    """ExpNet over (n, 80, 16) windows with per-frame (n, 64) reference and (n, 1) blink -> (n, 64).
+
+    ``encoder`` may replace ``model.audio_encoder`` with an equivalent (e.g. batch-norm folded) copy.
+    """
+    encoder = model.audio_encoder if encoder is None else encoder
     outputs = []
     with torch.inference_mode():
         for lo in range(0, len(windows), batch):
@@ -92,7 +98,8 @@ def predict_expression(
             mel = torch.from_numpy(np.ascontiguousarray(windows[lo:hi])).to(device).unsqueeze(1)
             ref = torch.from_numpy(np.ascontiguousarray(ref_expression[lo:hi], np.float32)).to(device)
             eye = torch.from_numpy(np.ascontiguousarray(blink[lo:hi], np.float32)).to(device)
-            outputs.append(model(mel, ref, eye).float().cpu().numpy())
+            audio = encoder(mel).flatten(1)
+            outputs.append(model.mapping1(torch.cat([audio, ref, eye], dim=1)).float().cpu().numpy())
     return np.concatenate(outputs, axis=0) if outputs else np.zeros((0, EXPRESSION_DIM), np.float32)
 
 
@@ -113,8 +120,10 @@ class PoseSequence:
         next_latent: Callable[[], torch.Tensor],
         device: torch.device | str = "cpu",
         trace: list | None = None,
+        encoder: torch.nn.Module | None = None,
     ) -> None:
         self.model, self.windows, self.n_frames = model, windows, n_frames
+        self.encoder = model.audio_encoder.audio_encoder if encoder is None else encoder
         self.seq_len = model.config.seq_len
         self.device = device
         self.first_pose = torch.as_tensor(np.asarray(first_pose, np.float32).reshape(1, POSE_DIM), device=device)
@@ -141,7 +150,7 @@ class PoseSequence:
                 cursor = first + len(reuse)
         if cursor < stop:
             mel = torch.from_numpy(self.windows(cursor, stop)).to(self.device)
-            pieces.append(self.model.audio_encoder(mel.unsqueeze(0).unsqueeze(2))[0])
+            pieces.append(self.encoder(mel.unsqueeze(1)).flatten(1))
         embedding = torch.cat(pieces, dim=0)
         self._embedding_cache = (first, embedding)
         return embedding
@@ -185,7 +194,7 @@ class PoseSequence:
             self.ensure(stop)
             return self.raw[first:stop].copy()
         radius = window // 2
-        seg_stop = min(n, stop + radius)
+        seg_stop = min(n, max(stop + radius, window))
         seg_first = max(0, min(first - radius, seg_stop - window))
         self.ensure(seg_stop)
         segment = savgol_filter(self.raw[seg_first:seg_stop], window, POSE_SMOOTH_ORDER, axis=0)
@@ -243,6 +252,8 @@ class Audio2Coeff:
         self.posevae = posevae.to(self.device).eval()
         self.expnet_batch = expnet_batch
         self.num_styles = posevae.config.num_styles
+        self.expnet_encoder = folded_encoder(self.expnet.audio_encoder)
+        self.posevae_encoder = folded_encoder(self.posevae.audio_encoder.audio_encoder)
 
     def check_style(self, pose_style: int) -> int:
         if not 0 <= int(pose_style) < self.num_styles:
@@ -250,7 +261,9 @@ class Audio2Coeff:
         return int(pose_style)
 
     def expression(self, windows: np.ndarray, ref_expression: np.ndarray, blink: np.ndarray) -> np.ndarray:
-        return predict_expression(self.expnet, windows, ref_expression, blink, self.device, self.expnet_batch)
+        return predict_expression(
+            self.expnet, windows, ref_expression, blink, self.device, self.expnet_batch, self.expnet_encoder
+        )
 
     def prepare_windows(
         self,
@@ -286,7 +299,7 @@ class Audio2Coeff:
         trace: list = []
         pose = PoseSequence(
             self.posevae, windows, n_frames, first_frame[EXPRESSION_DIM : EXPRESSION_DIM + POSE_DIM],
-            style, next_latent, self.device, trace,
+            style, next_latent, self.device, trace, self.posevae_encoder,
         )
         return CoeffJob(
             n_frames=n_frames,

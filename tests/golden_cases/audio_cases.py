@@ -58,22 +58,27 @@ def run_blink_random(case: GoldenCase) -> dict[str, np.ndarray]:
 
 
 def run_audio2exp(case: GoldenCase) -> dict[str, np.ndarray]:
-    model = recipe_model(case, ExpNet(), "audio2exp")
+    pipeline = Audio2Coeff(recipe_model(case, ExpNet(), "audio2exp"), PoseVAE())
     mels = case.inputs["indiv_mels"][0, :, 0]
     ref = case.inputs["ref"][0, :, :EXPRESSION_DIM]
     ratio = case.inputs["ratio_gt"][0]
-    return {"exp_coeff_pred": predict_expression(model, mels, ref, ratio)[None]}
+    unfused = predict_expression(pipeline.expnet, mels[:10], ref[:10], ratio[:10], batch=10)
+    fused = pipeline.expression(mels, ref, ratio)  # the production path (batch norm folded)
+    assert np.allclose(fused[:10], unfused, atol=1e-5)
+    return {"exp_coeff_pred": fused[None]}
 
 
 def run_audio2pose(case: GoldenCase) -> dict[str, np.ndarray]:
     model = recipe_model(case, PoseVAE(), "audio2pose")
+    pipeline = Audio2Coeff(ExpNet(), model)
     mels = case.inputs["indiv_mels"][0, :, 0]
     frames = int(case.inputs["num_frames"])
     first_pose = case.inputs["ref"][0, 0, EXPRESSION_DIM : EXPRESSION_DIM + POSE_DIM]
     latents = iter(torch.from_numpy(case.inputs["z"].reshape(-1, model.config.latent).copy()))
     trace: list = []
     pose = PoseSequence(
-        model, lambda a, b: mels[a:b], frames, first_pose, int(case.inputs["class"][0]), lambda: next(latents), trace=trace
+        model, lambda a, b: mels[a:b], frames, first_pose, int(case.inputs["class"][0]), lambda: next(latents),
+        trace=trace, encoder=pipeline.posevae_encoder,
     )
     pose.ensure(frames)
     return {
