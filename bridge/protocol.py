@@ -279,7 +279,7 @@ def _buffer_specs(header: dict, limits: Limits) -> list[BufferSpec]:
         if not isinstance(shape, list) or len(shape) not in ndims or len(shape) > MAX_NDIM:
             raise ProtocolError(E_BAD_MESSAGE, f"buffer {name!r} must have {ndims} dimension(s)", job_id)
         for dim in shape:
-            _check_int(dim, f"a dimension of buffer {name!r}", 0, limits.max_buffer_bytes)
+            _check_int(dim, f"a dimension of buffer {name!r}")
         itemsize = np.dtype(dtype).itemsize
         nbytes = math.prod(shape) * itemsize  # exact Python integers: no overflow
         if nbytes > limits.max_buffer_bytes:

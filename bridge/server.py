@@ -123,6 +123,8 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"  # queued -> running -> finished
     orphaned: bool = False  # the client is gone: discard whatever is left
+    cancel_reason: str | None = None
+    terminal_posted: bool = False
     seq: Any = field(default_factory=itertools.count)
 
     @property
@@ -131,11 +133,17 @@ class _Job:
 
 
 class FairQueue:
-    """Jobs waiting for a device, taken round-robin across clients (FIFO within one client)."""
+    """Jobs waiting for a device: the next one comes from the client served least recently.
 
-    def __init__(self) -> None:
+    Within one client jobs run in submission order. A client that just had a job started goes
+    behind every other waiting client, so one client's long batch never starves another's.
+    """
+
+    def __init__(self, remembered_clients: int = 4096) -> None:
         self._per_client: dict[bytes, deque[_Job]] = {}
-        self._turns: deque[bytes] = deque()
+        self._last_served: OrderedDict[bytes, int] = OrderedDict()
+        self._remembered = remembered_clients
+        self._turn = 0
         self._size = 0
         self._changed = threading.Condition()
 
@@ -146,10 +154,7 @@ class FairQueue:
         """Queue ``job``; returns how many jobs were waiting before it."""
         with self._changed:
             ahead = self._size
-            if job.client not in self._per_client:
-                self._per_client[job.client] = deque()
-                self._turns.append(job.client)
-            self._per_client[job.client].append(job)
+            self._per_client.setdefault(job.client, deque()).append(job)
             self._size += 1
             self._changed.notify()
             return ahead
@@ -158,14 +163,17 @@ class FairQueue:
         with self._changed:
             if not self._size and not self._changed.wait_for(lambda: self._size > 0, timeout):
                 return None
-            client = self._turns.popleft()
+            client = min(self._per_client, key=lambda c: self._last_served.get(c, -1))  # ties: arrival order
             waiting = self._per_client[client]
             job = waiting.popleft()
-            if waiting:
-                self._turns.append(client)
-            else:
+            if not waiting:
                 del self._per_client[client]
             self._size -= 1
+            self._turn += 1
+            self._last_served[client] = self._turn
+            self._last_served.move_to_end(client)
+            while len(self._last_served) > self._remembered:
+                self._last_served.popitem(last=False)
             return job
 
     def remove(self, job: _Job) -> bool:
@@ -177,7 +185,6 @@ class FairQueue:
             self._size -= 1
             if not waiting:
                 del self._per_client[job.client]
-                self._turns.remove(job.client)
             return True
 
 
@@ -211,7 +218,8 @@ class Server:
         self._authenticator: Any = None
         self._queue = FairQueue()
         self._bell = Doorbell()
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # no new jobs; workers finish up
+        self._io_stop = threading.Event()  # the I/O thread sends what is left and closes
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._jobs: dict[str, _Job] = {}
@@ -246,13 +254,16 @@ class Server:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Cancel every job, stop the threads and release the socket."""
+        """Stop every job (clients get a retryable shutting_down error), the threads and the socket."""
         self._stopping.set()
         for job in list(self._jobs.values()):
             job.cancel.set()
             job.outbox.wake()
+        for thread in self._threads[1:]:  # workers first, so their last words still get sent
+            thread.join(timeout)
+        self._io_stop.set()
         self._bell.ring()
-        for thread in self._threads:
+        for thread in self._threads[:1]:
             thread.join(timeout)
         alive = any(thread.is_alive() for thread in self._threads)
         self._threads.clear()
@@ -320,7 +331,7 @@ class Server:
         poller.register(router, zmq.POLLIN)
         poller.register(self._bell.fileno(), zmq.POLLIN)
         try:
-            while not self._stopping.is_set():
+            while not self._io_stop.is_set():
                 ready = dict(poller.poll(100))
                 if router in ready:
                     for _ in range(256):  # bounded, so sending never starves
@@ -334,8 +345,18 @@ class Server:
                 for job in list(self._jobs.values()):
                     self._flush(router, job)
                 self._check_peers(router)
+            self._say_goodbye(router)
         finally:
             router.close(0)
+
+    def _say_goodbye(self, router: zmq.Socket) -> None:
+        """Tell the clients of unfinished jobs that the server is going away (they may retry)."""
+        for job in list(self._jobs.values()):
+            self._queue.remove(job)
+            if not job.terminal_posted:
+                text = "the server is shutting down; submit again later"
+                self._post(job, p.error_message(p.E_SHUTTING_DOWN, text, job.job_id, retryable=True))
+            self._flush(router, job)
 
     def _send(self, router: zmq.Socket, client: bytes, message: p.Message) -> str:
         return self._send_frames(router, client, p.encode(message, self.config.signing_key))
@@ -474,6 +495,7 @@ class Server:
         self._cancel_job(router, job, "cancelled by the client")
 
     def _cancel_job(self, router: zmq.Socket | None, job: _Job, reason: str) -> None:
+        job.cancel_reason = reason
         job.cancel.set()
         job.outbox.drop_chunks()
         if self._queue.remove(job):
@@ -544,6 +566,9 @@ class Server:
     # -------------------------------------------------------------------------------- workers
 
     def _post(self, job: _Job, message: p.Message) -> bool:
+        if job.terminal_posted:
+            return False
+        job.terminal_posted = message.type in p.TERMINAL_TYPES
         message.seq = next(job.seq)
         frames = p.encode(message, self.config.signing_key)
         if not job.outbox.put(message.type, frames, job.cancel, self.config.stall_timeout_s):
@@ -576,8 +601,11 @@ class Server:
                     break
                 n_frames += output.chunk.n_frames
                 n_chunks += 1
-            if job.cancel.is_set() or self._stopping.is_set():
-                final = p.Message(p.CANCELLED, job.job_id, {"reason": "cancelled while running"})
+            if job.cancel_reason is None and self._stopping.is_set():
+                text = "the server is shutting down; submit again later"
+                final = p.error_message(p.E_SHUTTING_DOWN, text, job.job_id, retryable=True)
+            elif job.cancel.is_set():
+                final = p.Message(p.CANCELLED, job.job_id, {"reason": job.cancel_reason or "cancelled"})
             else:
                 body = {"n_frames": n_frames, "n_chunks": n_chunks, **{k: str(v) for k, v in info.items() if k in ("engine", "engine_version")}}
                 final = p.Message(p.DONE, job.job_id, body)

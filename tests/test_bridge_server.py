@@ -1,0 +1,249 @@
+"""The sidecar over real sockets (127.0.0.1 and ipc) with the deterministic synthetic runner.
+
+Behaviour that must not depend on engine speed: streaming, cancel, fairness, back-pressure,
+heartbeats, idempotent retries and failure reporting. Every test stops its server and clients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from talkbridge.bridge import protocol as p
+from talkbridge.bridge.client import Client
+from talkbridge.bridge.server import Server, ServerConfig
+from talkbridge.bridge.synthetic import SyntheticRunner, synthetic_chunk, synthetic_frames
+
+pytestmark = pytest.mark.timeout(60)
+
+AUDIO = np.zeros(1600, np.float32)  # the synthetic runner ignores audio, but a submit must carry some
+
+
+@contextlib.contextmanager
+def serve(runner: SyntheticRunner, bind: str = "tcp://127.0.0.1:*", **options):
+    server = Server(runner, ServerConfig(bind=bind, **options)).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def connect(server: Server, **options):
+    client = Client(server.address, **options)
+    try:
+        client.connect(timeout=5)
+        yield client
+    finally:
+        client.close()
+
+
+def wait_for(condition, timeout: float = 5.0, step: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+def test_a_job_streams_chunks_that_join_to_the_in_process_result(transport, tmp_path):
+    bind = "tcp://127.0.0.1:*" if transport == "tcp" else f"ipc://{tmp_path}/sidecar.sock"
+    runner = SyntheticRunner()
+    with serve(runner, bind=bind) as server, connect(server) as client:
+        assert client.welcome["capabilities"]["engines"] == ["synthetic"]
+        result = client.submit("synthetic", audio=AUDIO, options={"n_frames": 57, "chunk_frames": 8, "seed": 3}, render_size=64).result()
+    kinds = [event.type for event in result.events]
+    assert kinds[0] == p.ACCEPTED and kinds[-1] == p.DONE and kinds.count(p.CHUNK) == 8
+    expected = synthetic_chunk(0, 57, seed=3)
+    assert np.array_equal(result.array("pose"), expected.pose)
+    assert np.array_equal(result.array("blink"), expected.blink)
+    assert np.array_equal(result.array("expression"), expected.expression)
+    assert np.array_equal(result.array("frames"), synthetic_frames(0, 57, 64))
+    assert [c.body["start"] for c in result.chunks] == list(range(0, 57, 8))
+    assert result.final.body["n_frames"] == 57 and result.final.body["engine"] == "synthetic"
+    motion = result.chunks[1].motion_chunk()
+    assert motion.start == 8 and motion.n_frames == 8
+
+
+def test_the_polling_api_never_blocks_and_delivers_the_same_stream():
+    runner = SyntheticRunner()
+    with serve(runner) as server, connect(server, credit=2) as client:
+        job_id = client.submit_nowait("synthetic", audio=AUDIO, options={"n_frames": 40, "chunk_frames": 5})
+        events = []
+        deadline = time.monotonic() + 10
+        while not (events and events[-1].terminal) and time.monotonic() < deadline:
+            started = time.perf_counter()
+            events += [e for e in client.poll_events() if e.job_id == job_id]
+            assert time.perf_counter() - started < 0.05  # a Blender timer callback must return at once
+            time.sleep(0.005)
+    assert events[-1].type == p.DONE
+    pose = np.concatenate([e.arrays["pose"] for e in events if e.type == p.CHUNK])
+    assert np.array_equal(pose, synthetic_chunk(0, 40).pose)
+
+
+def test_cancel_mid_job_stops_work_within_one_chunk():
+    runner = SyntheticRunner()
+    with serve(runner) as server, connect(server) as client:
+        handle = client.submit("synthetic", audio=AUDIO, options={"n_frames": 2000, "chunk_frames": 10, "delay_s": 0.03})
+        produced_at_cancel = None
+        cancelled_at = None
+        chunks_seen = 0
+        for event in handle:
+            if event.type == p.CHUNK:
+                chunks_seen += 1
+                if chunks_seen == 3:
+                    produced_at_cancel = runner.produced[handle.job_id]
+                    cancelled_at = time.monotonic()
+                    handle.cancel()
+            last = event
+        assert last.type == p.CANCELLED
+        assert time.monotonic() - cancelled_at < 1.0
+        assert runner.produced[handle.job_id] <= produced_at_cancel + 1
+        assert handle.job_id in runner.cancelled and handle.job_id not in runner.finished
+        assert server.stats["jobs_done"] == 1 and not server._jobs
+
+
+def test_cancelling_a_queued_job_answers_at_once_and_it_never_starts():
+    runner = SyntheticRunner(gates={"first": threading.Event()})
+    with serve(runner) as server, connect(server) as client:
+        first = client.submit("synthetic", audio=AUDIO, options={"hold": "first", "n_frames": 5})
+        queued = client.submit("synthetic", audio=AUDIO, options={"n_frames": 5})
+        assert wait_for(lambda: runner.started == [first.job_id])
+        queued.cancel()
+        events = list(queued)
+        assert events[-1].type == p.CANCELLED
+        runner.gates["first"].set()
+        assert list(first)[-1].type == p.DONE
+    assert queued.job_id not in runner.started
+
+
+def test_hello_ping_and_cancel_answer_promptly_during_a_long_chunk():
+    runner = SyntheticRunner()
+    with serve(runner) as server, connect(server) as client:
+        handle = client.submit("synthetic", audio=AUDIO, options={"n_frames": 20, "chunk_frames": 10, "delay_s": 1.5})
+        assert wait_for(lambda: handle.job_id in runner.started)
+        assert client.ping(timeout=1.0) < 0.25
+        with connect(server) as other:
+            assert other.welcome["version"] == p.PROTOCOL_VERSION
+        started = time.monotonic()
+        handle.cancel()
+        assert list(handle)[-1].type == p.CANCELLED
+        assert time.monotonic() - started < 2.0  # the chunk in progress, no more
+
+
+def test_jobs_from_several_clients_take_turns_on_a_device():
+    runner = SyntheticRunner(gates={"gate": threading.Event()})
+    with serve(runner) as server, connect(server) as alice, connect(server) as bob:
+        options = {"n_frames": 4, "chunk_frames": 2}
+        a = [alice.submit("synthetic", audio=AUDIO, options={**options, "hold": "gate"})]
+        a += [alice.submit("synthetic", audio=AUDIO, options=options) for _ in range(2)]
+        assert wait_for(lambda: len(runner.started) == 1)
+        b = [bob.submit("synthetic", audio=AUDIO, options=options) for _ in range(3)]
+        for handle in b:  # every job is queued before the device frees up
+            assert next(iter(handle)).type == p.ACCEPTED
+        runner.gates["gate"].set()
+        for handle in a + b:
+            assert list(handle)[-1].type == p.DONE
+    ids = {h.job_id: name for name, h in zip(["a1", "a2", "a3", "b1", "b2", "b3"], a + b)}
+    assert [ids[j] for j in runner.started] == ["a1", "b1", "a2", "b2", "a3", "b3"]
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096
+
+
+def test_a_paused_client_keeps_server_memory_flat():
+    runner = SyntheticRunner()
+    with serve(runner, outbox_chunks=2) as server, connect(server) as client:
+        # 200 chunks of ten 512x512 frames: 1.5 GB if anything buffered the whole video.
+        job_id = client.submit_nowait("synthetic", audio=AUDIO, credit=2, render_size=512, options={"n_frames": 2000, "chunk_frames": 10})
+        assert wait_for(lambda: runner.produced.get(job_id, 0) >= 4)
+        time.sleep(0.3)
+        produced, rss = runner.produced[job_id], _rss_bytes()
+        time.sleep(1.0)
+        assert runner.produced[job_id] == produced <= 2 + 2 + 1  # credit + outbox + the one waiting for room
+        assert _rss_bytes() - rss < 40 * 2**20
+        client.poll_events()  # taking the chunks returns credit: the stream moves again
+        assert wait_for(lambda: runner.produced[job_id] > produced)
+        client.cancel(job_id)
+        assert wait_for(lambda: any(e.type == p.CANCELLED for e in client.poll_events()))
+
+
+def test_a_silent_client_is_presumed_dead_and_its_job_cancelled():
+    runner = SyntheticRunner()
+    with serve(runner, client_timeout_s=0.5) as server:
+        context = zmq.Context.instance()
+        dealer = context.socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.connect(server.address)
+        submit = p.Message(p.SUBMIT, "orphan", {"engine": "synthetic", "options": {"n_frames": 10000, "delay_s": 0.01}}, {"audio_pcm": AUDIO})
+        dealer.send_multipart(p.encode(submit))
+        assert wait_for(lambda: "orphan" in runner.started)
+        dealer.close()  # gone without a word: no cancel, no more heartbeats
+        assert wait_for(lambda: "orphan" in runner.cancelled, timeout=3.0)
+        assert wait_for(lambda: not server._jobs and not server._peers, timeout=2.0)
+
+
+def test_a_repeated_submit_is_the_same_job():
+    runner = SyntheticRunner(gates={"g": threading.Event()})
+    with serve(runner) as server:
+        dealer = zmq.Context.instance().socket(zmq.DEALER)
+        dealer.linger = 0
+        dealer.rcvtimeo = 3000
+        dealer.connect(server.address)
+        try:
+            submit = p.encode(p.Message(p.SUBMIT, "same", {"engine": "synthetic", "options": {"n_frames": 20, "hold": "g"}}, {"audio_pcm": AUDIO}))
+            dealer.send_multipart(submit)
+            dealer.send_multipart(submit)  # a retry: its answer was slow
+            first, second = (p.decode(dealer.recv_multipart()) for _ in range(2))
+            assert first.type == second.type == p.ACCEPTED and second.body["duplicate"] is True
+            runner.gates["g"].set()
+            kinds = []
+            while not kinds or kinds[-1] != p.DONE:
+                kinds.append(p.decode(dealer.recv_multipart()).type)
+            dealer.send_multipart(submit)  # a retry arriving after the job ended
+            late = p.decode(dealer.recv_multipart())
+            assert late.type == p.ACCEPTED and late.body == {"position": 0, "duplicate": True, "state": "finished"}
+        finally:
+            dealer.close()
+    assert runner.started == ["same"] and kinds.count(p.CHUNK) == 2
+
+
+def test_an_engine_failure_is_an_error_event_and_the_server_carries_on():
+    runner = SyntheticRunner()
+    with serve(runner) as server, connect(server) as client:
+        failed = client.submit("synthetic", audio=AUDIO, options={"n_frames": 30, "fail_at": 1}).result()
+        assert failed.final.type == p.ERROR and failed.final.code == p.E_ENGINE_FAILED
+        assert failed.final.body["retryable"] is True and "synthetic failure" in failed.final.body["message"]
+        assert len(failed.chunks) == 1
+        bad = client.submit("synthetic", audio=AUDIO, options={"n_frames": -3}).result()
+        assert bad.final.code == p.E_BAD_INPUT and bad.final.body["retryable"] is False
+        assert client.submit("synthetic", audio=AUDIO).result().final.type == p.DONE
+
+
+def test_a_stopping_server_tells_its_clients():
+    runner = SyntheticRunner()
+    server = Server(runner, ServerConfig(bind="tcp://127.0.0.1:*")).start()
+    client = Client(server.address)
+    try:
+        client.connect()
+        handle = client.submit("synthetic", audio=AUDIO, options={"n_frames": 100000, "chunk_frames": 10, "delay_s": 0.02})
+        events = iter(handle)
+        assert next(events).type == p.ACCEPTED
+        stopping = threading.Thread(target=server.stop)
+        stopped_at = time.monotonic()
+        stopping.start()
+        final = [e for e in events][-1]
+        assert final.type == p.ERROR and final.code == p.E_SHUTTING_DOWN and final.body["retryable"]
+        assert time.monotonic() - stopped_at < 1.0
+        stopping.join()
+    finally:
+        client.close()
