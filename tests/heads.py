@@ -255,13 +255,14 @@ def synthetic_bfm_arrays(step: float = 0.02, seed: int = 3) -> dict[str, np.ndar
         return (np.clip(1.0 - d / radius, 0.0, 1.0) ** 2)[:, None] * np.asarray(move)
 
     exp = np.zeros((n, 3, 64))
-    lower = np.clip((-0.37 - points[:, 1]) / 0.2, 0.0, 1.0)  # below the mouth line moves down
+    # exp_00 opens the jaw: everything below the upper lip drops, the mouth corners half as far.
+    lower = np.clip((-0.34 - points[:, 1]) / 0.04, 0.0, 1.0)
     exp[:, 1, 0] = -0.12 * lower
     exp[:, :, 1] = bump([-0.26, -0.36], 0.16, [-0.03, 0.05, 0]) + bump([0.26, -0.36], 0.16, [0.03, 0.05, 0])
     exp[:, :, 2] = bump([0, -0.4], 0.3, [0, 0, 0.06]) + np.stack([-0.25 * points[:, 0] * (bump([0, -0.4], 0.3, [1, 0, 0])[:, 0]), np.zeros(n), np.zeros(n)], 1)
     exp[:, :, 3] = bump([0.32, 0.33], 0.12, [0, -0.12, 0])  # subject's left upper lid down
     exp[:, :, 4] = bump([-0.32, 0.33], 0.12, [0, -0.12, 0])  # subject's right upper lid down
-    exp[:, :, 5] = bump([-0.38, 0.46], 0.3, [0, 0.08, 0]) + bump([0.38, 0.46], 0.3, [0, 0.08, 0])
+    exp[:, 1, 5] = 0.04 * np.clip(1.0 - np.abs(points[:, 1] - 0.46) / 0.08, 0.0, 1.0)  # the brow band rises
     rng = np.random.default_rng(seed)
     exp[:, :, 6:] = rng.normal(scale=0.002, size=(n, 3, 58))
     identity = rng.normal(scale=0.003, size=(n, 3, 80))

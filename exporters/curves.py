@@ -1,0 +1,83 @@
+"""Plain per-frame curves as JSON or CSV, for pipelines that key their own rigs from a table.
+
+JSON: ``{"format": "talkbridge.curves", "version": 1, "fps", "frames", "engine", "metadata",
+"channels": {name: [one value per frame]}}``. CSV: a header ``frame,time,<channel names>`` then one
+row per frame. Channel names are the canonical ones: ``pitch yaw roll tx ty tz`` (pose, radians and
+3DMM units), ``blink``, the ARKit-52 names, ``viseme_*`` and ``exp_00..exp_63``, each present only
+when the motion has it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from talkbridge.core.errors import InputError
+from talkbridge.core.motion import ARKIT_52, OCULUS_VISEMES, POSE_NAMES, Motion
+from talkbridge.exporters.atomic import atomic_output
+from talkbridge.exporters.naming import EXPRESSION_CHANNELS
+
+FORMAT = "talkbridge.curves"
+VERSION = 1
+FAMILIES = ("pose", "blink", "arkit", "visemes", "expression")
+
+
+def curve_table(motion: Motion, families: tuple[str, ...] = FAMILIES) -> tuple[list[str], np.ndarray]:
+    """Channel names and the (T, C) values for the requested families the motion has."""
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        raise InputError(f"unknown curve families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+    names: list[str] = []
+    columns: list[np.ndarray] = []
+    if "pose" in families:
+        names += list(POSE_NAMES)
+        columns.append(np.asarray(motion.pose, np.float32))
+    if "blink" in families:
+        names.append("blink")
+        columns.append(np.asarray(motion.blink, np.float32)[:, None])
+    if "arkit" in families and motion.arkit is not None:
+        names += list(ARKIT_52)
+        columns.append(np.asarray(motion.arkit, np.float32))
+    if "visemes" in families and motion.visemes is not None:
+        names += list(OCULUS_VISEMES)
+        columns.append(np.asarray(motion.visemes, np.float32))
+    if "expression" in families and motion.expression is not None:
+        names += list(EXPRESSION_CHANNELS)
+        columns.append(np.asarray(motion.expression, np.float32))
+    if not names:
+        raise InputError("the motion has none of the requested curve families")
+    return names, np.concatenate(columns, axis=1)
+
+
+def write_curves_json(motion: Motion, path: str | Path, overwrite: bool = False, families: tuple[str, ...] = FAMILIES) -> Path:
+    names, values = curve_table(motion, families)
+    content = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fps": motion.fps,
+        "frames": motion.n_frames,
+        "engine": motion.engine,
+        "metadata": motion.metadata,
+        "channels": {name: [round(float(v), 6) for v in values[:, i]] for i, name in enumerate(names)},
+    }
+    path = Path(path)
+    with atomic_output(path, overwrite=overwrite) as temp:
+        temp.write_text(json.dumps(content), encoding="utf-8")
+    return path
+
+
+def write_curves_csv(motion: Motion, path: str | Path, overwrite: bool = False, families: tuple[str, ...] = FAMILIES) -> Path:
+    names, values = curve_table(motion, families)
+    buffer = io.StringIO()
+    buffer.write(",".join(["frame", "time"] + names) + "\n")
+    for frame, row in enumerate(values):
+        buffer.write(f"{frame},{frame / motion.fps:.6f},")
+        buffer.write(",".join(f"{v:.6g}" for v in row))
+        buffer.write("\n")
+    path = Path(path)
+    with atomic_output(path, overwrite=overwrite) as temp:
+        temp.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
