@@ -492,11 +492,30 @@ class Client:
                     self._connect_error = error
                     self._finish_all("auth_failed", str(error), False)
 
+    def _explain_signature_failure(self, frames: list[zmq.Frame]) -> None:
+        """Turn "the server could not verify us" into a clear connect error instead of a timeout.
+
+        The reply cannot be verified (the keys differ), so it is only used to pick the message.
+        """
+        if self._welcomed.is_set() or self._connect_error is not None:
+            return
+        try:
+            unverified = p.decode(frames, None, self._limits)
+        except p.ProtocolError:
+            unverified = None
+        if unverified is not None and unverified.type == p.ERROR and unverified.body.get("code") == p.E_BAD_SIGNATURE:
+            text = f"{self.address}: the server rejected this client's message signature (check the signing key)"
+        else:
+            text = f"{self.address}: the server's messages are not signed with this client's signing key"
+        self._connect_error = AuthenticationFailed(text)
+
     def _on_frames(self, frames: list[zmq.Frame]) -> bool:
         """Handle one message; True when it came from the server (valid), False when dropped."""
         try:
             message = p.decode(frames, self._signing_key, self._limits)
         except p.ProtocolError as error:
+            if error.code == p.E_BAD_SIGNATURE:
+                self._explain_signature_failure(frames)
             log.warning("dropped a malformed message from %s: %s", self.address, error)
             return False
         kind = message.type
@@ -518,7 +537,11 @@ class Client:
         if kind == p.ERROR and job is None:
             code, text = message.body["code"], message.body["message"]
             if not self._welcomed.is_set() and self._connect_error is None:
-                self._connect_error = ServerRefused(code, text)
+                if code == p.E_BAD_SIGNATURE:
+                    text = f"{self.address}: the server rejected this client's message signature (check the signing key)"
+                    self._connect_error = AuthenticationFailed(text)
+                else:
+                    self._connect_error = ServerRefused(code, text)
             self.events.put(Event(p.ERROR, message.job_id, dict(message.body)))
             return True
         if job is None or job.finished:

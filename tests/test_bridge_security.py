@@ -1,0 +1,135 @@
+"""Who may talk to the sidecar: bind policy, CURVE allow-list, HMAC signing, key files."""
+
+from __future__ import annotations
+
+import stat
+import time
+
+import numpy as np
+import pytest
+
+from talkbridge.bridge import protocol as p
+from talkbridge.bridge.client import AuthenticationFailed, Client, ServerUnavailable
+from talkbridge.bridge.security import (
+    CurveServerKeys,
+    SecurityConfigError,
+    generate_keypair,
+    generate_signing_key,
+    load_keypair,
+    load_public_key,
+    load_signing_key,
+)
+from talkbridge.bridge.server import Server, ServerConfig, check_bind_is_safe
+from talkbridge.bridge.synthetic import SyntheticRunner
+from talkbridge.cli import main
+
+pytestmark = pytest.mark.timeout(60)
+
+AUDIO = np.zeros(16, np.float32)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    root = tmp_path_factory.mktemp("keys")
+    generate_keypair(root / "server", "server")
+    generate_keypair(root / "allowed", "artist")
+    generate_keypair(root / "strangers", "intruder")
+    return root
+
+
+@pytest.mark.parametrize("bind", ["tcp://0.0.0.0:5555", "tcp://*:5555", "tcp://192.168.0.10:5555", "tcp://eth0:5555"])
+def test_a_non_loopback_bind_without_keys_is_refused(bind):
+    with pytest.raises(SecurityConfigError, match="refusing to bind"):
+        Server(SyntheticRunner(), ServerConfig(bind=bind))
+
+
+def test_the_serve_command_refuses_too_and_says_how_to_fix_it(caplog):
+    assert main(["serve", "--bind", "tcp://0.0.0.0:5555"]) == 1
+    assert "refusing to bind tcp://0.0.0.0:5555 without CURVE keys" in caplog.text and "--curve-secret" in caplog.text
+
+
+def test_keys_make_a_non_loopback_bind_acceptable(keys):
+    curve = CurveServerKeys.load(keys / "server" / "server.key_secret", keys / "allowed")
+    check_bind_is_safe("tcp://0.0.0.0:5555", curve)  # no exception; not actually bound in tests
+    with pytest.raises(SecurityConfigError, match="public key"):
+        CurveServerKeys.load(keys / "server" / "server.key", keys / "allowed")
+    with pytest.raises(SecurityConfigError, match="must be a folder"):
+        CurveServerKeys.load(keys / "server" / "server.key_secret", keys / "does-not-exist")
+    (keys / "empty").mkdir(exist_ok=True)
+    with pytest.raises(SecurityConfigError, match="no .key files"):
+        CurveServerKeys.load(keys / "server" / "server.key_secret", keys / "empty")
+
+
+def _curve_server(keys):
+    curve = CurveServerKeys.load(keys / "server" / "server.key_secret", keys / "allowed")
+    return Server(SyntheticRunner(), ServerConfig(bind="tcp://127.0.0.1:*", curve=curve)).start()
+
+
+def test_an_allowed_curve_client_runs_a_job(keys):
+    server = _curve_server(keys)
+    client = Client(
+        server.address,
+        server_key=load_public_key(keys / "server" / "server.key"),
+        client_keypair=load_keypair(keys / "allowed" / "artist.key_secret"),
+    )
+    try:
+        assert client.connect(timeout=5)["capabilities"]["curve"] is True
+        assert client.submit("synthetic", audio=AUDIO).result().final.type == p.DONE
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_a_client_with_the_wrong_curve_key_is_rejected(keys):
+    server = _curve_server(keys)
+    intruder = Client(
+        server.address,
+        server_key=load_public_key(keys / "server" / "server.key"),
+        client_keypair=load_keypair(keys / "strangers" / "intruder.key_secret"),
+    )
+    plain = Client(server.address)
+    try:
+        started = time.monotonic()
+        with pytest.raises(AuthenticationFailed, match="allow-list"):
+            intruder.connect(timeout=5)
+        assert time.monotonic() - started < 3
+        with pytest.raises(ServerUnavailable):  # no CURVE at all: the handshake never completes
+            plain.connect(timeout=1)
+        assert server.stats["messages"] == 0  # nothing of theirs reached the application
+    finally:
+        intruder.close()
+        plain.close()
+        server.stop()
+
+
+def test_signed_traffic_needs_the_same_signing_key(tmp_path):
+    key = load_signing_key(generate_signing_key(tmp_path / "shared.hmac"))
+    other = load_signing_key(generate_signing_key(tmp_path / "other.hmac"))
+    server = Server(SyntheticRunner(), ServerConfig(bind="tcp://127.0.0.1:*", signing_key=key)).start()
+    good, wrong, unsigned = Client(server.address, signing_key=key), Client(server.address, signing_key=other), Client(server.address)
+    try:
+        assert good.connect()["capabilities"]["signed"] is True
+        assert good.submit("synthetic", audio=AUDIO).result().final.type == p.DONE
+        for client in (wrong, unsigned):
+            with pytest.raises(AuthenticationFailed, match="signature|signing key"):
+                client.connect(timeout=3)
+        assert server.stats["rejected"] >= 2
+    finally:
+        for client in (good, wrong, unsigned):
+            client.close()
+        server.stop()
+
+
+def test_keys_generate_writes_private_secrets_and_never_overwrites(tmp_path, capsys):
+    assert main(["keys", "generate", "workstation", "--dir", str(tmp_path), "--signing"]) == 0
+    secret = tmp_path / "workstation.key_secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "workstation.hmac").stat().st_mode) == 0o600
+    public, secret_key = load_keypair(secret)
+    assert load_public_key(tmp_path / "workstation.key") == public and len(secret_key) == 40
+    before = secret.read_bytes()
+    assert main(["keys", "generate", "workstation", "--dir", str(tmp_path)]) == 1
+    assert secret.read_bytes() == before
+    with pytest.raises(SecurityConfigError, match="hex"):
+        (tmp_path / "bad.hmac").write_text("not hex")
+        load_signing_key(tmp_path / "bad.hmac")
