@@ -75,8 +75,8 @@ class AudioCheckpoints:
         missing = [p.name for p in (expnet, posevae) if not p.is_file()]
         if missing:
             raise CheckpointError(
-                f"holds neither {combined.name} nor {', '.join(missing)}; run `talkbridge models download` "
-                "or point to a SadTalker checkpoints/ folder",
+                f"holds neither {combined.name} nor {', '.join(missing)}; point to a SadTalker checkpoints/ folder "
+                "(the official release v0.0.2-rc files)",
                 folder,
             )
         return cls(expnet, posevae)
