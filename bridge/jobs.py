@@ -159,14 +159,10 @@ class EngineRunner:
 
 
 def _lite_head() -> Any:
-    """The lite engine's mannequin head, whichever public name the lite package gives it."""
-    from talkbridge.core import lite
+    """The lite engine's mannequin head (built once per renderer size, then cached)."""
+    from talkbridge.core.lite.mannequin import build_mannequin
 
-    for name in ("mannequin_head", "load_mannequin", "mannequin", "default_head"):
-        candidate = getattr(lite, name, None)
-        if candidate is not None:
-            return candidate() if callable(candidate) else candidate
-    raise InputError("the lite engine offers no mannequin head to render previews with")
+    return build_mannequin()
 
 
 def build_request(job: JobSpec, folder: Path) -> Any:
