@@ -24,7 +24,14 @@ from talkbridge.core.lite.articulation import (
     mouth_curves,
 )
 from talkbridge.core.lite.phones import FRAME_RATE, SAMPLE_RATE, PhoneSegment, phones_for_speech
-from talkbridge.core.lite.procedural import BlinkConfig, PoseConfig, blink_curve, brow_lift, head_pose
+from talkbridge.core.lite.procedural import (
+    TRANSLATION_UNIT_M,
+    BlinkConfig,
+    PoseConfig,
+    blink_curve,
+    brow_lift,
+    head_pose,
+)
 from talkbridge.core.motion import FPS, MotionChunk
 
 log = logging.getLogger(__name__)
@@ -126,7 +133,7 @@ class LiteEngine:
             "seed": int(request.seed),
             "pose_intensity": float(request.pose_intensity),
             "still": bool(request.still),
-            "translation_units": "metres",
+            "translation_unit_m": TRANSLATION_UNIT_M,
         }
         plan = LitePlan(phones, source, pose, blink.astype(np.float32), arkit, visemes, details)
         self.last_plan = plan

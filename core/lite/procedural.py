@@ -13,6 +13,9 @@ from scipy.ndimage import gaussian_filter1d
 
 from talkbridge.core.motion import FPS
 
+TRANSLATION_UNIT_M = 0.1
+"""Metres per unit of the pose translation: the motion contract uses the 3DMM's units (decimetres)."""
+
 
 @dataclass(frozen=True)
 class BlinkConfig:
@@ -45,12 +48,12 @@ def blink_curve(n_frames: int, rng: np.random.Generator, config: BlinkConfig = B
 
 @dataclass(frozen=True)
 class PoseConfig:
-    """Head motion limits at intensity 1 (radians / metres) and how it follows the voice."""
+    """Head motion limits at intensity 1 (radians, 3DMM translation units) and how it follows the voice."""
 
     max_pitch: float = np.deg2rad(6.0)
     max_yaw: float = np.deg2rad(9.0)
     max_roll: float = np.deg2rad(4.0)
-    max_shift: float = 0.006  # metres: a gentle sway, never a jump
+    max_shift: float = 0.006 / TRANSLATION_UNIT_M  # 6 mm in 3DMM units: a gentle sway, never a jump
     idle_fraction: float = 0.3  # how much a silent head still moves (breathing, settling)
     wander_s: float = 0.7  # time scale of the slow drift (gaussian smoothing sigma)
     nod_s: float = 0.12  # time scale of the nods on stressed syllables
@@ -100,7 +103,7 @@ def head_pose(
     still: bool = False,
     config: PoseConfig = PoseConfig(),
 ) -> np.ndarray:
-    """(n, 6) pitch, yaw, roll (radians) and x, y, z shift (metres), bounded by ``intensity`` x limits.
+    """(n, 6) pitch, yaw, roll (radians) and x, y, z shift (3DMM units), bounded by ``intensity`` x limits.
 
     The head drifts slowly, more while the voice is lively, and nods down a little on stressed
     syllables. ``still`` gives a motionless head.
