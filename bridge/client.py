@@ -171,7 +171,7 @@ class Client:
         client_keypair: tuple[bytes, bytes] | None = None,
         signing_key: bytes | None = None,
         heartbeat_s: float = 0.5,
-        server_timeout_s: float = 2.5,
+        server_timeout_s: float = 2.0,
         retry_s: float = 2.0,
         max_attempts: int = 4,
         credit: int = 4,

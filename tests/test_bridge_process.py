@@ -1,0 +1,104 @@
+"""The sidecar as a separate process: `talkbridge serve` + `ping` + a client, and a SIGKILLed server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from talkbridge.bridge import protocol as p
+from talkbridge.bridge.client import Client, ServerUnavailable
+from talkbridge.cli import main
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SYNTHETIC_SERVER = """
+import sys, time
+from talkbridge.bridge.server import Server, ServerConfig
+from talkbridge.bridge.synthetic import SyntheticRunner
+server = Server(SyntheticRunner(), ServerConfig(bind=sys.argv[1])).start()
+print("ready", flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def _start(args: list[str], ready_address: str) -> subprocess.Popen:
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited early: {process.stdout.read()}")
+        probe = Client(ready_address)
+        try:
+            probe.connect(timeout=0.5)
+            return process
+        except ServerUnavailable:
+            continue
+        finally:
+            probe.close()
+    process.kill()
+    raise AssertionError("the server did not come up within 30 s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+    process.stdout.close()
+
+
+def test_a_sigkilled_sidecar_is_reported_within_three_seconds(tmp_path):
+    address = f"ipc://{tmp_path}/sidecar.sock"
+    server = _start([sys.executable, "-c", SYNTHETIC_SERVER, address], address)
+    client = Client(address)
+    try:
+        client.connect()
+        handle = client.submit("synthetic", audio=np.zeros(16, np.float32), options={"n_frames": 10**6, "chunk_frames": 5, "delay_s": 0.05})
+        events = iter(handle)
+        while next(events).type != p.CHUNK:
+            pass
+        os.kill(server.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        final = [event for event in events][-1]
+        reported_after = time.monotonic() - killed_at
+        assert final.type == p.ERROR and final.code == p.E_SERVER_LOST and final.body["retryable"]
+        assert reported_after < 3.0, reported_after
+        assert client.server_alive is False
+    finally:
+        client.close()
+        _stop(server)
+
+
+@pytest.mark.slow
+def test_serve_and_ping_commands_run_a_lite_job_for_another_process(tmp_path, capsys):
+    from tests.speech import speech_like, write_wav
+
+    address = f"ipc://{tmp_path}/serve.sock"
+    serve = _start([sys.executable, "-m", "talkbridge.cli", "serve", "--bind", address], address)
+    try:
+        assert main(["ping", address]) == 0
+        out = capsys.readouterr().out
+        assert "talkbridge" in out and "protocol 1" in out and "lite" in out
+        speech = write_wav(tmp_path / "speech.wav", speech_like(1.2, seed=3))
+        client = Client(address)
+        try:
+            client.connect()
+            result = client.submit("lite", audio=speech, options={"chunk_frames": 10}).result()
+        finally:
+            client.close()
+        assert result.final.type == p.DONE and result.final.body["n_frames"] == 30
+        assert result.array("arkit").shape == (30, 52) and len(result.chunks) == 3
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(10) == 0  # a clean shutdown on SIGTERM
+    finally:
+        _stop(serve)
+    assert main(["ping", address, "--timeout", "0.5"]) == 1
