@@ -1,8 +1,8 @@
 """Every GLB we write is checked by the real tools: Khronos gltf-validator and Blender's glTF importer.
 
-One fixture builds the three head kinds (a skinned ARKit head standing in for / alongside the
-mannequin, a synthetic-3DMM head with exp_00..exp_63, a third-party .gltf with prefixed names and
-non-face targets), animates them, then runs the validator once and Blender once (in a subprocess
+One fixture builds the head kinds (the lite engine's mannequin driven by the lite engine's own
+motion, a small skinned ARKit head, a synthetic-3DMM head with exp_00..exp_63, a third-party .gltf
+with prefixed names and non-face targets), animates them, then runs the validator once and Blender once (in a subprocess
 running this file as a script, since bpy in-process is fragile). The tests read those reports.
 """
 
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VALIDATOR_PACKAGE = ROOT / "tools" / "node" / "node_modules" / "gltf-validator"
 FRAMES = 60
 SAMPLE_FRAMES = (0, 1, 17, 59)
+KINDS = ["mannequin", "arkit", "bfm", "third_party"]
 
 VALIDATE_JS = r"""
 const fs = require('fs');
@@ -71,9 +72,23 @@ def exported(tmp_path_factory):
     from talkbridge.exporters.gltf import ExportOptions, add_animation, write_head_glb
     from tests.heads import arkit_head, recon_coefficients, synthetic_motion, write_synthetic_bfm, write_third_party_head
 
+    from talkbridge.core.engine import MotionRequest, create_engine
+    from talkbridge.core.lite.mannequin import build_mannequin
+    from talkbridge.core.motion import Motion
+
     folder = tmp_path_factory.mktemp("heads")
     motion = synthetic_motion(FRAMES)
     heads: dict[str, dict] = {}
+
+    engine = create_engine("lite")
+    rate = 16000
+    seconds = np.arange(int(rate * FRAMES / 25)) / rate
+    voiced = 0.3 * np.sin(2 * np.pi * 180 * seconds) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * seconds))
+    lite_motion = Motion.from_chunks(engine.stream_motion(MotionRequest(audio=voiced.astype(np.float32), seed=1)),
+                                     engine=engine.name, engine_version=engine.version)
+    assert lite_motion.n_frames == FRAMES
+    mannequin_path = write_head_glb(build_mannequin(), folder / "mannequin.glb")
+    heads["mannequin"] = {"head": mannequin_path, "bone": "head", "object": None, "motion": lite_motion}
 
     arkit_path = write_head_glb(arkit_head(), folder / "arkit_head.glb")
     heads["arkit"] = {"head": arkit_path, "bone": "head", "object": None}
@@ -87,16 +102,17 @@ def exported(tmp_path_factory):
 
     for kind, entry in heads.items():
         out = folder / f"{kind}_animated.glb"
-        entry["result"] = add_animation(entry["head"], motion, out, ExportOptions(pose_reference="first"))
+        entry.setdefault("motion", motion)
+        entry["result"] = add_animation(entry["head"], entry["motion"], out, ExportOptions(pose_reference="first"))
         entry["out"] = out
     validation = run_validator([e["head"] for e in heads.values()] + [e["out"] for e in heads.values()])
     specs = [{"path": str(e["out"]), "animation": "talkbridge", "bone": e["bone"], "object": e["object"],
               "frames": list(SAMPLE_FRAMES)} for e in heads.values()]
-    return {"heads": heads, "validation": validation, "blender": run_blender(specs), "motion": motion}
+    return {"heads": heads, "validation": validation, "blender": run_blender(specs)}
 
 
 @pytest.mark.blender
-@pytest.mark.parametrize("kind", ["arkit", "bfm", "third_party"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_validator_reports_no_errors_or_warnings(exported, kind):
     entry = exported["heads"][kind]
     for path in (entry["head"], entry["out"]):
@@ -107,13 +123,13 @@ def test_validator_reports_no_errors_or_warnings(exported, kind):
 def _expected_weights(exported, kind: str) -> dict[str, np.ndarray]:
     from talkbridge.exporters.naming import motion_channels
 
-    channels = motion_channels(exported["motion"])
+    channels = motion_channels(exported["heads"][kind]["motion"])
     result = exported["heads"][kind]["result"]
     return {m.target: channels[m.channel] * m.scale for m in result.report.matches}
 
 
 @pytest.mark.blender
-@pytest.mark.parametrize("kind", ["arkit", "bfm", "third_party"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_blender_imports_shape_key_animation(exported, kind):
     probe = exported["blender"][str(exported["heads"][kind]["out"])]
     expected = _expected_weights(exported, kind)
@@ -128,16 +144,17 @@ def test_blender_imports_shape_key_animation(exported, kind):
         sampled = [values[f] for f in SAMPLE_FRAMES]
         assert curve["values"] == pytest.approx(sampled, abs=1e-4), target
     if kind == "third_party":
-        # Non-face targets are held at their rest weight; the user's own animation survives.
+        # Non-face targets are held at their rest weight (0); the user's own animation survives.
         face = probe["meshes"]["Face"]
         for extra in ("Body_Fat", "Breathe_Chest", "Muscle_Flex"):
             assert extra in face["shape_keys"]
-            assert face["curves"].get(extra, {"values": [0.0]})["values"] == pytest.approx([0.0] * len(face["curves"].get(extra, {"values": [0.0]})["values"]))
+            values = face["curves"][extra]["values"] if extra in face["curves"] else [0.0]
+            assert values == pytest.approx([0.0] * len(values))
         assert "Idle" in probe["actions"]
 
 
 @pytest.mark.blender
-@pytest.mark.parametrize("kind", ["arkit", "bfm", "third_party"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_blender_head_rotation_follows_pose(exported, kind):
     from talkbridge.exporters.gltf.pose import relative_to_first, quaternion_to_matrix, sadtalker_to_quaternions
 
@@ -145,7 +162,9 @@ def test_blender_head_rotation_follows_pose(exported, kind):
     rotations = probe["head_rotations"]
     assert rotations, "Blender found no animated head joint/node"
     gltf_to_blender = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float64)
-    expected = quaternion_to_matrix(relative_to_first(sadtalker_to_quaternions(exported["motion"].pose[:, :3])))
+    motion = exported["heads"][kind]["motion"]
+    assert np.abs(motion.pose[:, :3] - motion.pose[:1, :3]).max() > 0.01, "the clip must actually turn the head"
+    expected = quaternion_to_matrix(relative_to_first(sadtalker_to_quaternions(motion.pose[:, :3])))
     rest = np.asarray(rotations[str(SAMPLE_FRAMES[0])])
     for frame in SAMPLE_FRAMES:
         world = np.asarray(rotations[str(frame)])

@@ -55,9 +55,11 @@ def head_document(head: HeadMesh) -> tuple[pygltflib.GLTF2, bytes]:
     if head.joints and not skinned and head.head_joint and head.head_joint not in {j.name for j in head.joints}:
         raise ValueError(f"head joint {head.head_joint!r} is not one of the head's joints")
     if skinned:
-        attributes.JOINTS_0 = builder.add_accessor(np.asarray(head.skin_joints, np.uint16), target=ARRAY_BUFFER)
         weights = np.asarray(head.skin_weights, np.float32)
         weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        # glTF wants unused influence slots to name joint 0 (the validator warns otherwise).
+        joints = np.where(weights > 0, np.asarray(head.skin_joints, np.uint16), 0).astype(np.uint16)
+        attributes.JOINTS_0 = builder.add_accessor(joints, target=ARRAY_BUFFER)
         attributes.WEIGHTS_0 = builder.add_accessor(weights.astype(np.float32), target=ARRAY_BUFFER)
 
     indices = builder.add_accessor(head.indices.reshape(-1), target=ELEMENT_ARRAY_BUFFER)
