@@ -69,3 +69,33 @@ def test_export_errors_are_one_clear_line(tmp_path, motion_file, caplog):
     assert (tmp_path / "exists.glb").read_bytes() == b"keep me"
     assert main(["export", str(motion_file), "-o", str(tmp_path / "o.glb")]) == 1
     assert "--head" in caplog.text
+
+
+def test_sadtalker_motion_without_a_3dmm_gets_its_mouth_from_the_viseme_engine(tmp_path):
+    from scipy.io import wavfile
+
+    from talkbridge.core.engine import MotionRequest, create_engine
+    from talkbridge.core.motion import ARKIT_52, Motion
+    from talkbridge.exporters.gltf import write_head_glb
+    from tests.heads import arkit_head
+
+    rate = 16000
+    seconds = np.arange(2 * rate) / rate
+    voiced = (0.3 * np.sin(2 * np.pi * 170 * seconds) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * seconds))).astype(np.float32)
+    audio = tmp_path / "clip.wav"
+    wavfile.write(str(audio), rate, voiced)
+    sadtalker = synthetic_motion(50, engine="sadtalker")
+    sadtalker.arkit = None
+    motion_file = save_motion(sadtalker, tmp_path / "st.motion.npz")
+    head = write_head_glb(arkit_head(), tmp_path / "head.glb")
+    code = main(["export", str(motion_file), "--head", str(head), "--audio", str(audio), "-o", str(tmp_path / "o.glb"),
+                 "--save-motion", str(tmp_path / "retargeted.motion.npz")])
+    assert code == 0
+    saved = load_motion(tmp_path / "retargeted.motion.npz")
+    assert saved.metadata["expression_source"] == "viseme_mouth+sadtalker_blink"
+    engine = create_engine("lite")
+    lite = Motion.from_chunks(engine.stream_motion(MotionRequest(audio=audio)), engine="lite", engine_version="")
+    jaw = ARKIT_52.index("jawOpen")
+    np.testing.assert_allclose(saved.arkit[:, jaw], lite.arkit[:50, jaw], atol=1e-6)
+    assert saved.arkit[:, jaw].max() > 0.05, "the voiced clip must open the jaw"
+    np.testing.assert_allclose(saved.arkit[:, ARKIT_52.index("eyeBlinkLeft")], np.clip(sadtalker.blink, 0, 1))
