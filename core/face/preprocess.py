@@ -85,6 +85,8 @@ def face_quad(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     eye_avg = (eye_left + eye_right) * 0.5
     eye_to_eye = eye_right - eye_left
     eye_to_mouth = (mouth_left + mouth_right) * 0.5 - eye_avg
+    if np.hypot(*eye_to_eye) < 1e-3 or np.hypot(*eye_to_mouth) < 1e-3:
+        raise ValueError("landmarks are degenerate (eyes or mouth coincide): empty face box")
     x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
     x = x / np.hypot(*x)
     x = x * max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
