@@ -198,3 +198,42 @@ def test_translation_channel_when_asked(head_glb, tmp_path):
     values = read_accessor(document, buffers, sampler.output)
     rest = np.asarray(document.nodes[[n.name for n in document.nodes].index("head")].translation)
     np.testing.assert_allclose(values - rest, (motion.pose[:, 3:6] - motion.pose[:1, 3:6]) * 0.1, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (["Hips", "Spine", "Neck", "Head", "HeadTop_End"], "Head"),
+        (["mixamorig:Hips", "mixamorig:Neck", "mixamorig:Head"], "mixamorig:Head"),
+        (["CC_Base_NeckTwist01", "CC_Base_Head", "CC_Base_FacialBone"], "CC_Base_Head"),
+        (["root", "Forehead_ctrl", "spine"], None),
+    ],
+)
+def test_head_joint_is_found_by_name(names, expected):
+    from talkbridge.exporters.gltf import find_head_node
+
+    document = pygltflib.GLTF2(nodes=[pygltflib.Node(name=n) for n in names])
+    found = find_head_node(document)
+    assert (None if found is None else names[found]) == expected
+    with pytest.raises(InputError, match="no node named 'Skull'"):
+        find_head_node(document, "Skull")
+
+
+def test_head_node_given_as_matrix_is_animated_as_trs(tmp_path):
+    source = write_third_party_head(tmp_path)
+    content = json.loads(source.read_text())
+    root = content["nodes"][0]
+    root.pop("scale")
+    angle = 0.4
+    c, s = np.cos(angle), np.sin(angle)
+    matrix = np.array([[c * 0.01, 0, s * 0.01, 0.1], [0, 0.01, 0, 0.2], [-s * 0.01, 0, c * 0.01, 0.3], [0, 0, 0, 1]])
+    root["matrix"] = [float(v) for v in matrix.T.reshape(-1)]
+    path = tmp_path / "matrix.gltf"
+    path.write_text(json.dumps(content))
+    add_animation(path, synthetic_motion(5), tmp_path / "m.glb", ExportOptions(head_node="Character_Root"))
+    document, _ = read_gltf(tmp_path / "m.glb")
+    node = document.nodes[0]
+    assert node.matrix is None
+    from talkbridge.exporters.gltf.document import local_matrix
+
+    np.testing.assert_allclose(local_matrix(node), matrix, atol=1e-9)

@@ -28,7 +28,15 @@ from talkbridge.core.errors import InputError
 from talkbridge.core.motion import Motion
 from talkbridge.exporters.gltf import pose as pose_math
 from talkbridge.exporters.gltf.binary import BinaryBuilder
-from talkbridge.exporters.gltf.document import mesh_world_bounds, merge_buffers, parents, scene_index, world_matrices
+from talkbridge.exporters.gltf.document import (
+    decompose_matrix,
+    local_matrix,
+    mesh_world_bounds,
+    merge_buffers,
+    parents,
+    scene_index,
+    world_matrices,
+)
 from talkbridge.exporters.gltf.glb import read_gltf, write_glb
 from talkbridge.exporters.naming import MatchReport, family_of, match_targets, motion_channels, weight_matrix
 
@@ -285,7 +293,8 @@ def add_animation(
         if not report.matches:
             continue
         mesh = document.meshes[mesh_index]
-        weights = weight_matrix(report, names, channels, n, rest=mesh.weights)
+        rest = mesh.weights if mesh.weights is not None and len(mesh.weights) == len(names) else None
+        weights = weight_matrix(report, names, channels, n, rest=rest)
         accessor = None
         for node_index, node in enumerate(document.nodes):
             if node.mesh == mesh_index:
@@ -305,7 +314,9 @@ def add_animation(
         parent_index = parents(document)[head_index]
         parent_world = world_matrices(document)[parent_index] if parent_index >= 0 else np.eye(4)
         if head.matrix is not None:
-            raise InputError(f"head node {head.name!r} uses a matrix transform, which cannot be animated in glTF", head_path)
+            # glTF forbids animating a node given by a matrix: restate it as the equivalent T, R, S.
+            head.translation, head.rotation, head.scale = decompose_matrix(local_matrix(head), head.name, head_path)
+            head.matrix = None
         # world(t) = R_pose(t) * W_parent * rest  =>  local(t) = W_parent^-1 * R_pose(t) * W_parent * rest
         parent_q = pose_math.matrix_to_quaternion(_rotation_part(parent_world))
         rest_q = np.asarray(head.rotation if head.rotation is not None else [0, 0, 0, 1], np.float64)

@@ -16,7 +16,7 @@ import pygltflib
 
 from talkbridge.core.errors import InputError
 from talkbridge.exporters.gltf.glb import read_uri_bytes
-from talkbridge.exporters.gltf.pose import quaternion_to_matrix
+from talkbridge.exporters.gltf.pose import matrix_to_quaternion, quaternion_to_matrix
 
 
 def local_matrix(node: pygltflib.Node) -> np.ndarray:
@@ -29,6 +29,24 @@ def local_matrix(node: pygltflib.Node) -> np.ndarray:
     out[:3, :3] = quaternion_to_matrix(rotation / max(np.linalg.norm(rotation), 1e-12)) * scale[None, :]
     out[:3, 3] = node.translation if node.translation is not None else [0, 0, 0]
     return out
+
+
+def decompose_matrix(matrix: np.ndarray, name: str | None = None, path: Path | None = None) -> tuple[list[float], list[float], list[float]]:
+    """Translation, rotation quaternion and scale of a 4x4 transform without shear."""
+    linear = matrix[:3, :3]
+    scale = np.linalg.norm(linear, axis=0)
+    if np.any(scale < 1e-12):
+        raise InputError(f"node {name!r} has a degenerate matrix transform", path)
+    if np.linalg.det(linear) < 0:
+        scale[0] = -scale[0]
+    rotation = linear / scale[None, :]
+    if np.abs(rotation.T @ rotation - np.eye(3)).max() > 1e-4:
+        raise InputError(f"node {name!r} has a sheared matrix transform that glTF cannot animate", path)
+    return (
+        [float(v) for v in matrix[:3, 3]],
+        [float(v) for v in matrix_to_quaternion(rotation)],
+        [float(v) for v in scale],
+    )
 
 
 def parents(document: pygltflib.GLTF2) -> list[int]:
