@@ -41,22 +41,10 @@ ENGINE_VERSION = "1.0"
 
 
 def _load_audio(path: Path) -> np.ndarray:
-    """16 kHz mono float32 samples of an audio file.
+    """16 kHz mono float32 samples of an audio file (silence allowed: it animates a resting face)."""
+    from talkbridge.core.audio import load_audio
 
-    Stand-in until ``talkbridge.core.audio.load_audio`` lands: switching is this one function.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("audio file not found", path)
-    try:
-        import librosa
-
-        samples, _ = librosa.load(str(path), sr=SAMPLE_RATE, mono=True)
-    except Exception as error:  # librosa raises several unrelated types for unreadable files
-        raise InputError(f"cannot read audio ({type(error).__name__}: {error}); use WAV, FLAC, MP3 or OGG", path) from error
-    if samples.size == 0:
-        raise InputError("audio file contains no samples", path)
-    return samples.astype(np.float32)
+    return load_audio(path, allow_silence=True)
 
 
 @dataclass

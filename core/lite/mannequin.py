@@ -182,15 +182,16 @@ def _features(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Forward relief of the face (metres along +Z) at (x, y) on its front."""
     p = np.stack([x, y, np.zeros_like(x)], axis=1)
     tip = np.clip((0.036 - y) / (0.036 + 0.010), 0.0, 1.0)  # 0 at the bridge, 1 at the tip
-    nose_height = np.where(y > -0.010, 0.005 + 0.019 * tip**1.4, 0.024 * np.clip(1 + (y + 0.010) / 0.011, 0, 1))
+    nose_height = np.where(y > -0.010, 0.005 + 0.019 * tip**1.4, 0.024 * _smoothstep(-0.026, -0.010, y))
     nose_width = 0.009 + 0.009 * tip
     bridge = _smoothstep(0.050, 0.030, y)  # the nose grows out of the brow without a step
-    relief = np.where(y > -0.022, bridge * nose_height * np.exp(-((x / nose_width) ** 2)), 0.0)
+    relief = np.where(y > -0.026, bridge * nose_height * np.exp(-((x / nose_width) ** 2)), 0.0)
     for side in (-1.0, 1.0):
         relief += 0.006 * _bump(p, (side * 0.013, -0.014, 0.0), (0.008, 0.007, 1.0))  # nostril wings
         relief += 0.005 * _bump(p, (side * 0.046, -0.004, 0.0), (0.026, 0.022, 1.0))  # cheekbones
         relief -= 0.003 * _bump(p, (side * MOUTH_HALF_WIDTH, MOUTH_Y, 0.0), (0.008, 0.008, 1.0))  # corners
-    relief += 0.006 * np.exp(-(((y - 0.046) / 0.007) ** 2)) * _smoothstep(0.07, 0.04, np.abs(x))  # brow ridge
+    brow_span = _smoothstep(0.07, 0.04, np.abs(x)) * (0.35 + 0.65 * _smoothstep(0.004, 0.024, np.abs(x)))
+    relief += 0.006 * np.exp(-(((y - 0.046) / 0.008) ** 2)) * brow_span  # brow ridge, softer over the nose
     relief += 0.0045 * _bump(p, (0.0, MOUTH_Y + 0.0045, 0.0), (0.025, 0.007, 1.0))  # upper lip
     relief += 0.0050 * _bump(p, (0.0, MOUTH_Y - 0.0055, 0.0), (0.023, 0.0075, 1.0))  # lower lip
     relief += 0.0060 * _bump(p, (0.0, -0.082, 0.0), (0.020, 0.014, 1.0))  # chin

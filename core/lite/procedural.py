@@ -127,4 +127,4 @@ def head_pose(
 
 def brow_lift(level_frames: np.ndarray, config: PoseConfig = PoseConfig()) -> np.ndarray:
     """0..1 brow raise accompanying emphasis, per frame."""
-    return np.clip(0.6 * stress_pulses(level_frames, config), 0.0, 1.0)
+    return np.clip(0.35 * stress_pulses(level_frames, config), 0.0, 1.0)

@@ -18,7 +18,7 @@ from talkbridge.core.errors import TalkbridgeError
 log = logging.getLogger(__name__)
 
 DEMO_TEXT = (
-    "Hello! This is talkbridge. Papa made me a map of the bay. "
+    "Hello! This is talk bridge. Papa made me a map of the bay. "
     "Watch my lips close on every p, b and m, and open wide on ah."
 )
 ESPEAK_VOICE = "en-us"

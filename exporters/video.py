@@ -1,0 +1,171 @@
+"""H.264 mp4 output fed frame chunk by frame chunk, with the speech muxed in, written atomically.
+
+Engine-agnostic: the lite preview renderer and the SadTalker renderer both hand it RGB uint8 frames.
+Frames stream straight into an ffmpeg process, so a long clip never sits in memory; the file appears
+under its final name only when ffmpeg has finished successfully (see :mod:`talkbridge.exporters.atomic`).
+
+Which ffmpeg: ``$TALKBRIDGE_FFMPEG`` when set (a system build, e.g. with hardware encoders), otherwise
+the one bundled with imageio-ffmpeg (which itself honours ``$IMAGEIO_FFMPEG_EXE``), so a fresh install
+works without a system ffmpeg.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from talkbridge.core.errors import InputError, TalkbridgeError
+from talkbridge.exporters.atomic import atomic_output, check_writable_target
+
+log = logging.getLogger(__name__)
+
+FFMPEG_ENV = "TALKBRIDGE_FFMPEG"
+DEFAULT_CRF = 20  # visually clean for previews at a few hundred kB per 10 s
+FINISH_TIMEOUT_S = 300.0
+
+
+class VideoError(TalkbridgeError):
+    """ffmpeg failed or could not be started."""
+
+
+def ffmpeg_executable() -> str:
+    """The ffmpeg to run: ``$TALKBRIDGE_FFMPEG`` or imageio-ffmpeg's bundled binary."""
+    configured = os.environ.get(FFMPEG_ENV)
+    if configured:
+        if not Path(configured).is_file():
+            raise VideoError(f"${FFMPEG_ENV} points to {configured}, which does not exist")
+        return configured
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception as error:  # the package raises RuntimeError when its binary is missing
+        raise VideoError(
+            f"no ffmpeg found ({error}); install imageio-ffmpeg or set ${FFMPEG_ENV} to an ffmpeg binary"
+        ) from error
+
+
+class VideoWriter:
+    """Write RGB frames to an H.264 mp4 at ``path``; use as a context manager.
+
+    ``size`` is (width, height), both even (H.264 with 4:2:0 chroma needs that). ``audio_path``, if
+    given, is muxed in as AAC. An existing ``path`` is only replaced with ``overwrite``; on any error
+    or interruption nothing is left at ``path`` (a previous file there is untouched).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float = 25,
+        size: tuple[int, int] = (512, 512),
+        audio_path: str | Path | None = None,
+        overwrite: bool = False,
+        crf: int = DEFAULT_CRF,
+    ) -> None:
+        width, height = (int(v) for v in size)
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise ValueError(f"video size must be positive and even, got {width}x{height}")
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.path = check_writable_target(path, overwrite)
+        self.audio_path = None if audio_path is None else Path(audio_path)
+        if self.audio_path is not None and not self.audio_path.is_file():
+            raise InputError("audio file to mux into the video not found", self.audio_path)
+        self.fps, self.size, self.overwrite, self.crf = fps, (width, height), overwrite, int(crf)
+        self.frames_written = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._process: subprocess.Popen | None = None
+        self._log_file = None
+        self._temp: Path | None = None
+
+    def _command(self, output: Path) -> list[str]:
+        width, height = self.size
+        command = [
+            ffmpeg_executable(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(self.fps), "-i", "-",
+        ]
+        if self.audio_path is not None:
+            command += ["-i", str(self.audio_path), "-map", "0:v:0", "-map", "1:a:0", "-c:a", "aac", "-b:a", "128k"]
+        command += [
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", str(self.crf), "-pix_fmt", "yuv420p",
+            "-movflags", "+faststart", "-f", "mp4", str(output),
+        ]
+        return command
+
+    def __enter__(self) -> "VideoWriter":
+        self._stack = contextlib.ExitStack()
+        try:
+            self._temp = self._stack.enter_context(atomic_output(self.path, overwrite=self.overwrite))
+            self._log_file = self._stack.enter_context(tempfile.TemporaryFile())
+            self._process = subprocess.Popen(
+                self._command(self._temp), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file
+            )
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _ffmpeg_message(self) -> str:
+        if self._log_file is None:
+            return ""
+        self._log_file.seek(0)
+        return self._log_file.read().decode("utf-8", "replace").strip()[-2000:]
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append one (H, W, 3) frame or a (n, H, W, 3) chunk of uint8 RGB frames."""
+        if self._process is None or self._process.stdin is None:
+            raise RuntimeError("VideoWriter.write called outside its `with` block")
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        width, height = self.size
+        if frames.ndim != 4 or frames.shape[1:] != (height, width, 3):
+            raise ValueError(f"frames must be (n, {height}, {width}, 3), got {frames.shape}")
+        if frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8, got {frames.dtype}")
+        try:
+            self._process.stdin.write(np.ascontiguousarray(frames).tobytes())
+        except (BrokenPipeError, OSError) as error:
+            self._process.wait(timeout=10)
+            raise VideoError(f"ffmpeg stopped while writing {self.path}: {self._ffmpeg_message() or error}") from error
+        self.frames_written += len(frames)
+
+    def _finish(self) -> None:
+        assert self._process is not None and self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            code = self._process.wait(timeout=FINISH_TIMEOUT_S)
+        except subprocess.TimeoutExpired as error:
+            self._process.kill()
+            raise VideoError(f"ffmpeg did not finish {self.path} within {FINISH_TIMEOUT_S:.0f} s") from error
+        if code != 0:
+            raise VideoError(f"ffmpeg failed writing {self.path} (exit {code}): {self._ffmpeg_message()}")
+        if self.frames_written == 0:
+            raise VideoError(f"no frames were written to {self.path}")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        assert self._stack is not None
+        try:
+            if kind is None:
+                self._finish()
+            elif self._process is not None and self._process.poll() is None:
+                self._process.kill()
+                self._process.wait(timeout=10)
+        except BaseException as failure:
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+                self._process.wait(timeout=10)
+            self._stack.__exit__(type(failure), failure, failure.__traceback__)
+            raise
+        self._stack.__exit__(kind, error, traceback)
+        if kind is None:
+            log.info("wrote %s (%d frames at %s fps)", self.path, self.frames_written, self.fps)
