@@ -237,3 +237,25 @@ def test_head_node_given_as_matrix_is_animated_as_trs(tmp_path):
     from talkbridge.exporters.gltf.document import local_matrix
 
     np.testing.assert_allclose(local_matrix(node), matrix, atol=1e-9)
+
+
+def test_vrm_expression_bindings_drive_unmatched_targets(tmp_path):
+    source = write_third_party_head(tmp_path)
+    content = json.loads(source.read_text())
+    names = content["meshes"][0]["extras"]["targetNames"]
+    names[names.index("Body_Fat")] = "Fcl_MTH_A"
+    content["extensionsUsed"] = ["VRMC_vrm"]
+    content["extensions"] = {"VRMC_vrm": {"specVersion": "1.0", "expressions": {"preset": {
+        "aa": {"morphTargetBinds": [{"node": 1, "index": names.index("Fcl_MTH_A"), "weight": 0.5}]}}}}}
+    path = tmp_path / "avatar.gltf"
+    path.write_text(json.dumps(content))
+    motion = synthetic_motion(8)
+    result = add_animation(path, motion, tmp_path / "avatar.glb")
+    bound = result.report.channel_for["Fcl_MTH_A"]
+    assert (bound.channel, bound.how, bound.scale) == ("aa", "vrm binding", 0.5)
+    document, buffers = read_gltf(tmp_path / "avatar.glb")
+    assert document.extensions["VRMC_vrm"]["expressions"]["preset"]["aa"]
+    animation = _animation(document, "talkbridge")
+    face = next(animation.samplers[c.sampler] for c in animation.channels if c.target.node == 1 and c.target.path == "weights")
+    weights = read_accessor(document, buffers, face.output).reshape(8, len(names))
+    np.testing.assert_allclose(weights[:, names.index("Fcl_MTH_A")], 0.5 * motion.visemes[:, 10], atol=1e-6)

@@ -38,7 +38,7 @@ from talkbridge.exporters.gltf.document import (
     world_matrices,
 )
 from talkbridge.exporters.gltf.glb import read_gltf, write_glb
-from talkbridge.exporters.naming import MatchReport, family_of, match_targets, motion_channels, weight_matrix
+from talkbridge.exporters.naming import MatchReport, TargetMatch, family_of, match_targets, motion_channels, weight_matrix
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,40 @@ def _morph_meshes(document: pygltflib.GLTF2, path: Path) -> dict[int, list[str]]
             )
         found[index] = names
     return found
+
+
+def _apply_vrm_bindings(
+    document: pygltflib.GLTF2,
+    morph_meshes: dict[int, list[str]],
+    reports: dict[int, MatchReport],
+    available: set[str],
+    user_map: dict,
+) -> None:
+    """Bind targets a VRM 1.0 file assigns to expression presets (``VRMC_vrm``), when names did not match.
+
+    VRM avatars often name targets after their own conventions (``Fcl_MTH_A``) and say in the
+    extension which target makes each preset; that binding is as good as a name.
+    """
+    extension = (document.extensions or {}).get("VRMC_vrm") if isinstance(document.extensions, dict) else None
+    presets = ((extension or {}).get("expressions") or {}).get("preset") or {}
+    if not isinstance(presets, dict):
+        return
+    for preset, expression in presets.items():
+        if preset not in available or not isinstance(expression, dict):
+            continue
+        for bind in expression.get("morphTargetBinds") or []:
+            try:
+                node = document.nodes[int(bind["node"])]
+                names = morph_meshes[node.mesh]
+                target = names[int(bind["index"])]
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            report = reports[node.mesh]
+            if target in user_map or target not in report.unmatched_targets:
+                continue
+            report.unmatched_targets.remove(target)
+            weight = float(bind.get("weight", 1.0))
+            report.matches.append(TargetMatch(target, preset, "vrm binding", weight))
 
 
 def _remove_previous(document: pygltflib.GLTF2, blob: bytes, name: str, path: Path) -> bytes:
@@ -247,11 +281,15 @@ def add_animation(
 
     channels = motion_channels(motion)
     available = set(channels)
+    reports: dict[int, MatchReport] = {}
+    for mesh_index, names in morph_meshes.items():
+        reports[mesh_index] = match_targets(names, available, options.name_map)
+    _apply_vrm_bindings(document, morph_meshes, reports, available, options.name_map or {})
     mesh_reports: dict[str, MatchReport] = {}
     combined = MatchReport()
-    for mesh_index, names in morph_meshes.items():
-        report = match_targets(names, available, options.name_map)
-        mesh_reports[document.meshes[mesh_index].name or f"mesh{mesh_index}"] = report
+    for mesh_index, report in reports.items():
+        label = document.meshes[mesh_index].name or f"mesh{mesh_index}"
+        mesh_reports[label if label not in mesh_reports else f"{label}#{mesh_index}"] = report
         combined.matches += report.matches
         combined.unmatched_targets += report.unmatched_targets
         combined.ignored_targets += report.ignored_targets
@@ -289,7 +327,7 @@ def add_animation(
         return accessor
 
     for mesh_index, names in morph_meshes.items():
-        report = mesh_reports[document.meshes[mesh_index].name or f"mesh{mesh_index}"]
+        report = reports[mesh_index]
         if not report.matches:
             continue
         mesh = document.meshes[mesh_index]
