@@ -246,6 +246,15 @@ def motion_channels(motion: Motion) -> dict[str, np.ndarray]:
     ARKit eye blinks fall back to the motion's blink when the engine produced no ARKit curves, so a
     SadTalker clip still blinks a blend-shape head. VRM presets are derived (see ``_VRM_RECIPES``).
     """
+    n = motion.n_frames
+    for field_name in ("blink", "arkit", "visemes", "expression"):
+        values = getattr(motion, field_name)
+        if values is None:
+            continue
+        if len(values) != n:
+            raise InputError(f"the motion's {field_name} has {len(values)} frames but its pose has {n}")
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"the motion's {field_name} contains NaN or infinite values")
     channels: dict[str, np.ndarray] = {}
     if motion.arkit is not None:
         arkit = np.asarray(motion.arkit, np.float32)

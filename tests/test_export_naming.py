@@ -115,3 +115,14 @@ def test_naming_imports_neither_pygltflib_nor_bpy():
     code = "import sys, talkbridge.exporters.naming; print('pygltflib' in sys.modules, 'bpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_inconsistent_or_broken_motion_is_refused():
+    motion = synthetic_motion(6)
+    motion.arkit = motion.arkit[:4]
+    with pytest.raises(InputError, match="arkit has 4 frames"):
+        motion_channels(motion)
+    motion = synthetic_motion(6)
+    motion.visemes[2, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        motion_channels(motion)
