@@ -166,6 +166,13 @@ def test_bad_heads_get_clear_errors(tmp_path):
 
     content = json.loads(source.read_text())
     for mesh in content["meshes"]:
+        mesh["primitives"][0]["extras"] = mesh.pop("extras")  # names on the primitive are read too
+    on_primitive = tmp_path / "on_primitive.gltf"
+    on_primitive.write_text(json.dumps(content))
+    assert add_animation(on_primitive, motion, tmp_path / "p.glb").report.matches
+
+    content = json.loads(source.read_text())
+    for mesh in content["meshes"]:
         mesh["extras"]["targetNames"] = [f"Sculpt_{i}" for i in range(len(mesh["extras"]["targetNames"]))]
     nothing = tmp_path / "nothing.gltf"
     nothing.write_text(json.dumps(content))

@@ -125,6 +125,9 @@ def _morph_meshes(document: pygltflib.GLTF2, path: Path) -> dict[int, list[str]]
             raise InputError(f"mesh {mesh.name or index!r} has primitives with different morph target counts", path)
         count = counts.pop()
         names = mesh.extras.get("targetNames") if isinstance(mesh.extras, dict) else None
+        first = mesh.primitives[0]
+        if names is None and isinstance(first.extras, dict):
+            names = first.extras.get("targetNames")  # where some exporters (Babylon, older three.js) put them
         if not isinstance(names, list) or len(names) != count or not all(isinstance(n, str) and n for n in names):
             raise InputError(
                 f"mesh {mesh.name or index!r} has {count} morph targets without names "
