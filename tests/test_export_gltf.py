@@ -266,3 +266,34 @@ def test_vrm_expression_bindings_drive_unmatched_targets(tmp_path):
     face = next(animation.samplers[c.sampler] for c in animation.channels if c.target.node == 1 and c.target.path == "weights")
     weights = read_accessor(document, buffers, face.output).reshape(8, len(names))
     np.testing.assert_allclose(weights[:, names.index("Fcl_MTH_A")], 0.5 * motion.visemes[:, 10], atol=1e-6)
+
+
+def test_pose_is_applied_in_scene_frame_for_rotated_rigs(tmp_path):
+    """A Z-up rig (root turned -90 degrees about X) with a head bone in its own odd orientation."""
+    from talkbridge.exporters.gltf.document import world_matrices
+    from talkbridge.exporters.gltf.pose import matrix_to_quaternion
+
+    source = write_third_party_head(tmp_path)
+    content = json.loads(source.read_text())
+    root_rotation = matrix_to_quaternion(rotation_matrices([[-np.pi / 2, 0, 0]])[0])
+    bone_rotation = matrix_to_quaternion(rotation_matrices([[0.3, -0.7, 1.1]])[0])
+    content["nodes"][0]["rotation"] = [float(v) for v in root_rotation]
+    content["nodes"].append({"name": "Head", "rotation": [float(v) for v in bone_rotation], "translation": [0, 0, 150.0]})
+    content["nodes"][0]["children"].append(len(content["nodes"]) - 1)
+    path = tmp_path / "zup.gltf"
+    path.write_text(json.dumps(content))
+    motion = synthetic_motion(20)
+    result = add_animation(path, motion, tmp_path / "zup.glb", ExportOptions(pose_reference="absolute"))
+    assert result.head_node == "Head" and not result.added_pivot
+
+    document, buffers = read_gltf(tmp_path / "zup.glb")
+    head_index = [n.name for n in document.nodes].index("Head")
+    rest_world = world_matrices(document)[head_index][:3, :3]
+    animation = _animation(document, "talkbridge")
+    sampler = next(animation.samplers[c.sampler] for c in animation.channels if c.target.node == head_index)
+    keys = read_accessor(document, buffers, sampler.output)
+    expected_pose = rotation_matrices(motion.pose[:, :3])
+    for frame in (0, 7, 19):
+        document.nodes[head_index].rotation = [float(v) for v in keys[frame]]
+        world = world_matrices(document)[head_index][:3, :3]
+        np.testing.assert_allclose(world, expected_pose[frame] @ rest_world, atol=1e-6)
