@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from talkbridge.core.head_mesh import HeadJoint, HeadMesh
-from talkbridge.core.motion import ARKIT_52, OCULUS_VISEMES, Motion
+from talkbridge.core.motion import ARKIT_52, Motion
 
 ARKIT_SUBSET = ("jawOpen", "eyeBlinkLeft", "eyeBlinkRight", "mouthSmileLeft", "mouthSmileRight", "mouthPucker", "browInnerUp")
 
@@ -341,7 +341,6 @@ def synthetic_motion(frames: int = 50, fps: int = 25, engine: str = "lite", expr
 
 __all__ = [
     "ARKIT_SUBSET",
-    "OCULUS_VISEMES",
     "THIRD_PARTY_FACE_TARGETS",
     "THIRD_PARTY_TEETH_TARGETS",
     "arkit_head",
