@@ -56,9 +56,13 @@ class PreviewRenderer:
         colors = head.colors[:, :3] if head.colors is not None else np.tile(DEFAULT_COLOR, (head.n_vertices, 1))
         self.albedo = np.asarray(colors, np.float64)
         self.pivot, self.head_weight = self._rig(head)
+        # Frame the head, not the whole neck: at most 1.7 head widths from the top down.
         low, high = self.rest.min(axis=0), self.rest.max(axis=0)
-        self.center = 0.5 * (low + high)
-        self.extent = float(max(high[0] - low[0], high[1] - low[1])) * 0.62  # half the framed height
+        width = float(high[0] - low[0])
+        span = min(float(high[1] - low[1]), 1.7 * width) if width > 0 else float(high[1] - low[1])
+        span = max(span, 1e-6)
+        self.center = np.array([0.5 * (low[0] + high[0]), high[1] - 0.5 * span, 0.5 * (low[2] + high[2])])
+        self.extent = 0.56 * span  # half the framed height
         self.distance = distance_m
         self.focal = 0.5 * self.size * distance_m / self.extent
         ramp = np.linspace(0.0, 1.0, self.size, dtype=np.float32)[:, None, None]
@@ -132,11 +136,16 @@ class PreviewRenderer:
         specular = 0.12 * np.clip(normals @ half, 0.0, None) ** 24
         shade = np.clip(self.albedo * light[:, None] + specular[:, None], 0.0, 1.0)
 
-        rel = positions - self.center
+        u, v, depth = self.project(positions)
+        return self._rasterise(u, v, depth, shade)
+
+    def project(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixel column, pixel row and camera distance of head-frame points (camera on +Z, looking back)."""
+        rel = np.atleast_2d(np.asarray(positions, np.float64)) - self.center
         depth = self.distance - rel[:, 2]
         u = 0.5 * self.size + self.focal * rel[:, 0] / depth
         v = 0.5 * self.size - self.focal * rel[:, 1] / depth
-        return self._rasterise(u, v, depth, shade)
+        return u, v, depth
 
     def _rasterise(self, u: np.ndarray, v: np.ndarray, depth: np.ndarray, shade: np.ndarray) -> np.ndarray:
         size = self.size
