@@ -40,7 +40,7 @@ LID_OPEN_DEG = 22.0  # upper lid edge above the line of sight, at rest
 LID_CLOSED_DEG = -32.0  # where eyeBlink brings it
 LID_WIDE_DEG = 40.0  # where eyeWide lifts it
 JAW_PIVOT = np.array([0.0, -0.012, -0.005])
-JAW_OPEN_DEG = 16.0
+JAW_OPEN_DEG = 20.0
 
 # (y, half width, front depth, back depth) of the skin below the skull dome; between rows it is
 # interpolated linearly. Above the first row the skull is an ellipsoid cap.

@@ -155,10 +155,11 @@ class PreviewRenderer:
         area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
         # Image rows grow downwards, so triangles facing the camera have negative signed area here.
         keep = area < -1e-9
-        xmin = np.clip(np.floor(np.minimum(np.minimum(x0, x1), x2)), 0, size - 1).astype(np.int64)
-        xmax = np.clip(np.ceil(np.maximum(np.maximum(x0, x1), x2)), 0, size - 1).astype(np.int64)
-        ymin = np.clip(np.floor(np.minimum(np.minimum(y0, y1), y2)), 0, size - 1).astype(np.int64)
-        ymax = np.clip(np.ceil(np.maximum(np.maximum(y0, y1), y2)), 0, size - 1).astype(np.int64)
+        # Only pixels whose centres (px + 0.5, py + 0.5) can fall inside: tiny triangles list few or none.
+        xmin = np.clip(np.ceil(np.minimum(np.minimum(x0, x1), x2) - 0.5), 0, size - 1).astype(np.int64)
+        xmax = np.clip(np.floor(np.maximum(np.maximum(x0, x1), x2) - 0.5), 0, size - 1).astype(np.int64)
+        ymin = np.clip(np.ceil(np.minimum(np.minimum(y0, y1), y2) - 0.5), 0, size - 1).astype(np.int64)
+        ymax = np.clip(np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.5), 0, size - 1).astype(np.int64)
         keep &= (xmax >= xmin) & (ymax >= ymin)
         faces = np.flatnonzero(keep)
         image = self.background.copy()
