@@ -247,3 +247,50 @@ def test_a_stopping_server_tells_its_clients():
         stopping.join()
     finally:
         client.close()
+
+
+def test_the_client_resends_an_unanswered_submit_with_the_same_job_id():
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    seen: list[tuple[str, str | None]] = []
+    finished = threading.Event()
+
+    def lossy_server():  # ignores the first submit, as if it was lost, then behaves
+        deadline = time.monotonic() + 10
+        submits = 0
+        while time.monotonic() < deadline and not finished.is_set():
+            if not router.poll(20):
+                continue
+            identity, *frames = router.recv_multipart()
+            message = p.decode(frames)
+            seen.append((message.type, message.job_id))
+            reply = None
+            if message.type == p.HELLO:
+                reply = p.Message(p.WELCOME, body={"version": 1, "server": "fake", "capabilities": {}, "heartbeat_s": 0.5, "limits": {}})
+            elif message.type == p.PING:
+                reply = p.Message(p.PONG)
+            elif message.type == p.SUBMIT:
+                submits += 1
+                if submits == 2:
+                    router.send_multipart([identity, *p.encode(p.Message(p.ACCEPTED, message.job_id, {"position": 0}))])
+                    reply = p.Message(p.DONE, message.job_id, {"n_frames": 0, "n_chunks": 0})
+            if reply is not None:
+                router.send_multipart([identity, *p.encode(reply)])
+
+    thread = threading.Thread(target=lossy_server)
+    thread.start()
+    client = Client(f"tcp://127.0.0.1:{port}", retry_s=0.3)
+    try:
+        client.connect()
+        events = list(client.submit("synthetic", audio=AUDIO, job_id="retry-me"))
+        time.sleep(0.8)  # long enough for another (wrong) retry to show up
+    finally:
+        finished.set()
+        client.close()
+        thread.join()
+        router.close()
+        context.term()
+    assert [e.type for e in events] == [p.ACCEPTED, p.DONE]
+    assert [s for s in seen if s[0] == p.SUBMIT] == [(p.SUBMIT, "retry-me")] * 2
