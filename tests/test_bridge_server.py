@@ -24,6 +24,15 @@ pytestmark = pytest.mark.timeout(60)
 AUDIO = np.zeros(1600, np.float32)  # the synthetic runner ignores audio, but a submit must carry some
 
 
+@pytest.fixture(autouse=True)
+def no_threads_left_behind():
+    """Every server and client a test starts must be fully stopped when it ends."""
+    yield
+    assert wait_for(lambda: not [t for t in threading.enumerate() if t.name.startswith("talkbridge-")], timeout=5.0), [
+        t.name for t in threading.enumerate()
+    ]
+
+
 @contextlib.contextmanager
 def serve(runner: SyntheticRunner, bind: str = "tcp://127.0.0.1:*", **options):
     server = Server(runner, ServerConfig(bind=bind, **options)).start()
@@ -294,3 +303,50 @@ def test_the_client_resends_an_unanswered_submit_with_the_same_job_id():
         context.term()
     assert [e.type for e in events] == [p.ACCEPTED, p.DONE]
     assert [s for s in seen if s[0] == p.SUBMIT] == [(p.SUBMIT, "retry-me")] * 2
+
+
+class CountingEngine:
+    """A registered engine that counts how often it is built and records what it was asked."""
+
+    name = "counting"
+    version = "0"
+    built: list[str] = []
+
+    def __init__(self, device: str = "unset", scale: float = 1.0) -> None:
+        CountingEngine.built.append(device)
+        self.scale = scale
+        self.requests = []
+
+    def stream_motion(self, request):
+        self.requests.append(request)
+        n = int(np.asarray(request.audio).size // 160)
+        for start in range(0, n, request.chunk_frames):
+            chunk = synthetic_chunk(start, min(request.chunk_frames, n - start))
+            yield type(chunk)(chunk.start, chunk.pose * self.scale, chunk.blink)
+
+
+def test_engines_are_built_once_per_device_and_get_the_job_inputs(monkeypatch, tmp_path):
+    from talkbridge.bridge.jobs import EngineRunner
+    from talkbridge.core import engine as engine_module
+
+    monkeypatch.setitem(engine_module.ENGINE_FACTORIES, "counting", f"{__name__}:CountingEngine")
+    monkeypatch.setattr(CountingEngine, "built", [])
+    runner = EngineRunner({"counting": {"scale": 2.0}})
+    image = tmp_path / "portrait.png"
+    image.write_bytes(b"\x89PNG fake")
+    with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*", devices=("cpu",))) as server, connect(server) as client:
+        assert "counting" in client.welcome["capabilities"]["engines"]
+        results = [
+            client.submit("counting", audio=np.ones(1600, np.float32), image=image, options={"chunk_frames": 4, "seed": 9}).result()
+            for _ in range(2)
+        ]
+        bad = client.submit("counting", audio=np.ones(160, np.float32), options={"seed": "nine"}).result()
+    assert CountingEngine.built == ["cpu"]  # one build, reused by every job on that device
+    for result in results:
+        assert result.final.type == p.DONE and result.final.body["n_frames"] == 10
+        assert np.allclose(result.array("pose"), 2.0 * synthetic_chunk(0, 10).pose)
+    engine = runner.engine("counting", "cpu")
+    request = engine.requests[0]
+    assert request.seed == 9 and request.chunk_frames == 4 and request.image.suffix == ".png"
+    assert not request.image.exists()  # the job's temporary inputs are gone afterwards
+    assert bad.final.code == p.E_BAD_INPUT and "'seed'" in bad.final.body["message"]
