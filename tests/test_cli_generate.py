@@ -114,6 +114,10 @@ def test_demo_makes_its_inputs_and_keeps_earlier_runs(tmp_path, capsys):
     motion = load_motion(tmp_path / "demo.motion.npz")
     assert motion.metadata["phone_source"] == "alignment"
     assert lip_aperture(motion.arkit).max() > 0.3
+    # A second run would not touch these outputs: it takes the next free name.
+    from talkbridge.cli.commands.demo import free_name
+
+    assert free_name(tmp_path, "demo") == "demo-2"
 
 
 def test_head_mannequin_writes_a_glb_with_all_targets(tmp_path):
