@@ -21,6 +21,7 @@ sets each target may touch, and the tests hold the mesh to it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,6 +151,7 @@ def _column_angles() -> np.ndarray:
     return np.sort(np.concatenate([front, back]))
 
 
+@functools.lru_cache(maxsize=1)
 def _profile_curves():
     """Smooth (C1) curves through the profile table and the skull's elliptical dome above it."""
     from scipy.interpolate import PchipInterpolator
@@ -162,20 +164,14 @@ def _profile_curves():
     return [PchipInterpolator(table[:, 0], table[:, c]) for c in (1, 2, 3)]
 
 
-_PROFILE_CURVES = None
-
-
 def _cross_section(y: float) -> tuple[float, float, float]:
     """(half width, front depth, back depth) of the skin at height ``y``."""
-    global _PROFILE_CURVES
-    if _PROFILE_CURVES is None:
-        _PROFILE_CURVES = _profile_curves()
     crown = PROFILE[0]
     if y > crown[0] + (SKULL_TOP - crown[0]) * np.sin(np.deg2rad(75.0)):
         # Near the top the exact ellipse, so the crown closes neatly at the pole.
         t = np.sqrt(max(0.0, 1.0 - ((y - crown[0]) / (SKULL_TOP - crown[0])) ** 2))
         return crown[1] * t, crown[2] * t, crown[3] * t
-    return tuple(float(curve(y)) for curve in _PROFILE_CURVES)
+    return tuple(float(curve(y)) for curve in _profile_curves())
 
 
 def _features(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -231,7 +227,8 @@ def _shell() -> tuple[_Part, dict[str, np.ndarray], np.ndarray]:
         p = positions[k]
         lip = _bump(p * np.array([1, 1, 0]), (0, MOUTH_Y, 0), (MOUTH_HALF_WIDTH + 0.004, 0.0115, 1.0)) * facing[k]
         lips_band[k] = np.clip(lip * 3.0, 0, 1)
-        brow = np.exp(-(((p[:, 1] - 0.050) / 0.0045) ** 2)) * _smoothstep(0.058, 0.045, np.abs(np.abs(p[:, 0]) - 0.034) + 0.03) * facing[k]
+        brow_x = _smoothstep(0.058, 0.045, np.abs(np.abs(p[:, 0]) - 0.034) + 0.03)  # two arcs, none mid-face
+        brow = np.exp(-(((p[:, 1] - 0.050) / 0.0045) ** 2)) * brow_x * facing[k]
         colors[k] = colors[k] * (1 - lips_band[k, :, None]) + np.array(LIP) * lips_band[k, :, None]
         colors[k] = colors[k] * (1 - brow[:, None]) + np.array(BROW) * brow[:, None]
     for name in ("upper_in", "lower_in"):
@@ -302,13 +299,14 @@ def _lid_points(center: np.ndarray, rim_deg: float, n_across: int = 14, n_along:
     radius = LID_RADIUS * (1.0 + 0.10 * np.sin(around))
     sa = np.sin(across)[:, None]
     ring = np.stack([
-        np.cos(across)[:, None] * radius * np.ones_like(around) * 1.0,
+        np.cos(across)[:, None] * radius,
         sa * radius * np.sin(elevation),
         sa * radius * np.cos(elevation),
     ], axis=-1)
     ring[..., 0] *= 1.25  # a little wider than tall, like a real lid
     points = np.concatenate([ring.reshape(-1, 3), [[1.25 * LID_RADIUS, 0, 0], [-1.25 * LID_RADIUS, 0, 0]]])
-    lash = np.concatenate([np.repeat((folded[None, :] < 0.06) * np.ones((n_across, 1)), 1, 0).reshape(-1), [0, 0]])
+    at_rim = np.tile((folded < 0.06).astype(np.float64), n_across)  # the lash line along the lid's edge
+    lash = np.concatenate([at_rim, [0.0, 0.0]])
     return points + center, lash
 
 
