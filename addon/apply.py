@@ -1,0 +1,371 @@
+"""Writing talkbridge motion onto Blender data: plain functions and classes, no UI, no timers.
+
+Everything takes bpy data blocks plus numpy arrays, so the add-on's operators, the headless path,
+the tests and ``bench/blender_apply.py`` share one implementation.
+
+How a take is written (Blender 4.4+ slotted actions):
+
+* one new Action per take, tagged ``talkbridge_take``, with a slot for the shape keys (``KEY``) and
+  one for the head rig (``OBJECT``), a layer and a keyframe strip;
+* every curve is a channelbag F-curve filled with ``keyframe_points.add`` + ``foreach_set`` from a
+  numpy buffer; streamed chunks grow the buffers and a later flush writes the whole curve again in
+  one call (``foreach_set`` cannot write a slice), which stays far cheaper than per-key Python;
+* the artist's own action on the same data block is never edited: it is pushed into an NLA track
+  (with a fake user) under the take, so their keys stay intact and keep playing where the take has
+  no curve.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import bpy
+import numpy as np
+
+from talkbridge.core.errors import InputError
+from talkbridge.core.motion import FPS, Motion
+from talkbridge.exporters.naming import MatchReport, match_targets, motion_channels
+
+from . import posemath
+
+log = logging.getLogger(__name__)
+
+TAKE_TAG = "talkbridge_take"
+KEPT_TRACK_PREFIX = "[talkbridge kept] "
+SHAPE_KEY_GROUP = "talkbridge shape keys"
+
+
+def _linear_code() -> int:
+    return bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+
+
+def shape_key_names(key: "bpy.types.Key") -> list[str]:
+    """Names of the shape keys that can be driven (everything but the reference/basis key)."""
+    reference = key.reference_key
+    return [block.name for block in key.key_blocks if reference is None or block.name != reference.name]
+
+
+def match_shape_keys(
+    key: "bpy.types.Key",
+    available: set[str] | frozenset[str] | None,
+    user_map: Mapping[str, tuple[str | None, float]] | None = None,
+) -> MatchReport:
+    """Bind a mesh's shape keys to motion channels with the exporters' rules (ARKit, visemes, VRM, exp_XX, user map)."""
+    return match_targets(shape_key_names(key), available, user_map)
+
+
+class CurveBuffer:
+    """One F-curve and the numpy copy of its keys; ``flush`` writes all keys in two bulk calls."""
+
+    def __init__(self, fcurve: "bpy.types.FCurve", start_frame: float, frame_step: float) -> None:
+        self.fcurve = fcurve
+        self.start_frame = float(start_frame)
+        self.frame_step = float(frame_step)
+        self._co = np.zeros((0, 2), np.float32)
+        self.count = 0
+        self.written = 0
+
+    @property
+    def dirty(self) -> bool:
+        return self.count != self.written
+
+    def put(self, start: int, values: np.ndarray) -> None:
+        """Store ``values`` for frames ``start ..``; frames must arrive in order (gaps are held at 0)."""
+        values = np.asarray(values, np.float32).reshape(-1)
+        end = start + len(values)
+        if end > len(self._co):
+            grown = np.zeros((max(end, 2 * len(self._co), 64), 2), np.float32)
+            grown[: self.count] = self._co[: self.count]
+            self._co = grown
+        if end > self.count:
+            indexes = np.arange(self.count, end, dtype=np.float64)
+            self._co[self.count:end, 0] = self.start_frame + indexes * self.frame_step
+        self._co[start:end, 1] = values
+        self.count = max(self.count, end)
+        if start < self.written:
+            self.written = min(self.written, start)  # rewrite from there (never happens in order)
+
+    def values(self) -> np.ndarray:
+        return self._co[: self.count, 1]
+
+    def flush(self, linear: int) -> None:
+        points = self.fcurve.keyframe_points
+        have = len(points)
+        if have < self.count:
+            points.add(self.count - have)
+        points.foreach_set("co", self._co[: self.count].ravel())
+        points.foreach_set("interpolation", np.full(self.count, linear, np.int32))
+        self.fcurve.update()
+        self.written = self.count
+
+
+def _stash_previous_action(anim: "bpy.types.AnimData") -> str | None:
+    """Move the artist's active action into an NLA track so the take never edits their keys."""
+    previous = anim.action
+    if previous is None or previous.get(TAKE_TAG):
+        return None
+    previous.use_fake_user = True
+    track = anim.nla_tracks.new()
+    track.name = f"{KEPT_TRACK_PREFIX}{previous.name}"[:63]
+    start = int(np.floor(previous.frame_range[0]))
+    slot = anim.action_slot
+    strip = track.strips.new(previous.name[:63], start, previous)
+    if slot is not None and hasattr(strip, "action_slot"):
+        try:
+            strip.action_slot = slot
+        except (TypeError, RuntimeError, AttributeError):
+            log.debug("could not keep slot %s on the NLA strip", slot.identifier)
+    return track.name
+
+
+def install_take(id_block: Any, action: "bpy.types.Action", slot: "bpy.types.ActionSlot") -> str | None:
+    """Make ``action``/``slot`` the active animation of ``id_block``; returns the NLA track keeping the artist's action, if any."""
+    anim = id_block.animation_data or id_block.animation_data_create()
+    kept = _stash_previous_action(anim)
+    anim.action = action
+    anim.action_slot = slot
+    return kept
+
+
+@dataclass
+class PoseTarget:
+    """Where head rotation goes: a pose bone (``bone`` set) or the object itself."""
+
+    obj: "bpy.types.Object"
+    bone: str | None = None
+
+    @property
+    def owner(self) -> Any:
+        return self.obj.pose.bones[self.bone] if self.bone else self.obj
+
+    @property
+    def prefix(self) -> str:
+        return f'pose.bones["{bpy.utils.escape_identifier(self.bone)}"].' if self.bone else ""
+
+    def frame_rotation(self) -> np.ndarray:
+        """The rotation of the space this target's rotation lives in (x, y, z, w)."""
+        if self.bone:
+            return posemath.from_blender_order(self.obj.data.bones[self.bone].matrix_local.to_quaternion())
+        if self.obj.parent is not None:
+            parent = self.obj.parent.matrix_world @ self.obj.matrix_parent_inverse
+            return posemath.from_blender_order(parent.to_quaternion())
+        return np.array([0.0, 0.0, 0.0, 1.0])
+
+    def current_rotation(self) -> np.ndarray:
+        owner = self.owner
+        mode = owner.rotation_mode
+        if mode == "QUATERNION":
+            quaternion = owner.rotation_quaternion.normalized()
+        elif mode == "AXIS_ANGLE":
+            raise InputError(f"{self.describe()} uses axis-angle rotation; switch it to Quaternion or an Euler mode")
+        else:
+            quaternion = owner.rotation_euler.to_quaternion()
+        return posemath.from_blender_order(quaternion)
+
+    def describe(self) -> str:
+        return f"bone {self.bone!r} of {self.obj.name!r}" if self.bone else f"object {self.obj.name!r}"
+
+
+@dataclass
+class TakeSummary:
+    """What a take wrote, for the panel and the tests."""
+
+    action: str
+    frames: int = 0
+    shape_keys: list[str] = field(default_factory=list)
+    pose_target: str | None = None
+    kept_tracks: list[str] = field(default_factory=list)
+    report: MatchReport | None = None
+
+
+class TakeWriter:
+    """Streams one take onto a mesh's shape keys and a head bone/object, chunk by chunk.
+
+    ``add_chunk`` only does numpy work (cheap, any amount per tick); ``flush`` writes dirty curves
+    to Blender and can stop after a time budget, so a timer callback stays responsive.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        shape_keys: "bpy.types.Key | None" = None,
+        pose_target: PoseTarget | None = None,
+        start_frame: float = 1.0,
+        frame_step: float = 1.0,
+        pose_reference: str = "first",
+        name_map: Mapping[str, tuple[str | None, float]] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        if shape_keys is None and pose_target is None:
+            raise InputError("nothing to animate: choose a mesh with shape keys and/or a head bone or object")
+        if pose_target is not None and pose_target.bone and pose_target.bone not in pose_target.obj.pose.bones:
+            raise InputError(f"the armature {pose_target.obj.name!r} has no bone {pose_target.bone!r}")
+        self.shape_keys = shape_keys
+        self.pose_target = pose_target
+        self.start_frame = float(start_frame)
+        self.frame_step = float(frame_step)
+        self.pose_reference = pose_reference
+        self.name_map = dict(name_map or {})
+        self.action = bpy.data.actions.new(name)
+        self.action[TAKE_TAG] = 1
+        for key, value in (metadata or {}).items():
+            self.action[f"talkbridge_{key}"] = value
+        self.action.use_fake_user = True  # earlier takes stay in the file when a new one replaces them
+        self.action.use_frame_range = False
+        self._strip = self.action.layers.new("talkbridge").strips.new(type="KEYFRAME")
+        self._linear = _linear_code()
+        self.summary = TakeSummary(self.action.name)
+        self._shape_curves: dict[str, tuple[str, float, CurveBuffer]] = {}
+        self._pose_curves: list[CurveBuffer] = []
+        self._pose_frame: np.ndarray | None = None
+        self._pose_current: np.ndarray | None = None
+        self._first_angles: np.ndarray | None = None
+        self._last_quaternion: np.ndarray | None = None
+        self._euler_order: str | None = None
+        self._last_euler: Any = None
+        self._cursor = 0
+        self._started = False
+        self.frames = 0
+
+    # ------------------------------------------------------------------------------ set-up
+
+    def _channelbag(self, id_type: str, name: str) -> "bpy.types.ActionChannelbag":
+        slot = self.action.slots.new(id_type=id_type, name=name)
+        return slot, self._strip.channelbag(slot, ensure=True)
+
+    def _curve(self, bag: Any, data_path: str, index: int, group: Any) -> CurveBuffer:
+        fcurve = bag.fcurves.new(data_path, index=index)
+        if group is not None:
+            fcurve.group = group
+        return CurveBuffer(fcurve, self.start_frame, self.frame_step)
+
+    def _start(self, channels: Mapping[str, np.ndarray]) -> None:
+        self._started = True
+        if self.shape_keys is not None:
+            report = match_shape_keys(self.shape_keys, set(channels), self.name_map)
+            self.summary.report = report
+            if report.matches:
+                slot, bag = self._channelbag("KEY", self.shape_keys.name)
+                group = bag.groups.new(SHAPE_KEY_GROUP)
+                for match in report.matches:
+                    path = f'key_blocks["{bpy.utils.escape_identifier(match.target)}"].value'
+                    self._shape_curves[match.target] = (match.channel, match.scale, self._curve(bag, path, 0, group))
+                    self.summary.shape_keys.append(match.target)
+                kept = install_take(self.shape_keys, self.action, slot)
+                if kept:
+                    self.summary.kept_tracks.append(kept)
+            elif self.pose_target is None:
+                names = ", ".join(shape_key_names(self.shape_keys)[:10])
+                raise InputError(
+                    f"none of the shape keys of {self.shape_keys.user.name!r} match a talkbridge channel "
+                    f"(keys: {names} ...); rename them (ARKit, visemes, VRM, exp_XX) or give a name map"
+                )
+        if self.pose_target is not None:
+            target = self.pose_target
+            self._pose_frame = target.frame_rotation()
+            self._pose_current = target.current_rotation()
+            owner = target.owner
+            slot, bag = self._channelbag("OBJECT", target.obj.name)
+            group = bag.groups.new(target.bone or "Object Transforms")
+            if owner.rotation_mode == "QUATERNION":
+                self._pose_curves = [self._curve(bag, f"{target.prefix}rotation_quaternion", i, group) for i in range(4)]
+            else:
+                self._euler_order = owner.rotation_mode
+                self._pose_curves = [self._curve(bag, f"{target.prefix}rotation_euler", i, group) for i in range(3)]
+            kept = install_take(target.obj, self.action, slot)
+            if kept:
+                self.summary.kept_tracks.append(kept)
+            self.summary.pose_target = target.describe()
+
+    # ------------------------------------------------------------------------------ streaming
+
+    def add_chunk(self, start: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Take one chunk of motion (``pose`` (n, 6), ``blink`` (n,), optional ``arkit``/``visemes``/``expression``)."""
+        pose = np.asarray(arrays["pose"], np.float32)
+        n = len(pose)
+        motion = Motion(
+            fps=FPS,
+            engine="",
+            engine_version="",
+            pose=pose,
+            blink=np.asarray(arrays["blink"], np.float32),
+            expression=arrays.get("expression"),
+            arkit=arrays.get("arkit"),
+            visemes=arrays.get("visemes"),
+        )
+        channels = motion_channels(motion)
+        if not self._started:
+            self._start(channels)
+        for channel, scale, buffer in self._shape_curves.values():
+            values = channels.get(channel)
+            if values is None:
+                raise InputError(f"a chunk of the motion lacks the {channel!r} channel the first chunk had")
+            buffer.put(start, values * np.float32(scale))
+        if self._pose_curves:
+            self._put_pose(start, pose)
+        self.frames = max(self.frames, start + n)
+        self.summary.frames = self.frames
+
+    def _put_pose(self, start: int, pose: np.ndarray) -> None:
+        if self._first_angles is None:
+            self._first_angles = np.asarray(pose[0, :3], np.float64)
+        world = posemath.head_rotations(pose, self.pose_reference, self._first_angles)
+        local = posemath.local_rotations(world, self._pose_frame, self._pose_current)
+        local = posemath.make_continuous(local, self._last_quaternion)
+        self._last_quaternion = local[-1].copy()
+        if self._euler_order is None:
+            columns = posemath.to_blender_order(local)
+        else:
+            columns = self._to_euler(local)
+        for index, buffer in enumerate(self._pose_curves):
+            buffer.put(start, columns[:, index])
+
+    def _to_euler(self, quaternions: np.ndarray) -> np.ndarray:
+        from mathutils import Quaternion
+
+        out = np.empty((len(quaternions), 3), np.float64)
+        for row, (x, y, z, w) in enumerate(quaternions):
+            euler = Quaternion((w, x, y, z)).to_euler(self._euler_order, *(() if self._last_euler is None else (self._last_euler,)))
+            self._last_euler = euler
+            out[row] = tuple(euler)
+        return out
+
+    def _buffers(self) -> list[CurveBuffer]:
+        return [entry[2] for entry in self._shape_curves.values()] + self._pose_curves
+
+    @property
+    def dirty(self) -> bool:
+        return any(buffer.dirty for buffer in self._buffers())
+
+    def flush(self, budget_s: float | None = None) -> bool:
+        """Write changed curves to Blender; with a budget, stop once it is spent. True when nothing is left."""
+        began = time.perf_counter()
+        buffers = self._buffers()
+        if not buffers:
+            return True
+        # Round robin from where the last budgeted flush stopped, so every curve advances.
+        order = buffers[self._cursor:] + buffers[: self._cursor]
+        for offset, buffer in enumerate(order):
+            if budget_s is not None and time.perf_counter() - began > budget_s:
+                self._cursor = (self._cursor + offset) % len(buffers)
+                return False
+            if buffer.dirty:
+                buffer.flush(self._linear)
+        self._cursor = 0
+        return True
+
+    def write_all(self, start: int, arrays: Mapping[str, np.ndarray]) -> TakeSummary:
+        """A whole clip in one go (the headless/bench path): add it as one chunk and flush."""
+        self.add_chunk(start, arrays)
+        self.flush()
+        return self.summary
+
+
+def frame_step_for(scene: "bpy.types.Scene", motion_fps: int = FPS) -> float:
+    """Scene frames per motion frame, so keys land at the right time whatever the scene's rate."""
+    scene_fps = scene.render.fps / scene.render.fps_base
+    return float(scene_fps) / float(motion_fps)

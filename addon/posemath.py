@@ -1,0 +1,115 @@
+"""Head pose for Blender rigs: the exporters' SadTalker->glTF rotations, restated in Blender's frame.
+
+The angle convention is owned by ``talkbridge.exporters.gltf.pose`` (the glTF exporter uses it too),
+so this module never re-derives it; it only changes frames:
+
+* glTF/3DMM head frame: +Y up, the face looks down +Z, +X is the head's own left;
+* Blender's character convention (and what Blender's glTF importer produces): +Z up, the face looks
+  down -Y, +X the character's left. A +90 degree turn about X maps the first onto the second.
+
+Quaternions here are numpy (N, 4) arrays in glTF order (x, y, z, w) until :func:`to_blender_order`
+turns them into Blender's (w, x, y, z). Nothing here imports bpy, so it is tested in plain Python.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+_POSE_MODULE = "talkbridge.exporters.gltf.pose"
+_PRIVATE_NAME = "_talkbridge_addon_gltf_pose"
+
+
+def load_pose_module() -> ModuleType:
+    """The exporters' pose module, without importing the rest of ``talkbridge.exporters.gltf``.
+
+    That package's ``__init__`` pulls in pygltflib, which the add-on does not bundle; ``pose.py``
+    itself needs only numpy, so it is loaded straight from its file when the package is not imported.
+    """
+    if _POSE_MODULE in sys.modules:
+        return sys.modules[_POSE_MODULE]
+    if _PRIVATE_NAME in sys.modules:
+        return sys.modules[_PRIVATE_NAME]
+    spec = importlib.util.find_spec("talkbridge.exporters")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("talkbridge.exporters is not installed (the add-on bundles it as a wheel)")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / "gltf" / "pose.py"
+        if path.is_file():
+            file_spec = importlib.util.spec_from_file_location(_PRIVATE_NAME, path)
+            assert file_spec is not None and file_spec.loader is not None
+            module = importlib.util.module_from_spec(file_spec)
+            sys.modules[_PRIVATE_NAME] = module
+            file_spec.loader.exec_module(module)
+            return module
+    raise ImportError("talkbridge.exporters.gltf.pose not found in the installed talkbridge package")
+
+
+pose_math = load_pose_module()
+
+GLTF_TO_BLENDER = np.array([np.sin(np.pi / 4), 0.0, 0.0, np.cos(np.pi / 4)])
+"""(x, y, z, w) of +90 degrees about X: glTF's +Y-up head frame -> Blender's +Z-up frame."""
+
+
+def head_rotations(pose: np.ndarray, reference: str = "first", first_angles: np.ndarray | None = None) -> np.ndarray:
+    """(T, 4) rotations of the head in Blender's rig frame, from (T, >=3) SadTalker angles.
+
+    ``reference="first"`` plays the clip relative to its first frame so the head starts at rest;
+    ``first_angles`` is that frame's angles when ``pose`` is a later chunk of a streamed clip.
+    ``"absolute"`` keeps SadTalker's angles as they are.
+    """
+    angles = np.asarray(pose, np.float64)[:, :3]
+    rotations = pose_math.sadtalker_to_quaternions(angles)
+    if reference == "first":
+        first = angles[:1] if first_angles is None else np.asarray(first_angles, np.float64).reshape(1, 3)
+        first_q = pose_math.sadtalker_to_quaternions(first)
+        rotations = pose_math.quaternion_multiply(rotations, pose_math.quaternion_conjugate(first_q))
+    elif reference != "absolute":
+        raise ValueError(f"pose reference must be 'first' or 'absolute', not {reference!r}")
+    mapped = pose_math.quaternion_multiply(
+        pose_math.quaternion_multiply(GLTF_TO_BLENDER[None, :], rotations),
+        pose_math.quaternion_conjugate(GLTF_TO_BLENDER)[None, :],
+    )
+    return mapped
+
+
+def local_rotations(world_rotations: np.ndarray, frame: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Rotations to key on a bone or object so it turns by ``world_rotations`` about its own pivot.
+
+    ``frame`` is the rotation of the space the target's rotation is expressed in (a bone's rest
+    orientation in armature space, or an object's parent's world rotation) and ``current`` the
+    target's present rotation, which stays the starting point: ``local = F^-1 * R * F * current``.
+    """
+    frame = np.asarray(frame, np.float64).reshape(4)
+    current = np.asarray(current, np.float64).reshape(4)
+    local = pose_math.quaternion_multiply(
+        pose_math.quaternion_multiply(pose_math.quaternion_conjugate(frame)[None, :], world_rotations),
+        pose_math.quaternion_multiply(frame, current)[None, :],
+    )
+    local /= np.linalg.norm(local, axis=1, keepdims=True)
+    return local
+
+
+def make_continuous(quaternions: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """Sign-flip keys into one hemisphere, continuing from ``previous`` (the last key of the last chunk)."""
+    q = np.asarray(quaternions, np.float64)
+    if previous is not None and len(q):
+        if float(np.dot(q[0], previous)) < 0.0:
+            q = -q
+    return pose_math.make_continuous(q)
+
+
+def to_blender_order(quaternions: np.ndarray) -> np.ndarray:
+    """(N, 4) (x, y, z, w) -> Blender's (w, x, y, z)."""
+    q = np.asarray(quaternions)
+    return np.concatenate([q[:, 3:4], q[:, :3]], axis=1)
+
+
+def from_blender_order(quaternion) -> np.ndarray:
+    """A Blender (w, x, y, z) quaternion (mathutils or sequence) -> numpy (x, y, z, w)."""
+    w, x, y, z = (float(v) for v in quaternion)
+    return np.array([x, y, z, w])
