@@ -11,7 +11,7 @@ from talkbridge.core.engine import MotionRequest, create_engine
 from talkbridge.core.errors import InputError
 from talkbridge.core.lite.articulation import ARKIT_INDEX, lip_aperture, mouth_curves
 from talkbridge.core.lite.phones import PhoneSegment
-from talkbridge.core.lite.procedural import BlinkConfig, PoseConfig, blink_curve, head_pose
+from talkbridge.core.lite.procedural import BlinkConfig, GazeConfig, PoseConfig, blink_curve, gaze_curves, head_pose
 from talkbridge.core.lite.samples import synthesize_speech
 from talkbridge.core.motion import ARKIT_52, FPS, OCULUS_VISEMES, Motion
 
@@ -129,6 +129,17 @@ def test_pose_bounds_smoothness_intensity_and_still_over_a_long_clip():
     # The head is livelier while speaking than during the silent start.
     assert full[20 * FPS :, 1].std() > 1.5 * full[: 20 * FPS, 1].std()
     assert not np.any(head_pose(level, np.random.default_rng(1), still=True))
+
+
+def test_gaze_fixates_and_jumps_within_bounds():
+    gaze = gaze_curves(3 * 60 * FPS, np.random.default_rng(2))
+    assert set(gaze) == {name for name in ARKIT_52 if name.startswith("eyeLook")}
+    horizontal = gaze["eyeLookOutLeft"] - gaze["eyeLookInLeft"]
+    assert np.array_equal(horizontal, gaze["eyeLookInRight"] - gaze["eyeLookOutRight"])  # both eyes together
+    assert max(np.abs(g).max() for g in gaze.values()) <= GazeConfig().limit
+    moving = np.abs(np.diff(horizontal)) > 1e-9
+    assert 0.02 < moving.mean() < 0.15  # mostly still (fixations), with quick jumps
+    assert np.abs(horizontal).max() > 0.05
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,10 @@ from talkbridge.core.lite.procedural import (
     TRANSLATION_UNIT_M,
     BlinkConfig,
     PoseConfig,
+    GazeConfig,
     blink_curve,
     brow_lift,
+    gaze_curves,
     head_pose,
 )
 from talkbridge.core.motion import FPS, MotionChunk
@@ -75,10 +77,12 @@ class LiteEngine:
         articulation: ArticulationConfig | None = None,
         blinks: BlinkConfig | None = None,
         pose: PoseConfig | None = None,
+        gaze: GazeConfig | None = None,
     ) -> None:
         self.articulation = articulation or ArticulationConfig()
         self.blinks = blinks or BlinkConfig()
         self.pose = pose or PoseConfig()
+        self.gaze = gaze or GazeConfig()
         self.last_plan: LitePlan | None = None
 
     def plan(self, request: MotionRequest) -> LitePlan:
@@ -106,11 +110,14 @@ class LiteEngine:
         level_frames[:usable] = level[: usable * per].reshape(usable, per).mean(axis=1)
 
         # Independent streams per part, so changing one option never reshuffles another's randomness.
-        blink_rng, pose_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(request.seed).spawn(2))
+        streams = np.random.SeedSequence(request.seed).spawn(3)
+        blink_rng, pose_rng, gaze_rng = (np.random.default_rng(s) for s in streams)
         blink = blink_curve(n_frames, blink_rng, self.blinks)
         pose = head_pose(level_frames, pose_rng, request.pose_intensity, request.still, self.pose)
         arkit[:, ARKIT_INDEX["eyeBlinkLeft"]] = blink
         arkit[:, ARKIT_INDEX["eyeBlinkRight"]] = blink
+        for name, curve in gaze_curves(n_frames, gaze_rng, self.gaze).items():
+            arkit[:, ARKIT_INDEX[name]] = curve
         brows = brow_lift(level_frames, self.pose) * float(np.clip(request.expression_scale, 0.0, 2.0))
         brows = np.clip(brows, 0.0, 1.0) * (0.0 if request.still else 1.0)
         for name, share in (("browInnerUp", 1.0), ("browOuterUpLeft", 0.6), ("browOuterUpRight", 0.6)):

@@ -128,3 +128,46 @@ def head_pose(
 def brow_lift(level_frames: np.ndarray, config: PoseConfig = PoseConfig()) -> np.ndarray:
     """0..1 brow raise accompanying emphasis, per frame."""
     return np.clip(0.35 * stress_pulses(level_frames, config), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class GazeConfig:
+    """Small saccades between fixations, so the eyes are not frozen while the head moves."""
+
+    mean_fixation_s: float = 1.6
+    min_fixation_s: float = 0.4
+    horizontal_sd: float = 0.08  # ARKit eyeLook weight; 0.25 is about 5 degrees on the mannequin
+    vertical_sd: float = 0.05
+    limit: float = 0.25
+    saccade_s: float = 0.06  # eyes jump fast
+
+
+def gaze_curves(n_frames: int, rng: np.random.Generator, config: GazeConfig = GazeConfig()) -> dict[str, np.ndarray]:
+    """Per-frame ARKit eyeLook* weights (both eyes looking the same way), seeded.
+
+    Looking towards the subject's left (+X) is eyeLookOut for the left eye and eyeLookIn for the right.
+    """
+    horizontal = np.zeros(n_frames)
+    vertical = np.zeros(n_frames)
+    times = np.arange(n_frames) / FPS
+    previous = (0.0, 0.0)
+    t = rng.uniform(0.0, config.mean_fixation_s)
+    scale = (config.mean_fixation_s - config.min_fixation_s) / 2.0
+    while t < n_frames / FPS:
+        target = (
+            float(np.clip(rng.normal(0.0, config.horizontal_sd), -config.limit, config.limit)),
+            float(np.clip(rng.normal(0.0, config.vertical_sd), -config.limit, config.limit)),
+        )
+        ramp = np.clip((times - t) / config.saccade_s, 0.0, 1.0)
+        horizontal += (target[0] - previous[0]) * ramp
+        vertical += (target[1] - previous[1]) * ramp
+        previous = target
+        t += config.min_fixation_s + rng.gamma(2.0, scale)
+    right_wards, left_wards = np.clip(-horizontal, 0, 1), np.clip(horizontal, 0, 1)
+    up, down = np.clip(vertical, 0, 1), np.clip(-vertical, 0, 1)
+    return {
+        "eyeLookOutLeft": left_wards, "eyeLookInRight": left_wards,
+        "eyeLookInLeft": right_wards, "eyeLookOutRight": right_wards,
+        "eyeLookUpLeft": up, "eyeLookUpRight": up,
+        "eyeLookDownLeft": down, "eyeLookDownRight": down,
+    }
