@@ -110,7 +110,7 @@ def run_make_animation(case: GoldenCase) -> dict[str, np.ndarray]:
     target = inputs["target_semantics"]
     mapping = _mapping_for(case, target.shape[2])
     kp_detector = _load_recipe(KPDetector(), case, "kp_extractor")
-    generator = _generator_for(case).set_channels_last(True)  # the production layout
+    generator = _generator_for(case)
     seqs = {name: _tensor(inputs[name]) if name in inputs else None for name in ("yaw_c_seq", "pitch_c_seq", "roll_c_seq")}
     out = make_animation(
         _tensor(inputs["source_image"]), _tensor(inputs["source_semantics"]), _tensor(target),

@@ -113,19 +113,6 @@ class OcclusionAwareSPADEGenerator(nn.Module):
         self.third = SameBlock2d(cap, bottleneck, kernel=3, padding=1, lrelu=True)
         self.fourth = nn.Conv2d(bottleneck, bottleneck, kernel_size=1)
         self.decoder = SPADEDecoder(bottleneck, e, config.image_channel, config.spade_middle_blocks, config.spade_hidden)
-        self.channels_last_2d = False
-
-    def set_channels_last(self, enabled: bool = True) -> "OcclusionAwareSPADEGenerator":
-        """Run the 2-D half (bottleneck and SPADE decoder, ~75 % of the FLOPs) in NHWC layout.
-
-        oneDNN's CPU convolutions are markedly faster on NHWC tensors; the arithmetic is the same
-        up to summation order, so outputs stay within the golden tolerances.
-        """
-        layout = torch.channels_last if enabled else torch.contiguous_format
-        for module in (self.third, self.fourth, self.decoder):
-            module.to(memory_format=layout)
-        self.channels_last_2d = enabled
-        return self
 
     def appearance_volume(self, source_image: torch.Tensor) -> torch.Tensor:
         out = self.first(source_image)
@@ -164,10 +151,7 @@ class OcclusionAwareSPADEGenerator(nn.Module):
         deformation, occlusion = dense["deformation"], dense["occlusion_map"]
         warped = F.grid_sample(feature_3d, deformation, align_corners=False)
         bs, c, d, h, w = warped.shape
-        out = warped.reshape(bs, c * d, h, w)
-        if self.channels_last_2d:
-            out = out.contiguous(memory_format=torch.channels_last)
-        out = self.fourth(self.third(out))
+        out = self.fourth(self.third(warped.reshape(bs, c * d, h, w)))
         if occlusion.shape[2:] != out.shape[2:]:
             occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear")
         out = out * occlusion

@@ -84,12 +84,10 @@ class FaceRenderModels:
     generator: OcclusionAwareSPADEGenerator
     device: torch.device = torch.device("cpu")
 
-    def to(self, device: str | torch.device, channels_last: bool = True) -> "FaceRenderModels":
-        """Move to ``device``; ``channels_last`` picks the faster NHWC layout for the 2-D decoder."""
+    def to(self, device: str | torch.device) -> "FaceRenderModels":
         device = torch.device(device)
         for net in (self.mapping, self.kp_detector, self.generator):
             net.to(device)
-        self.generator.set_channels_last(channels_last)
         self.device = device
         return self
 
@@ -131,9 +129,8 @@ class FaceRenderModels:
     def untrained(cls, config: RenderConfig | None = None) -> "FaceRenderModels":
         """Randomly initialised networks (tests, benchmarks); never for real output."""
         config = config or RenderConfig.official()
-        models = cls(
+        return cls(
             MappingNet(config.mapping).eval(),
             KPDetector(config.kp_detector).eval(),
             OcclusionAwareSPADEGenerator(config.generator).eval(),
         )
-        return models.to("cpu")
