@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from talkbridge.core.lite.phones import FRAME_RATE, SAMPLE_RATE, PhoneSegment
 from talkbridge.core.lite.tables import (
@@ -54,6 +55,8 @@ class ArticulationConfig:
     closed_opening: float = 0.45  # fraction of a vowel's opening left when the voice is soft
     closure_ramp_s: float = 0.030  # lips meet this long before a bilabial and part this long after
     closure_core: float = 0.6  # the middle part of a bilabial held fully shut (fraction of its length)
+    onset_lead_steps: int = 4  # 40 ms: the mouth starts to move this far ahead of the voice
+    gate_smoothing_steps: float = 3.0  # 30 ms gaussian on the voice gate and on loudness
 
 
 def loudness(samples: np.ndarray, config: ArticulationConfig = ArticulationConfig()) -> np.ndarray:
@@ -151,8 +154,13 @@ def mouth_curves(
     level = padded
     mix = viseme_mix(phones, n_steps)
     # A silent voice overrides the phones: fade the non-silent mix out as loudness drops to zero.
+    # The gate opens a little ahead of the sound and ramps over a few frames, as a mouth gets ready
+    # to speak, instead of snapping open on the first loud 10 ms.
     presence = np.clip(level / 0.15, 0.0, 1.0)
     presence = presence * presence * (3.0 - 2.0 * presence)  # smoothstep, no kink at the edges
+    presence = maximum_filter1d(presence, size=2 * config.onset_lead_steps + 1, mode="constant")
+    presence = np.clip(gaussian_filter1d(presence, config.gate_smoothing_steps, mode="constant"), 0.0, 1.0)
+    level = gaussian_filter1d(level, config.gate_smoothing_steps, mode="nearest")
     speech = mix * presence[:, None]
     speech[:, VISEME_INDEX[SILENCE]] += 1.0 - speech.sum(axis=1)
     shapes = speech @ SHAPE_MATRIX
