@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from talkbridge.core.errors import TalkbridgeError
+
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -55,16 +57,23 @@ def _pcm16(samples: np.ndarray) -> bytes:
     return (np.clip(samples + dither, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
-def _model_file(*parts: str) -> str:
-    from pocketsphinx import get_model_path
+def _pocketsphinx():
+    try:
+        import pocketsphinx
+    except ImportError as error:
+        raise TalkbridgeError(
+            "the lite engine needs pocketsphinx for phone recognition; install it with "
+            "`pip install -c scripts/constraints.txt 'talkbridge[engine]'` (or ./scripts/dev setup)"
+        ) from error
+    return pocketsphinx
 
-    return os.path.join(get_model_path(), *parts)
+
+def _model_file(*parts: str) -> str:
+    return os.path.join(_pocketsphinx().get_model_path(), *parts)
 
 
 def _decoder(**options):
-    from pocketsphinx import Decoder
-
-    return Decoder(loglevel="FATAL", **options)
+    return _pocketsphinx().Decoder(loglevel="FATAL", **options)
 
 
 def recognize_phones(samples: np.ndarray) -> list[PhoneSegment]:
