@@ -1,0 +1,223 @@
+"""Generate and Cancel: thin operators that turn the panel's settings into a job and hand it on."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, FloatProperty
+
+from talkbridge.bridge.protocol import is_local_address
+from talkbridge.core.errors import TalkbridgeError
+from talkbridge.core.motion import FPS
+
+from . import apply, runtime, sequencer
+from .job import FAILED, JobController, JobSettings, check_inputs
+
+LOCAL_START_TIMEOUT_S = 120.0  # a freshly started sidecar imports its engines before it answers
+
+
+def addon_preferences(context):
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences if addon is not None else None
+
+
+def _face_object(context, settings):
+    obj = settings.target or context.active_object
+    if obj is None or obj.type != "MESH":
+        return None
+    return obj
+
+
+def _audio(scene, settings) -> tuple[str, int | None, bool]:
+    """(audio path, start frame from a strip or None, whether the audio still has to go on the sequencer)."""
+    if settings.audio_source == "STRIP":
+        editor = scene.sequence_editor
+        strip = editor.strips_all.get(settings.sound_strip) if editor and settings.sound_strip else None
+        if strip is None or strip.type != "SOUND" or strip.sound is None:
+            raise TalkbridgeError(f"no sound strip called {settings.sound_strip!r} on the sequencer")
+        return bpy.path.abspath(strip.sound.filepath, library=strip.sound.library), int(strip.frame_start), False
+    return bpy.path.abspath(settings.audio), None, True
+
+
+def _keys(settings, address: str) -> dict:
+    from talkbridge.bridge.security import load_keypair, load_public_key, load_signing_key
+
+    keys: dict = {}
+    if settings.server_key or settings.client_key:
+        if not (settings.server_key and settings.client_key):
+            raise TalkbridgeError("CURVE needs both the server's public key and this client's key pair")
+        keys["server_key"] = load_public_key(bpy.path.abspath(settings.server_key))
+        keys["client_keypair"] = load_keypair(bpy.path.abspath(settings.client_key))
+    elif not is_local_address(address):
+        raise TalkbridgeError(f"{address} is not on this machine: give the server key and a client key pair (CURVE)")
+    if settings.signing_key:
+        keys["signing_key"] = load_signing_key(bpy.path.abspath(settings.signing_key))
+    return keys
+
+
+def build_job(context) -> runtime.ActiveJob:
+    """Read the panel into a job (main thread); raises TalkbridgeError with what to fix."""
+    scene = context.scene
+    settings = scene.talkbridge
+    audio_path, strip_start, audio_to_sequencer = _audio(scene, settings)
+    face = _face_object(context, settings)
+    shape_keys = face.data.shape_keys if face is not None else None
+    rig, bone = None, None
+    if settings.animate_head and settings.rig is not None:
+        rig = settings.rig
+        if rig.type == "ARMATURE":
+            bone = settings.head_bone or None
+            if bone is None:
+                raise TalkbridgeError(f"choose the head bone of {rig.name!r}")
+            if bone not in rig.pose.bones:
+                raise TalkbridgeError(f"the armature {rig.name!r} has no bone {bone!r}")
+    if shape_keys is None and rig is None:
+        raise TalkbridgeError("choose a face mesh with shape keys (or make it active) and/or a head to rotate")
+    name_map = {}
+    if settings.name_map:
+        from talkbridge.exporters.naming import load_name_map
+
+        name_map = load_name_map(bpy.path.abspath(settings.name_map))
+    if settings.match_scene_fps:
+        sequencer.match_scene_rate(scene, FPS)
+
+    if settings.sidecar_mode == "LOCAL":
+        prefs = addon_preferences(context)
+        command = prefs.sidecar_command if prefs is not None else "talkbridge"
+        address = runtime.local_sidecar(command).start()
+        timeout = max(settings.connect_timeout, LOCAL_START_TIMEOUT_S)
+        keys = {}
+    else:
+        address = settings.address.strip()
+        if not is_local_address(address) and not bpy.app.online_access:
+            raise TalkbridgeError(
+                f"{address} is a remote address and online access is off; allow it in Preferences > System > Network"
+            )
+        timeout = settings.connect_timeout
+        keys = _keys(settings, address)
+
+    render = settings.render_frames and settings.engine == "lite"
+    job_settings = JobSettings(
+        address=address,
+        engine=settings.engine,
+        audio_path=audio_path,
+        image_path=bpy.path.abspath(settings.image) if settings.image else None,
+        options={
+            "pose_style": int(settings.pose_style),
+            "still": bool(settings.still),
+            "expression_scale": float(settings.expression_scale),
+            "seed": int(settings.seed),
+        },
+        render_size=int(settings.size) if render else None,
+        connect_timeout_s=timeout,
+        **keys,
+    )
+    check_inputs(job_settings)
+    number = sum(1 for action in bpy.data.actions if action.get(apply.TAKE_TAG)) + 1
+    take_name = f"talkbridge take {number}"
+    start_frame = strip_start if strip_start is not None else settings.start_frame
+    plan = runtime.TakePlan(
+        take_name=take_name,
+        scene_name=scene.name,
+        shape_keys_name=shape_keys.name if shape_keys is not None else None,
+        rig_name=rig.name if rig is not None else None,
+        bone=bone,
+        start_frame=start_frame,
+        frame_step=apply.frame_step_for(scene, FPS),
+        pose_reference=settings.pose_reference,
+        name_map=name_map,
+        frames_folder=runtime.plan_folder(take_name) if render else None,
+        sequencer_audio=audio_path if audio_to_sequencer else None,
+        metadata={"engine": settings.engine, "audio": audio_path, "seed": int(settings.seed)},
+    )
+    return runtime.ActiveJob(JobController(job_settings), plan)
+
+
+class TALKBRIDGE_OT_generate(bpy.types.Operator):
+    """Generate a talking-head take from the portrait and audio onto the chosen rig"""
+
+    bl_idname = "talkbridge.generate"
+    bl_label = "Generate"
+    bl_options = {"REGISTER"}
+
+    mode: EnumProperty(
+        name="Mode",
+        items=[
+            ("AUTO", "Auto", "In the background with a timer; blocking when Blender runs headless"),
+            ("BACKGROUND", "Background", "Return at once; a timer applies the take as it arrives"),
+            ("BLOCKING", "Blocking", "Wait for the job to finish (scripts, headless)"),
+        ],
+        default="AUTO",
+    )
+    timeout: FloatProperty(name="Timeout", default=0.0, min=0.0, description="Blocking mode: cancel after this many seconds (0: never)")
+
+    @classmethod
+    def poll(cls, context):
+        job = runtime.active_job()
+        return job is None or job.finished
+
+    def execute(self, context):
+        try:
+            job = build_job(context)
+            blocking = self.mode == "BLOCKING" or (self.mode == "AUTO" and bpy.app.background)
+            if blocking:
+                runtime.run_blocking(job, self.timeout or None)
+            else:
+                runtime.begin(job, use_timer=True)
+        except TalkbridgeError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if blocking:
+            level = {"ERROR"} if job.controller.state == FAILED else {"INFO"}
+            self.report(level, job.summary())
+            return {"CANCELLED"} if job.controller.state == FAILED else {"FINISHED"}
+        self.report({"INFO"}, "talkbridge: generating; keep working, the take appears as it arrives")
+        return {"FINISHED"}
+
+
+class TALKBRIDGE_OT_cancel(bpy.types.Operator):
+    """Stop the running talkbridge job (what has arrived is kept)"""
+
+    bl_idname = "talkbridge.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        job = runtime.active_job()
+        return job is not None and not job.finished
+
+    def execute(self, context):
+        if runtime.cancel_active():
+            self.report({"INFO"}, "talkbridge: cancelling")
+        return {"FINISHED"}
+
+
+class TalkbridgePreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    sidecar_command: bpy.props.StringProperty(
+        name="talkbridge Command",
+        default="talkbridge",
+        description="The `talkbridge` executable of an install with the engines (used to start a local sidecar)",
+    )
+    tick_budget_ms: bpy.props.FloatProperty(
+        name="Work per Tick (ms)", default=8.0, min=1.0, max=100.0,
+        description="How long each timer tick may spend applying curves; lower keeps the viewport smoother",
+        update=lambda self, _context: setattr(runtime, "tick_budget_s", self.tick_budget_ms / 1000.0),
+    )
+
+    def draw(self, context):
+        self.layout.prop(self, "sidecar_command")
+        self.layout.prop(self, "tick_budget_ms")
+
+
+classes = (TalkbridgePreferences, TALKBRIDGE_OT_generate, TALKBRIDGE_OT_cancel)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

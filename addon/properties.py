@@ -1,0 +1,83 @@
+"""The panel's settings (saved with the scene) and the job status (window manager, never saved)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+
+def _is_mesh_with_keys(_self, obj) -> bool:
+    return obj.type == "MESH"
+
+
+class TalkbridgeSettings(bpy.types.PropertyGroup):
+    image: StringProperty(name="Portrait", subtype="FILE_PATH", description="Portrait image of the speaker")
+    audio_source: EnumProperty(
+        name="Audio",
+        items=[("FILE", "File", "An audio file"), ("STRIP", "Sound Strip", "A sound strip already on the sequencer")],
+        default="FILE",
+    )
+    audio: StringProperty(name="Audio File", subtype="FILE_PATH", description="Speech recording (wav, flac, mp3 ...)")
+    sound_strip: StringProperty(name="Sound Strip", description="Sequencer sound strip to animate to")
+    target: PointerProperty(
+        name="Face", type=bpy.types.Object, poll=_is_mesh_with_keys,
+        description="Mesh whose shape keys get the curves (empty: the active object)",
+    )
+    animate_head: BoolProperty(name="Head Pose", default=True, description="Also rotate the head")
+    rig: PointerProperty(name="Head", type=bpy.types.Object, description="Armature (with a head bone) or object to rotate")
+    head_bone: StringProperty(name="Bone", description="Bone that turns the head")
+    engine: EnumProperty(
+        name="Engine",
+        items=[("lite", "Lite", "Weight-free engine: visemes and ARKit curves, quick"), ("sadtalker", "SadTalker", "SadTalker motion (needs its weights on the sidecar)")],
+        default="lite",
+    )
+    pose_style: IntProperty(name="Pose Style", min=0, max=45, default=0)
+    still: BoolProperty(name="Still", default=False, description="Keep the head still")
+    expression_scale: FloatProperty(name="Expression Scale", min=0.0, max=3.0, default=1.0)
+    size: EnumProperty(name="Size", items=[("256", "256", ""), ("512", "512", "")], default="256")
+    seed: IntProperty(name="Seed", min=0, default=0)
+    render_frames: BoolProperty(name="Rendered Video", default=True, description="Ask for rendered frames and put them on the sequencer")
+    name_map: StringProperty(name="Name Map", subtype="FILE_PATH", description="Optional JSON: shape key name -> channel (or null)")
+    pose_reference: EnumProperty(
+        name="Pose",
+        items=[("first", "From Rest", "Start at the rig's current pose"), ("absolute", "Absolute", "Use the portrait's head angles as they are")],
+        default="first",
+    )
+    start_frame: IntProperty(name="Start Frame", default=1)
+    match_scene_fps: BoolProperty(name="Match Scene Frame Rate", default=True, description="Set the scene to 25 fps, the motion's rate")
+    sidecar_mode: EnumProperty(
+        name="Sidecar",
+        items=[("LOCAL", "Start Local", "Run `talkbridge serve` on this machine"), ("REMOTE", "Connect", "Connect to a running sidecar")],
+        default="LOCAL",
+    )
+    address: StringProperty(name="Address", default="tcp://127.0.0.1:5555")
+    server_key: StringProperty(name="Server Key", subtype="FILE_PATH", description="The server's CURVE public key (.key)")
+    client_key: StringProperty(name="Client Key", subtype="FILE_PATH", description="This client's CURVE key pair (.key_secret)")
+    signing_key: StringProperty(name="Signing Key", subtype="FILE_PATH", description="Shared HMAC key file, if the sidecar uses one")
+    connect_timeout: FloatProperty(name="Timeout", default=10.0, min=0.5, max=600.0, unit="TIME_ABSOLUTE")
+
+
+class TalkbridgeStatus(bpy.types.PropertyGroup):
+    running: BoolProperty(default=False)
+    state: StringProperty(default="")
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    message: StringProperty(default="")
+    error: StringProperty(default="")
+    action: StringProperty(default="")
+
+
+classes = (TalkbridgeSettings, TalkbridgeStatus)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.talkbridge = PointerProperty(type=TalkbridgeSettings)
+    bpy.types.WindowManager.talkbridge_status = PointerProperty(type=TalkbridgeStatus)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.talkbridge_status
+    del bpy.types.Scene.talkbridge
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,84 @@
+"""The take's rendered frames and its audio on the Video Sequencer (bpy; called from the main thread)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from talkbridge.core.motion import FPS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlacedStrips:
+    video: str | None = None
+    audio: str | None = None
+    channel: int = 0
+    warning: str | None = None
+
+
+def scene_fps(scene: "bpy.types.Scene") -> float:
+    return scene.render.fps / scene.render.fps_base
+
+
+def match_scene_rate(scene: "bpy.types.Scene", fps: int = FPS) -> bool:
+    """Set the scene to the motion's frame rate (so an image sequence plays at the right speed); True if changed."""
+    if abs(scene_fps(scene) - fps) < 1e-6:
+        return False
+    scene.render.fps = fps
+    scene.render.fps_base = 1.0
+    return True
+
+
+def _free_channel(editor: "bpy.types.SequenceEditor", start: int, end: int) -> int:
+    """The lowest channel with no strip overlapping frames ``start .. end`` (the artist's strips stay put)."""
+    used = {
+        strip.channel
+        for strip in editor.strips_all
+        if strip.frame_final_start < end and strip.frame_final_end > start
+    }
+    channel = 1
+    while channel in used or channel + 1 in used:
+        channel += 1
+    return channel
+
+
+def place_take(
+    scene: "bpy.types.Scene",
+    name: str,
+    start_frame: int,
+    frames_folder: str | Path | None,
+    frame_files: list[str],
+    audio_path: str | Path | None,
+) -> PlacedStrips:
+    """Add the frame sequence (one image per scene frame) and the audio as new strips; returns their names.
+
+    Nothing existing is moved or replaced: the two strips take the lowest pair of free channels.
+    """
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    n = len(frame_files)
+    length = max(n, 1)
+    channel = _free_channel(editor, start_frame, start_frame + length)
+    placed = PlacedStrips(channel=channel)
+    if frames_folder is not None and n:
+        folder = Path(frames_folder)
+        video = editor.strips.new_image(
+            name=f"{name} video", filepath=str(folder / frame_files[0]), channel=channel, frame_start=start_frame, fit_method="FIT"
+        )
+        for file_name in frame_files[1:]:
+            video.elements.append(file_name)
+        video.frame_final_duration = n
+        placed.video = video.name
+    if audio_path is not None:
+        sound = editor.strips.new_sound(name=f"{name} audio", filepath=str(audio_path), channel=channel + 1, frame_start=start_frame)
+        placed.audio = sound.name
+    if abs(scene_fps(scene) - FPS) > 1e-6 and placed.video:
+        placed.warning = (
+            f"the scene runs at {scene_fps(scene):g} fps but the frames are {FPS} fps: the video strip plays at the "
+            "wrong speed (turn on 'Match scene frame rate')"
+        )
+    return placed
