@@ -9,7 +9,7 @@ import pytest
 
 from talkbridge.core.engine import MotionRequest, create_engine
 from talkbridge.core.errors import InputError
-from talkbridge.core.lite.articulation import ARKIT_INDEX, lip_aperture, mouth_curves
+from talkbridge.core.lite.articulation import ARKIT_INDEX, lip_aperture, loudness, mouth_curves
 from talkbridge.core.lite.phones import PhoneSegment
 from talkbridge.core.lite.procedural import BlinkConfig, GazeConfig, PoseConfig, blink_curve, gaze_curves, head_pose
 from talkbridge.core.lite.samples import synthesize_speech
@@ -51,6 +51,18 @@ def test_silence_gives_rest_pose():
     # A silent head only idles: well inside the speaking range.
     limits = np.array([PoseConfig().max_pitch, PoseConfig().max_yaw, PoseConfig().max_roll])
     assert np.all(np.abs(motion.pose[:, :3]) < 0.5 * limits)
+
+
+def test_loudness_ignores_quiet_hiss_but_follows_the_voice():
+    rng = np.random.default_rng(0)
+    hiss = (0.001 * rng.standard_normal(16000 * 2)).astype(np.float32)  # about -60 dBFS room noise
+    assert loudness(hiss).max() == 0.0
+    t = np.arange(16000 * 2) / 16000
+    voice = (0.2 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32) + hiss
+    level = loudness(voice)
+    on, off = level[::10][1::5], level[::10][3::5]  # every 0.1 s: mid-tone and mid-pause
+    assert on.min() > 0.8 and off.max() == 0.0
+    assert loudness(0.3 * voice).mean() > 0.5 * level.mean()  # a softer take still reads as voice
 
 
 def test_bilabials_close_the_lips_between_open_vowels():

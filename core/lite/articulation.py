@@ -48,7 +48,8 @@ for _viseme, _shape in VISEME_SHAPES.items():
 class ArticulationConfig:
     """Tunable constants of the mouth, with the reasons for their defaults."""
 
-    silence_rms: float = 1e-4  # about -80 dBFS: below this a frame is silent, whatever its phone
+    silence_rms: float = 0.002  # about -54 dBFS: quieter frames are room tone or hiss, not a voice
+    loud_floor_rms: float = 0.02  # about -34 dBFS: "loud speech" is never taken to be quieter than this
     loudness_floor_db: float = -38.0  # relative to the clip's loud speech: quieter is "no voice"
     loudness_range_db: float = 26.0  # from the floor up to full opening
     loud_percentile: float = 95.0  # what "loud speech" means for this clip
@@ -70,7 +71,8 @@ def loudness(samples: np.ndarray, config: ArticulationConfig = ArticulationConfi
     voiced = rms > config.silence_rms
     if not voiced.any():
         return np.zeros(n, np.float32)
-    reference = np.percentile(rms[voiced], config.loud_percentile)
+    # A quiet noise-only clip must not be normalised up into "speech".
+    reference = max(float(np.percentile(rms[voiced], config.loud_percentile)), config.loud_floor_rms)
     level_db = 20.0 * np.log10(np.maximum(rms, 1e-10) / reference)
     level = np.clip((level_db - config.loudness_floor_db) / config.loudness_range_db, 0.0, 1.0)
     level[~voiced] = 0.0
