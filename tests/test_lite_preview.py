@@ -59,3 +59,31 @@ def test_motion_changes_the_right_part_of_the_picture(renderer):
         return pupils[:, 1].mean()
 
     assert pupil_column(turned) > pupil_column(rest) + 0.05 * SIZE
+
+
+def test_frames_do_not_depend_on_how_motion_is_chunked():
+    renderer = PreviewRenderer(build_mannequin(), size=64)
+    rng = np.random.default_rng(0)
+    pose = rng.normal(0, 0.05, (30, 6)).astype(np.float32)
+    arkit = rng.uniform(0, 1, (30, 52)).astype(np.float32)
+    whole = renderer.render(MotionChunk(0, pose, np.zeros(30), arkit=arkit))
+    parts = [renderer.render(MotionChunk(s, pose[s : s + 7], np.zeros(len(pose[s : s + 7])), arkit=arkit[s : s + 7]))
+             for s in range(0, 30, 7)]
+    assert np.array_equal(whole, np.concatenate(parts))
+
+
+def test_any_head_with_arkit_targets_renders():
+    from talkbridge.core.head_mesh import HeadMesh
+
+    # An octahedron "head" without colours or joints, whose jawOpen target drops its bottom vertex.
+    positions = np.array([[0.1, 0, 0], [-0.1, 0, 0], [0, 0.1, 0], [0, -0.1, 0], [0, 0, 0.1], [0, 0, -0.1]], np.float32)
+    faces = np.array([[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]])
+    jaw = np.zeros_like(positions)
+    jaw[3, 1] = -0.1
+    head = HeadMesh("octahedron", positions, faces, morph_targets={"jawOpen": jaw, "notArkit": jaw})
+    renderer = PreviewRenderer(head, size=64)
+    arkit = np.zeros((2, 52), np.float32)
+    arkit[1, ARKIT_52.index("jawOpen")] = 1.0
+    closed, opened = renderer.render(MotionChunk(0, np.zeros((2, 6)), np.zeros(2), arkit=arkit))
+    covered = lambda frame: changed(frame, renderer.background).sum()  # noqa: E731
+    assert covered(closed) > 200 and covered(opened) > covered(closed) * 1.1

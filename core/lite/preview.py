@@ -118,12 +118,16 @@ class PreviewRenderer:
 
     def render(self, chunk: MotionChunk) -> np.ndarray:
         """(n, size, size, 3) uint8 frames for the chunk's motion."""
-        shapes = self.shapes(chunk.arkit)
-        if chunk.arkit is None:
-            shapes = np.repeat(shapes, chunk.n_frames, axis=0)
         frames = np.empty((chunk.n_frames, self.size, self.size, 3), np.uint8)
-        for i in range(chunk.n_frames):
-            frames[i] = self.render_positions(self.posed(shapes[i], chunk.pose[i]))
+        batch = 25  # blend targets a second at a time: one product per batch, bounded memory
+        for start in range(0, chunk.n_frames, batch):
+            stop = min(chunk.n_frames, start + batch)
+            if chunk.arkit is None:
+                shapes = np.repeat(self.shapes(None), stop - start, axis=0)
+            else:
+                shapes = self.shapes(chunk.arkit[start:stop])
+            for i in range(start, stop):
+                frames[i] = self.render_positions(self.posed(shapes[i - start], chunk.pose[i]))
         return frames
 
     def render_positions(self, positions: np.ndarray) -> np.ndarray:
