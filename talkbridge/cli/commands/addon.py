@@ -1,0 +1,298 @@
+"""`talkbridge addon build`: the installable Blender extension zips, one per platform, in `dist/`.
+
+Each zip holds the add-on (`addon/` at the zip's root), a `blender_manifest.toml` narrowed to one
+platform, and the wheels Blender installs on enable (no pip at run time): the talkbridge wheel built
+from this checkout (pure Python; the add-on uses only its client, naming and pose modules) and that
+platform's pyzmq wheel.
+
+pyzmq wheels come from a cache folder. A missing one is downloaded with
+`pip download --only-binary=:all: --platform ...` unless `--offline` is given; offline, the local
+platform's wheel can instead be repacked from the pyzmq installed in this Python (same version,
+same files), which is what the tests do so they never need the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import io
+import logging
+import os
+import platform as host_platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+import zipfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from talkbridge.core.errors import InputError, TalkbridgeError
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[3]
+PLATFORMS = ("linux-x64", "windows-x64", "macos-arm64", "macos-x64")
+PYTHON_TAG = "cp311"  # Blender 4.2 .. 4.5 embed Python 3.11
+PIP_PLATFORMS = {
+    "linux-x64": "manylinux_2_28_x86_64",
+    "windows-x64": "win_amd64",
+    "macos-arm64": "macosx_11_0_arm64",
+    "macos-x64": "macosx_10_15_x86_64",
+}
+ADDON_EXCLUDE = re.compile(r"(__pycache__|\.pyc$|\.pyo$|~$|\.orig$)")
+SOURCE_PARTS = ("setup.py", "pyproject.toml", "README.md", "talkbridge", "core", "bridge", "exporters")
+DEFAULT_CACHE = Path(os.environ.get("TALKBRIDGE_WHEEL_CACHE", Path.home() / ".cache" / "talkbridge" / "wheels"))
+
+
+class BuildError(TalkbridgeError):
+    """The extension could not be built; the message says what is missing."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("addon", help="Blender extension tools", description="Blender extension tools.")
+    actions = parser.add_subparsers(dest="addon_command", metavar="ACTION")
+    build = actions.add_parser(
+        "build",
+        help="build the installable extension zip(s) with bundled wheels",
+        description="Build one installable Blender extension zip per platform into the output folder.",
+    )
+    build.add_argument("-o", "--output", type=Path, default=ROOT / "dist", help="output folder (default: %(default)s)")
+    build.add_argument("--platform", action="append", choices=PLATFORMS + ("local",), help="platform(s) to build (default: all four)")
+    build.add_argument("--wheel-cache", type=Path, default=DEFAULT_CACHE, help="folder of downloaded pyzmq wheels (default: %(default)s)")
+    build.add_argument("--offline", action="store_true", help="never download; repack the installed pyzmq for the local platform")
+    build.add_argument("--overwrite", action="store_true", help="replace existing zips")
+    build.set_defaults(func=handle_build)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+# ---------------------------------------------------------------------------------- manifest
+
+
+def read_manifest(path: Path = ROOT / "blender_manifest.toml") -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"cannot read the extension manifest ({error.strerror})", path) from None
+    except tomllib.TOMLDecodeError as error:
+        raise InputError(f"the extension manifest is not valid TOML ({error})", path) from None
+
+
+def wheel_platforms(filename: str) -> set[str]:
+    """Blender platforms a wheel installs on, from its file name (``any`` -> every platform)."""
+    stem = filename[:-4] if filename.endswith(".whl") else filename
+    parts = stem.split("-")
+    if len(parts) not in (5, 6):
+        raise BuildError(f"{filename}: not a wheel file name (name-version[-build]-python-abi-platform.whl)")
+    found: set[str] = set()
+    for tag in parts[-1].split("."):
+        if tag == "any":
+            return set(PLATFORMS)
+        system, _, rest = tag.partition("_")
+        if system.startswith("manylinux") or system.startswith("musllinux") or system == "linux":
+            system = "linux"
+        elif system.startswith("win"):
+            system = "windows"
+        elif system == "macosx":
+            system = "macos"
+        machine = rest.rpartition("_")[2] if "_" in rest else rest
+        if tag.endswith("x86_64") or tag.endswith("amd64"):
+            machine = "x64"
+        elif tag.endswith("arm64") or tag.endswith("aarch64"):
+            machine = "arm64"
+        machines = ["x64", "arm64"] if machine == "universal2" else [machine]
+        found.update(f"{system}-{m}" for m in machines)
+    return found
+
+
+def local_platform() -> str:
+    system = {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux" if sys.platform.startswith("linux") else sys.platform)
+    machine = host_platform.machine().lower()
+    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(machine, machine)
+    return f"{system}-{machine}"
+
+
+def manifest_for_platform(text: str, platform_name: str, wheels: list[str]) -> str:
+    """The repository manifest with ``platforms`` and ``wheels`` narrowed to one platform."""
+    wheel_lines = "".join(f'  "./wheels/{name}",\n' for name in wheels)
+    text, n_platforms = re.subn(r"(?m)^platforms\s*=\s*\[[^\]]*\]", f'platforms = ["{platform_name}"]', text)
+    text, n_wheels = re.subn(r"(?ms)^wheels\s*=\s*\[.*?\]", "wheels = [\n" + wheel_lines + "]", text)
+    if n_platforms != 1 or n_wheels != 1:
+        raise BuildError("blender_manifest.toml must have one `platforms = [...]` and one `wheels = [...]` list")
+    return text
+
+
+# ---------------------------------------------------------------------------------- wheels
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def repack_installed(distribution: str, folder: Path) -> Path:
+    """Rebuild the wheel of an installed distribution from its RECORD (offline builds and tests)."""
+    dist = metadata.distribution(distribution)
+    wheel_meta = dist.read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in wheel_meta.splitlines() if line.startswith("Tag:")]
+    if not tags:
+        raise BuildError(f"the installed {distribution} has no wheel tags (installed from source?); run the build online")
+    python_tag, abi_tag = tags[0].split("-")[:2]
+    platform_tag = ".".join(sorted({t.split("-")[2] for t in tags}))
+    name = f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}-{python_tag}-{abi_tag}-{platform_tag}.whl"
+    info_dir = f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info"
+    target = folder / name
+    rows = []
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in dist.files or []:
+            if file.name == "RECORD" or "__pycache__" in file.parts or ".." in file.parts or file.name in ("INSTALLER", "REQUESTED", "direct_url.json"):
+                continue
+            data = Path(file.locate()).read_bytes()
+            archive.writestr(str(file), data)
+            rows.append((str(file), _record_hash(data), str(len(data))))
+        record = io.StringIO()
+        writer = csv.writer(record, lineterminator="\n")
+        writer.writerows(rows + [(f"{info_dir}/RECORD", "", "")])
+        archive.writestr(f"{info_dir}/RECORD", record.getvalue())
+    return target
+
+
+def pyzmq_version() -> str:
+    """The pyzmq release the extension bundles: the one pinned in the manifest's wheel names."""
+    for wheel in read_manifest().get("wheels", []):
+        match = re.match(r"pyzmq-([^-]+)-", Path(wheel).name)
+        if match:
+            return match.group(1)
+    raise BuildError("blender_manifest.toml lists no pyzmq wheel")
+
+
+def find_pyzmq_wheel(platform_name: str, cache: Path, offline: bool, scratch: Path) -> Path:
+    """This platform's pyzmq wheel: cached, downloaded, or (offline, local platform) repacked."""
+    version = pyzmq_version()
+    for candidate in sorted(cache.glob(f"pyzmq-{version}-{PYTHON_TAG}-*.whl")) if cache.is_dir() else []:
+        if platform_name in wheel_platforms(candidate.name):
+            return candidate
+    if not offline:
+        cache.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
+            "--no-deps", "--python-version", "3.11", "--implementation", "cp", "--abi", PYTHON_TAG,
+            "--platform", PIP_PLATFORMS[platform_name], "--dest", str(cache), f"pyzmq=={version}",
+        ]
+        log.info("downloading pyzmq %s for %s", version, platform_name)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if result.returncode == 0:
+            return find_pyzmq_wheel(platform_name, cache, True, scratch)
+        log.warning("pip download failed: %s", result.stderr.strip()[-400:])
+    if platform_name == local_platform() and sys.version_info[:2] == (3, 11):
+        try:
+            installed = metadata.version("pyzmq")
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed == version:
+            return repack_installed("pyzmq", scratch)
+    raise BuildError(
+        f"no pyzmq {version} wheel for {platform_name} in {cache}; run without --offline (downloads from PyPI) "
+        f"or put pyzmq-{version}-{PYTHON_TAG}-*.whl for that platform there"
+    )
+
+
+def build_talkbridge_wheel(scratch: Path) -> Path:
+    """Build the pure-Python talkbridge wheel from a copy of this checkout (the tree stays clean)."""
+    source = scratch / "source"
+    source.mkdir()
+    for part in SOURCE_PARTS:
+        origin = ROOT / part
+        if origin.is_dir():
+            shutil.copytree(origin, source / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        else:
+            shutil.copy2(origin, source / part)
+    out = scratch / "talkbridge-wheel"
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--no-build-isolation", "--wheel-dir", str(out), str(source)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    wheels = list(out.glob("talkbridge-*.whl"))
+    if result.returncode != 0 or len(wheels) != 1:
+        raise BuildError(f"building the talkbridge wheel failed: {(result.stderr or result.stdout).strip()[-800:]}")
+    if not wheels[0].name.endswith("-py3-none-any.whl"):
+        raise BuildError(f"the talkbridge wheel should be pure Python, got {wheels[0].name}")
+    return wheels[0]
+
+
+# ---------------------------------------------------------------------------------- zips
+
+
+@dataclass
+class BuiltZip:
+    platform: str
+    path: Path
+    wheels: list[str]
+
+
+def addon_files(folder: Path = ROOT / "addon") -> list[Path]:
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not ADDON_EXCLUDE.search(str(p.relative_to(folder)))]
+    if not (folder / "__init__.py").is_file():
+        raise BuildError(f"{folder}: the add-on package needs an __init__.py")
+    return files
+
+
+def write_zip(path: Path, manifest_text: str, wheels: list[Path], overwrite: bool) -> None:
+    from talkbridge.exporters.atomic import atomic_output
+
+    source = ROOT / "addon"
+    with atomic_output(path, overwrite=overwrite) as temp:
+        with zipfile.ZipFile(temp, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("blender_manifest.toml", manifest_text)
+            for file in addon_files(source):
+                archive.write(file, file.relative_to(source).as_posix())
+            for wheel in wheels:
+                archive.write(wheel, f"wheels/{wheel.name}")
+        os.chmod(temp, 0o644)  # mkstemp makes private files; a release zip is meant to be shared
+
+
+def build(
+    output: Path,
+    platforms: list[str] | None = None,
+    cache: Path = DEFAULT_CACHE,
+    offline: bool = False,
+    overwrite: bool = False,
+) -> list[BuiltZip]:
+    """Build the extension zip for each platform; returns what was written."""
+    platforms = [local_platform() if p == "local" else p for p in (platforms or list(PLATFORMS))]
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if unknown:
+        raise BuildError(f"unsupported platform(s) {unknown}; choose from {list(PLATFORMS)}")
+    manifest_path = ROOT / "blender_manifest.toml"
+    manifest_text = manifest_path.read_text(encoding="utf-8")
+    manifest = read_manifest(manifest_path)
+    if not output.is_dir():
+        output.mkdir(parents=True)
+    targets = {p: output / f"{manifest['id']}-{manifest['version']}-{p.replace('-', '_')}.zip" for p in platforms}
+    for target in targets.values():
+        if target.exists() and not overwrite:
+            raise InputError("already exists; pass --overwrite to replace it", target)
+    built: list[BuiltZip] = []
+    with tempfile.TemporaryDirectory(prefix="talkbridge-addon-") as folder:
+        scratch = Path(folder)
+        talkbridge_wheel = build_talkbridge_wheel(scratch)
+        expected = f"talkbridge-{manifest['version']}-py3-none-any.whl"
+        if talkbridge_wheel.name != expected:
+            raise BuildError(f"built {talkbridge_wheel.name} but the manifest version expects {expected}")
+        for platform_name in platforms:
+            pyzmq = find_pyzmq_wheel(platform_name, cache, offline, scratch)
+            wheels = [pyzmq, talkbridge_wheel]
+            text = manifest_for_platform(manifest_text, platform_name, [w.name for w in wheels])
+            write_zip(targets[platform_name], text, wheels, overwrite)
+            built.append(BuiltZip(platform_name, targets[platform_name], [w.name for w in wheels]))
+            log.info("wrote %s (%s)", targets[platform_name], ", ".join(w.name for w in wheels))
+    return built
+
+
+def handle_build(args: argparse.Namespace) -> int:
+    for item in build(args.output, args.platform, args.wheel_cache, args.offline, args.overwrite):
+        print(item.path)
+    return 0
