@@ -576,6 +576,13 @@ class Server:
         self._bell.ring()
         return True
 
+    def _stopped_message(self, job: _Job) -> p.Message:
+        """`cancelled` when someone asked for it; a retryable error when the server is going away."""
+        if job.cancel_reason is None and self._stopping.is_set():
+            text = "the server is shutting down; submit again later"
+            return p.error_message(p.E_SHUTTING_DOWN, text, job.job_id, retryable=True)
+        return p.Message(p.CANCELLED, job.job_id, {"reason": job.cancel_reason or "cancelled"})
+
     def _worker_main(self, device: str) -> None:
         while not self._stopping.is_set():
             job = self._queue.get(timeout=0.2)
@@ -584,7 +591,7 @@ class Server:
 
     def _run_job(self, job: _Job, device: str) -> None:
         if job.cancel.is_set():
-            self._post(job, p.Message(p.CANCELLED, job.job_id, {"reason": "cancelled before it started"}))
+            self._post(job, self._stopped_message(job))
             return
         job.state = "running"
         self._post(job, p.Message(p.PROGRESS, job.job_id, {"stage": "running", "device": device}))
@@ -601,15 +608,13 @@ class Server:
                     break
                 n_frames += output.chunk.n_frames
                 n_chunks += 1
-            if job.cancel_reason is None and self._stopping.is_set():
-                text = "the server is shutting down; submit again later"
-                final = p.error_message(p.E_SHUTTING_DOWN, text, job.job_id, retryable=True)
-            elif job.cancel.is_set():
-                final = p.Message(p.CANCELLED, job.job_id, {"reason": job.cancel_reason or "cancelled"})
+            if job.cancel.is_set() or self._stopping.is_set():
+                final = self._stopped_message(job)
             else:
                 body = {"n_frames": n_frames, "n_chunks": n_chunks, **{k: str(v) for k, v in info.items() if k in ("engine", "engine_version")}}
                 final = p.Message(p.DONE, job.job_id, body)
         except _Stalled:
+            job.outbox.drop_chunks()  # the client is not taking them: the error must not queue behind them
             text = f"the client took no chunk for {self.config.stall_timeout_s:.0f} s; the device was given to other jobs"
             final = p.error_message(p.E_STALLED, text, job.job_id, retryable=True)
         except TalkbridgeError as error:

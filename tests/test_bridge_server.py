@@ -212,7 +212,12 @@ def test_a_repeated_submit_is_the_same_job():
             submit = p.encode(p.Message(p.SUBMIT, "same", {"engine": "synthetic", "options": {"n_frames": 20, "hold": "g"}}, {"audio_pcm": AUDIO}))
             dealer.send_multipart(submit)
             dealer.send_multipart(submit)  # a retry: its answer was slow
-            first, second = (p.decode(dealer.recv_multipart()) for _ in range(2))
+            answers = []
+            while len(answers) < 2:
+                answer = p.decode(dealer.recv_multipart())
+                if answer.type != p.PROGRESS:
+                    answers.append(answer)
+            first, second = answers
             assert first.type == second.type == p.ACCEPTED and second.body["duplicate"] is True
             runner.gates["g"].set()
             kinds = []
@@ -350,3 +355,53 @@ def test_engines_are_built_once_per_device_and_get_the_job_inputs(monkeypatch, t
     assert request.seed == 9 and request.chunk_frames == 4 and request.image.suffix == ".png"
     assert not request.image.exists()  # the job's temporary inputs are gone afterwards
     assert bad.final.code == p.E_BAD_INPUT and "'seed'" in bad.final.body["message"]
+
+
+def _raw_dealer(server: Server) -> zmq.Socket:
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.linger = 0
+    dealer.rcvtimeo = 3000
+    dealer.connect(server.address)
+    return dealer
+
+
+def test_refusals_name_their_reason():
+    runner = SyntheticRunner(gates={"g": threading.Event()})
+    with serve(runner, max_jobs_per_client=1) as server:
+        owner, other = _raw_dealer(server), _raw_dealer(server)
+        try:
+            owner.send_multipart(p.encode(p.Message(p.HELLO, body={"versions": [99, 100]})))
+            refused = p.decode(owner.recv_multipart())
+            assert refused.type == p.ERROR and refused.body["code"] == p.E_UNSUPPORTED_VERSION
+            submit = p.Message(p.SUBMIT, "mine", {"engine": "synthetic", "options": {"hold": "g"}}, {"audio_pcm": AUDIO})
+            owner.send_multipart(p.encode(submit))
+            assert p.decode(owner.recv_multipart()).type == p.ACCEPTED
+            other.send_multipart(p.encode(submit))  # same job id from someone else
+            stolen = p.decode(other.recv_multipart())
+            assert stolen.body["code"] == p.E_JOB_ID_IN_USE and stolen.job_id == "mine"
+            other.send_multipart(p.encode(p.Message(p.CANCEL, "mine")))  # and they cannot cancel it either
+            assert p.decode(other.recv_multipart()).body == {"already": True, "reason": "no such job"}
+            owner.send_multipart(p.encode(p.Message(p.SUBMIT, "second", {"engine": "synthetic"}, {"audio_pcm": AUDIO})))
+            busy = p.decode(owner.recv_multipart())
+            while busy.job_id != "second":  # skip the first job's progress report
+                busy = p.decode(owner.recv_multipart())
+            assert busy.body["code"] == p.E_BUSY and busy.body["retryable"] is True
+            both = p.Message(p.SUBMIT, "two-audios", {"engine": "synthetic"}, {"audio_pcm": AUDIO, "audio": np.zeros(4, np.uint8)})
+            other.send_multipart(p.encode(both))
+            assert p.decode(other.recv_multipart()).body["code"] == p.E_BAD_INPUT
+        finally:
+            runner.gates["g"].set()
+            owner.close()
+            other.close()
+    assert runner.started == ["mine"]
+
+
+def test_a_client_that_never_takes_its_chunks_gives_the_device_back():
+    runner = SyntheticRunner()
+    with serve(runner, stall_timeout_s=0.3) as server, connect(server) as paused, connect(server) as other:
+        stuck = paused.submit_nowait("synthetic", audio=AUDIO, credit=1, options={"n_frames": 100, "chunk_frames": 5})
+        handle = other.submit("synthetic", audio=AUDIO, options={"n_frames": 10})
+        assert list(handle)[-1].type == p.DONE  # ran once the stalled job let go of the device
+        assert wait_for(lambda: any(e.code == p.E_STALLED for e in list(paused.events.queue)))
+        stalled = [e for e in paused.events.queue if e.job_id == stuck][-1]
+        assert stalled.body["retryable"] is True and runner.produced[stuck] <= 1 + 2 + 1
