@@ -27,8 +27,8 @@ from talkbridge.core.lite.phones import FRAME_RATE, SAMPLE_RATE, PhoneSegment, p
 from talkbridge.core.lite.procedural import (
     TRANSLATION_UNIT_M,
     BlinkConfig,
-    PoseConfig,
     GazeConfig,
+    PoseConfig,
     blink_curve,
     brow_lift,
     gaze_curves,
