@@ -175,7 +175,7 @@ class Client:
         retry_s: float = 2.0,
         max_attempts: int = 4,
         credit: int = 4,
-        limits: p.Limits = p.Limits(),
+        limits: p.Limits = p.DEFAULT_LIMITS,
     ) -> None:
         if (server_key is None) != (client_keypair is None):
             raise p.BridgeError("CURVE needs both the server's public key and this client's key pair")

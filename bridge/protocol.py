@@ -107,6 +107,10 @@ class Limits:
         }
 
 
+DEFAULT_LIMITS = Limits()
+"""What a client accepts from a server (frames of a long chunk can be large)."""
+
+
 def new_id() -> str:
     """A fresh random id for a message or a job (32 hex digits)."""
     return uuid.uuid4().hex
@@ -350,7 +354,7 @@ def _frame_length(part: Any) -> int:
     return memoryview(part).nbytes
 
 
-def decode(frames: Sequence[Any], key: bytes | None = None, limits: Limits = Limits()) -> Message:
+def decode(frames: Sequence[Any], key: bytes | None = None, limits: Limits = DEFAULT_LIMITS) -> Message:
     """Parse and validate one multipart (identity already removed).
 
     ``frames`` are bytes or ``zmq.Frame`` s; arrays in the result are read-only views on the frames.

@@ -17,12 +17,11 @@ past ``client_timeout_s`` is presumed dead and its jobs are cancelled; a worker 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import signal
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +31,7 @@ import zmq
 from talkbridge._version import __version__
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.jobs import JobOutput, JobRunner, JobSpec
+from talkbridge.bridge.scheduling import FairQueue, Job, Outbox, Stalled
 from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError
 from talkbridge.bridge.wakeup import Doorbell
 from talkbridge.core.errors import TalkbridgeError
@@ -57,135 +57,6 @@ class ServerConfig:
     max_jobs_per_client: int = 32
     max_queued_jobs: int = 512
     remembered_jobs: int = 4096
-
-
-class Outbox:
-    """A job's bounded queue of encoded messages, filled by its worker and emptied by the I/O thread.
-
-    Only chunks count against the capacity: the terminal message of a job must never wait.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = max(1, capacity)
-        self._items: deque[tuple[str, list[Any]]] = deque()
-        self._chunks = 0
-        self._changed = threading.Condition()
-
-    def put(self, kind: str, frames: list[Any], cancel: threading.Event, stall_timeout_s: float) -> bool:
-        """Queue a message; for chunks, wait for room. False when cancelled while waiting."""
-        with self._changed:
-            if kind == p.CHUNK:
-                deadline = time.monotonic() + stall_timeout_s
-                while self._chunks >= self._capacity and not cancel.is_set():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise _Stalled()
-                    self._changed.wait(min(remaining, 0.05))
-                if cancel.is_set():
-                    return False
-                self._chunks += 1
-            self._items.append((kind, frames))
-            return True
-
-    def peek(self) -> tuple[str, list[Any]] | None:
-        with self._changed:
-            return self._items[0] if self._items else None
-
-    def pop(self) -> None:
-        with self._changed:
-            kind, _ = self._items.popleft()
-            if kind == p.CHUNK:
-                self._chunks -= 1
-            self._changed.notify_all()
-
-    def drop_chunks(self) -> None:
-        """Forget chunks not yet sent (the job was cancelled) and wake a waiting worker."""
-        with self._changed:
-            self._items = deque(item for item in self._items if item[0] != p.CHUNK)
-            self._chunks = 0
-            self._changed.notify_all()
-
-    def wake(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
-
-
-class _Stalled(Exception):
-    """The client gave no credit for ``stall_timeout_s``."""
-
-
-@dataclass(eq=False)
-class _Job:
-    spec: JobSpec
-    client: bytes
-    credit: int
-    outbox: Outbox
-    cancel: threading.Event = field(default_factory=threading.Event)
-    state: str = "queued"  # queued -> running -> finished
-    orphaned: bool = False  # the client is gone: discard whatever is left
-    cancel_reason: str | None = None
-    terminal_posted: bool = False
-    seq: Any = field(default_factory=itertools.count)
-
-    @property
-    def job_id(self) -> str:
-        return self.spec.job_id
-
-
-class FairQueue:
-    """Jobs waiting for a device: the next one comes from the client served least recently.
-
-    Within one client jobs run in submission order. A client that just had a job started goes
-    behind every other waiting client, so one client's long batch never starves another's.
-    """
-
-    def __init__(self, remembered_clients: int = 4096) -> None:
-        self._per_client: dict[bytes, deque[_Job]] = {}
-        self._last_served: OrderedDict[bytes, int] = OrderedDict()
-        self._remembered = remembered_clients
-        self._turn = 0
-        self._size = 0
-        self._changed = threading.Condition()
-
-    def __len__(self) -> int:
-        return self._size
-
-    def put(self, job: _Job) -> int:
-        """Queue ``job``; returns how many jobs were waiting before it."""
-        with self._changed:
-            ahead = self._size
-            self._per_client.setdefault(job.client, deque()).append(job)
-            self._size += 1
-            self._changed.notify()
-            return ahead
-
-    def get(self, timeout: float) -> _Job | None:
-        with self._changed:
-            if not self._size and not self._changed.wait_for(lambda: self._size > 0, timeout):
-                return None
-            client = min(self._per_client, key=lambda c: self._last_served.get(c, -1))  # ties: arrival order
-            waiting = self._per_client[client]
-            job = waiting.popleft()
-            if not waiting:
-                del self._per_client[client]
-            self._size -= 1
-            self._turn += 1
-            self._last_served[client] = self._turn
-            self._last_served.move_to_end(client)
-            while len(self._last_served) > self._remembered:
-                self._last_served.popitem(last=False)
-            return job
-
-    def remove(self, job: _Job) -> bool:
-        with self._changed:
-            waiting = self._per_client.get(job.client)
-            if not waiting or job not in waiting:
-                return False
-            waiting.remove(job)
-            self._size -= 1
-            if not waiting:
-                del self._per_client[job.client]
-            return True
 
 
 @dataclass
@@ -222,7 +93,7 @@ class Server:
         self._io_stop = threading.Event()  # the I/O thread sends what is left and closes
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, Job] = {}
         self._finished: OrderedDict[str, bytes] = OrderedDict()
         self._peers: dict[bytes, _Peer] = {}
         self._threads: list[threading.Thread] = []
@@ -479,7 +350,7 @@ class Server:
             render_size=body.get("render_size"),
         )
         credit = min(int(body.get("credit", self.config.default_credit)), self.config.max_credit)
-        job = _Job(spec, client, credit, Outbox(self.config.outbox_chunks))
+        job = Job(spec, client, credit, Outbox(self.config.outbox_chunks))
         self._jobs[job_id] = job
         peer.jobs.add(job_id)
         self._send(router, client, p.Message(p.ACCEPTED, job_id, {"position": len(self._queue)}, seq=next(job.seq)))
@@ -494,7 +365,7 @@ class Server:
             return
         self._cancel_job(router, job, "cancelled by the client")
 
-    def _cancel_job(self, router: zmq.Socket | None, job: _Job, reason: str) -> None:
+    def _cancel_job(self, router: zmq.Socket | None, job: Job, reason: str) -> None:
         job.cancel_reason = reason
         job.cancel.set()
         job.outbox.drop_chunks()
@@ -512,7 +383,7 @@ class Server:
         job.credit = min(job.credit + message.body["n"], self.config.max_credit)
         self._flush(router, job)
 
-    def _flush(self, router: zmq.Socket, job: _Job) -> None:
+    def _flush(self, router: zmq.Socket, job: Job) -> None:
         """Send what the job's worker produced, as far as credit and the socket allow."""
         while True:
             item = job.outbox.peek()
@@ -538,7 +409,7 @@ class Server:
                 self._forget(job)
                 return
 
-    def _forget(self, job: _Job) -> None:
+    def _forget(self, job: Job) -> None:
         job.state = "finished"
         self._jobs.pop(job.job_id, None)
         peer = self._peers.get(job.client)
@@ -565,7 +436,7 @@ class Server:
 
     # -------------------------------------------------------------------------------- workers
 
-    def _post(self, job: _Job, message: p.Message) -> bool:
+    def _post(self, job: Job, message: p.Message) -> bool:
         if job.terminal_posted:
             return False
         job.terminal_posted = message.type in p.TERMINAL_TYPES
@@ -576,7 +447,7 @@ class Server:
         self._bell.ring()
         return True
 
-    def _stopped_message(self, job: _Job) -> p.Message:
+    def _stopped_message(self, job: Job) -> p.Message:
         """`cancelled` when someone asked for it; a retryable error when the server is going away."""
         if job.cancel_reason is None and self._stopping.is_set():
             text = "the server is shutting down; submit again later"
@@ -589,7 +460,7 @@ class Server:
             if job is not None:
                 self._run_job(job, device)
 
-    def _run_job(self, job: _Job, device: str) -> None:
+    def _run_job(self, job: Job, device: str) -> None:
         if job.cancel.is_set():
             self._post(job, self._stopped_message(job))
             return
@@ -613,7 +484,7 @@ class Server:
             else:
                 body = {"n_frames": n_frames, "n_chunks": n_chunks, **{k: str(v) for k, v in info.items() if k in ("engine", "engine_version")}}
                 final = p.Message(p.DONE, job.job_id, body)
-        except _Stalled:
+        except Stalled:
             job.outbox.drop_chunks()  # the client is not taking them: the error must not queue behind them
             text = f"the client took no chunk for {self.config.stall_timeout_s:.0f} s; the device was given to other jobs"
             final = p.error_message(p.E_STALLED, text, job.job_id, retryable=True)
