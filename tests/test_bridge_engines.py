@@ -22,7 +22,15 @@ from tests.speech import speech_like, write_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The CPU is shared with other test workers: keep torch to one thread here, then restore."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
