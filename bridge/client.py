@@ -389,7 +389,12 @@ class Client:
                             frames = dealer.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        if self._on_frames(frames):
+                        try:
+                            heard = self._on_frames(frames)
+                        except Exception:  # never let one odd message kill the connection thread
+                            log.exception("failed to handle a message from %s", self.address)
+                            heard = False
+                        if heard:
                             last_heard = time.monotonic()
                             if lost_reported:
                                 log.info("%s answers again", self.address)

@@ -348,6 +348,17 @@ def encode(message: Message, key: bytes | None = None, version: int = PROTOCOL_V
     return [preamble, header_bytes, *frames]
 
 
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 def _frame_length(part: Any) -> int:
     if hasattr(part, "buffer"):
         return len(part.buffer)
@@ -383,7 +394,7 @@ def decode(frames: Sequence[Any], key: bytes | None = None, limits: Limits = DEF
         if not hmac.compare_digest(preamble[PREAMBLE_SIZE:], expected):
             raise ProtocolError(E_BAD_SIGNATURE, "the message signature does not match (wrong or missing signing key)")
     try:
-        header = json.loads(bytes(header_view).decode("utf-8"))
+        header = json.loads(bytes(header_view).decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ProtocolError(E_BAD_MESSAGE, f"the header is not valid UTF-8 JSON: {str(error)[:80]}") from None
     validate_header(header)

@@ -210,7 +210,10 @@ class Server:
                             frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        self._handle(router, frames)
+                        try:
+                            self._handle(router, frames)
+                        except Exception:  # a bug here must cost one message, never the server
+                            log.exception("failed to handle a message; the server carries on")
                 if self._bell.fileno() in ready:
                     self._bell.drain()
                 for job in list(self._jobs.values()):

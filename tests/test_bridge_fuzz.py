@@ -49,10 +49,15 @@ def _malformed(rng: random.Random, valid: list[bytes]) -> list[bytes]:
     family = rng.randrange(10)
     if family == 0:  # random frames
         return [rng.randbytes(rng.randrange(40)) for _ in range(rng.randrange(1, 5))]
-    if family == 1:  # bad JSON
+    if family == 1:  # bad JSON, including the non-standard numbers Python would otherwise accept
         text = bytearray(valid[1])
-        for _ in range(rng.randrange(1, 4)):
-            text[rng.randrange(len(text))] = rng.randrange(256)
+        if rng.random() < 0.3:
+            token = rng.choice([b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+            text = bytearray(bytes(text).replace(b'"n_frames":5', b'"n_frames":' + token))
+            text = bytearray(bytes(text).replace(b'"seq":0', b'"seq":' + token))
+        else:
+            for _ in range(rng.randrange(1, 4)):
+                text[rng.randrange(len(text))] = rng.randrange(256)
         return [PREAMBLE, bytes(text), valid[2]]
     if family == 2:  # wrong version or magic
         return [rng.choice([p.MAGIC + bytes([rng.randrange(2, 256)]), b"TBRX\x01", b"TBR", b""]), valid[1], valid[2]]

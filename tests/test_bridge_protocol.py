@@ -68,6 +68,8 @@ def test_signature_covers_header_and_every_buffer():
         (_frames(p.CREDIT, body={"n": True}), p.E_BAD_MESSAGE, "wrong type"),
         (_frames(p.CREDIT, body={"n": -5}), p.E_BAD_MESSAGE, "credit.n"),
         (_frames(p.HELLO, None, {"versions": ["1"]}), p.E_BAD_MESSAGE, "versions"),
+        ([b"TBRG\x01", b'{"type": "ping", "msg_id": "m", "job_id": null, "seq": 0, "buffers": [], "body": {"t": NaN}}'], p.E_BAD_MESSAGE, "NaN"),
+        ([b"TBRG\x01", b'{"type": "ping", "msg_id": "m", "job_id": null, "seq": 0, "buffers": [], "body": {"t": 1e999}}'], p.E_BAD_MESSAGE, "out of range"),
     ],
 )
 def test_malformed_messages_are_refused_with_a_code(frames, code, words):
