@@ -80,7 +80,11 @@ def recognize_phones(samples: np.ndarray) -> list[PhoneSegment]:
     """Free phone recognition over 16 kHz mono float samples."""
     if len(samples) < SAMPLE_RATE // 10:
         return [PhoneSegment("SIL", 0.0, len(samples) / SAMPLE_RATE)]
-    decoder = _decoder(allphone=_model_file("en-us", "en-us-phone.lm.bin"), backtrace=True, lw=2.0)
+    # The phone loop needs neither the word language model nor the dictionary: skipping them saves
+    # most of the decoder's start-up time.
+    decoder = _decoder(
+        allphone=_model_file("en-us", "en-us-phone.lm.bin"), backtrace=True, lw=2.0, lm=None, dict=None
+    )
     decoder.start_utt()
     decoder.process_raw(_pcm16(samples), full_utt=True)
     decoder.end_utt()
@@ -116,7 +120,7 @@ def align_transcript(samples: np.ndarray, text: str) -> list[PhoneSegment]:
     words = normalise_transcript(text)
     if not words:
         raise AlignmentError("the transcript has no words")
-    decoder = _decoder()
+    decoder = _decoder(lm=None)  # alignment needs the dictionary, not the word language model
     unknown = [word for word in words if decoder.lookup_word(word) is None]
     if unknown:
         raise AlignmentError(f"words missing from the pronunciation dictionary: {', '.join(sorted(set(unknown)))}")
