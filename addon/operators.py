@@ -12,6 +12,7 @@ from talkbridge.core.motion import FPS
 from . import apply, runtime, sequencer
 from .job import FAILED, JobController, JobSettings, check_inputs
 
+STREAM_CHUNK_FRAMES = 50  # two seconds per chunk: curves show up while the job runs
 LOCAL_START_TIMEOUT_S = 120.0  # a freshly started sidecar imports its engines before it answers
 
 
@@ -106,6 +107,7 @@ def build_job(context) -> runtime.ActiveJob:
             "still": bool(settings.still),
             "expression_scale": float(settings.expression_scale),
             "seed": int(settings.seed),
+            "chunk_frames": STREAM_CHUNK_FRAMES,
         },
         render_size=int(settings.size) if render else None,
         connect_timeout_s=timeout,

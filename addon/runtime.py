@@ -9,6 +9,7 @@ spent, so Blender stays interactive however fast the sidecar streams.
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,10 +313,13 @@ def publish_status(job: ActiveJob) -> None:
 
 
 def plan_folder(take_name: str, base: str | None = None) -> str:
-    """A folder for a take's frames next to the .blend (or in the temp dir for unsaved files)."""
+    """A folder for a take's frames next to the .blend, or in the system temp folder for unsaved files.
+
+    Not ``bpy.app.tempdir``: Blender deletes that on exit, and the sequencer strip would lose its frames.
+    """
     if base is None:
         blend = bpy.data.filepath
-        base = str(Path(blend).parent / "talkbridge_takes") if blend else str(Path(bpy.app.tempdir or "/tmp") / "talkbridge_takes")
+        base = str(Path(blend).parent / "talkbridge_takes") if blend else str(Path(tempfile.gettempdir()) / "talkbridge_takes")
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in take_name)
     folder = Path(base) / safe
     n = 1

@@ -1,0 +1,250 @@
+"""The built extension installed into a clean Blender (pip bpy 4.5), driven against a real lite sidecar.
+
+One Blender subprocess runs every scenario in turn (startup and install dominate the cost): it sees
+only bpy and numpy from this environment, so talkbridge and pyzmq come from the wheels inside the
+zip, exactly as for an artist. Scenarios: generate onto the mannequin (action channels, frame
+range, values, head bone rotation, sequencer strips, the artist's keys untouched), cancel mid-job,
+closing the file mid-job, a sidecar killed mid-job, a wrong address. The subprocess writes what it
+saw to JSON/NPZ and this file checks it against the lite engine run in-process.
+
+The Blender side lives in ``tests/test_addon_inside_blender.py`` (no tests there: it is the script
+the subprocess runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(300)]
+
+MODULE = "bl_ext.user_default.talkbridge"
+INSIDE = Path(__file__).with_name("test_addon_inside_blender.py")
+
+
+# =================================================================================== pytest side
+
+
+def _isolated_site(folder: Path) -> Path:
+    """A site folder exposing only bpy and numpy from this environment (talkbridge/pyzmq must come from the zip)."""
+    import bpy  # noqa: F401 - fails clearly when the test extra is not installed
+    import numpy
+
+    site = Path(numpy.__file__).resolve().parents[1]
+    folder.mkdir()
+    for name in ("bpy", "numpy", "numpy.libs"):
+        if (site / name).exists():
+            (folder / name).symlink_to(site / name)
+    return folder
+
+
+def _start_sidecar(address: str) -> subprocess.Popen:
+    from talkbridge.bridge.client import Client, ServerUnavailable
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "talkbridge.cli", "-q", "serve", "--bind", address],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the sidecar exited early: {process.stdout.read()}")
+        probe = Client(address)
+        try:
+            probe.connect(timeout=0.5)
+            return process
+        except ServerUnavailable:
+            continue
+        finally:
+            probe.close()
+    process.kill()
+    raise AssertionError("the sidecar did not come up within 60 s")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def blender_run(tmp_path_factory):
+    from talkbridge.cli.commands import addon as build_command
+    from talkbridge.core.lite.mannequin import build_mannequin
+    from talkbridge.core.lite.samples import write_portrait
+    from talkbridge.exporters.gltf import write_head_glb
+    from tests.speech import speech_like, write_wav
+
+    work = tmp_path_factory.mktemp("addon")
+    built = build_command.build(work / "dist", ["local"], cache=work / "no-cache", offline=True)
+    head = write_head_glb(build_mannequin(), work / "head.glb")
+    audio = write_wav(work / "speech.wav", speech_like(4.0, seed=3))
+    long_audio = write_wav(work / "long.wav", speech_like(12.0, seed=4))
+    image = write_portrait(work / "portrait.png")
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    sidecar = _start_sidecar(address)
+    out = work / "out"
+    out.mkdir()
+    config = {
+        "zip": str(built[0].path), "head": str(head), "audio": str(audio), "long_audio": str(long_audio),
+        "image": str(image), "address": address, "sidecar_pid": sidecar.pid,
+        "wrong_address": f"tcp://127.0.0.1:{_free_port()}", "out": str(out),
+    }
+    (work / "config.json").write_text(json.dumps(config))
+    site = _isolated_site(work / "site")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "BLENDER_"))}
+    env["BLENDER_USER_RESOURCES"] = str(work / "user")
+    env["TMPDIR"] = str(work / "tmp")  # frames of unsaved files go to the system temp folder: keep them here
+    (work / "tmp").mkdir()
+    launcher = (
+        "import sys; sys.path.append(sys.argv[1]); sys.argv = sys.argv[2:];"
+        "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-S", "-s", "-c", launcher, str(site), str(INSIDE), str(work / "config.json")],
+            cwd=work, env=env, capture_output=True, text=True, timeout=240,
+        )
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+        sidecar.wait(10)
+        sidecar.stdout.close()
+    results_path = out / "results.json"
+    assert results_path.is_file(), f"Blender side produced no results:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    results = json.loads(results_path.read_text())
+    arrays = dict(np.load(out / "arrays.npz"))
+    assert not results["errors"], "\n".join(f"[{name}]\n{trace}" for name, trace in results["errors"])
+    return {"results": results, "arrays": arrays, "config": config, "work": work}
+
+
+def _lite_reference(audio: str):
+    from talkbridge.core.engine import MotionRequest
+    from talkbridge.core.lite.engine import LiteEngine
+    from talkbridge.core.motion import Motion
+
+    chunks = list(LiteEngine().stream_motion(MotionRequest(audio=Path(audio), chunk_frames=50)))
+    return Motion.from_chunks(chunks, engine="lite", engine_version="1.0")
+
+
+def test_the_zip_installs_and_uses_its_own_wheels(blender_run):
+    r = blender_run["results"]
+    user = str(blender_run["work"] / "user")
+    assert r["install"] == ["FINISHED"] and MODULE in r["addons"]
+    assert r["talkbridge_file"].startswith(user) and r["zmq_file"].startswith(user)
+    assert not r["pygltflib_loaded"]  # the add-on imports neither the glTF writer nor torch
+
+
+def test_generate_writes_a_new_take_with_the_engines_values(blender_run):
+    r, a = blender_run["results"], blender_run["arrays"]
+    from talkbridge.core.motion import ARKIT_52
+
+    assert r["generate"] == ["FINISHED"], r["status"]
+    assert r["status"]["state"] == "done" and not r["status"]["error"]
+    assert r["scene_fps"] == 25.0
+    take = r["take"]
+    assert take["tag"] == 1 and take["face_active"] == r["status"]["action"] == take["rig_active"]
+    assert [t for t, _ in take["slots"]] == ["KEY", "OBJECT"]
+    assert sorted(r["shape_names"]) == sorted(ARKIT_52)  # every mannequin key matched by name
+    assert sorted(map(tuple, take["rig_paths"])) == [('pose.bones["head"].rotation_quaternion', i) for i in range(4)]
+    assert take["interpolations"] == ["LINEAR"]
+
+    motion = _lite_reference(blender_run["config"]["audio"])
+    n = motion.n_frames
+    assert n == 100
+    assert take["frame_range"] == [1.0, float(n)] and r["scene_frame_end"] >= n
+    np.testing.assert_array_equal(a["shape_frames"], np.tile(np.arange(1, n + 1), (52, 1)))
+    expected = np.stack([motion.arkit[:, ARKIT_52.index(name)] for name in r["shape_names"]])
+    assert np.abs(expected).max() > 0.2  # a speaking mouth, not a flat line
+    np.testing.assert_allclose(a["shape_keys"], expected, atol=1e-6)
+    rows = a["sample_frames"] - 1
+    np.testing.assert_allclose(a["evaluated"], expected[:, rows].T, atol=1e-5)
+
+
+def test_head_bone_turns_by_the_engines_pose_in_blenders_frame(blender_run):
+    a = blender_run["arrays"]
+    from talkbridge.exporters.gltf.pose import rotation_matrices
+
+    motion = _lite_reference(blender_run["config"]["audio"])
+    reference = rotation_matrices(motion.pose[:, :3])
+    c = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float64)  # glTF +Y up -> Blender +Z up
+    head_rest, neck_rest = a["head_rest"][:3, :3], a["neck_rest"][:3, :3]
+    turned = 0.0
+    for frame, head, neck in zip(a["sample_frames"], a["head_pose"], a["neck_pose"]):
+        parent_motion = neck[:3, :3] @ np.linalg.inv(neck_rest)  # the artist's neck keys still play
+        observed = np.linalg.inv(parent_motion) @ head[:3, :3] @ np.linalg.inv(head_rest)
+        expected = c @ reference[frame - 1] @ reference[0].T @ c.T
+        np.testing.assert_allclose(observed, expected, atol=2e-4)
+        turned = max(turned, np.degrees(np.arccos(np.clip((np.trace(expected) - 1) / 2, -1, 1))))
+    assert turned > 0.5  # the lite engine really moved the head at some sampled frame
+
+
+def test_sequencer_gets_the_frames_and_the_audio(blender_run):
+    r = blender_run["results"]
+    strips = {s["type"]: s for s in r["strips"]}
+    assert set(strips) == {"IMAGE", "SOUND"}
+    video, sound = strips["IMAGE"], strips["SOUND"]
+    assert video["start"] == 1 and video["duration"] == 100 and video["elements"] == 100
+    frames = sorted(Path(video["path"]).glob("frame_*.png"))
+    assert len(frames) == 100 and frames[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sound["start"] == 1 and sound["channel"] == video["channel"] + 1
+    assert sound["path"] == blender_run["config"]["audio"]
+    assert 95 <= sound["duration"] <= 105  # 4 s at 25 fps
+
+
+def test_the_artists_keys_are_untouched(blender_run):
+    r = blender_run["results"]
+    assert r["user_after"]["face"] == r["user_before"]["face"]
+    assert r["user_after"]["rig"] == r["user_before"]["rig"]
+    assert r["user_before"]["face"][0][2] == [[1.0, 0.30000001192092896], [40.0, 0.8999999761581421]]
+    assert all(r["user_after"]["fake_users"])
+    assert len(r["user_after"]["face_tracks"]) == 1 and r["user_after"]["face_tracks"][0][0].startswith("[talkbridge kept]")
+    assert len(r["user_after"]["rig_tracks"]) == 1
+
+
+def test_cancel_mid_job_keeps_what_arrived(blender_run):
+    r = blender_run["results"]
+    assert r["cancel_op"] == ["FINISHED"]
+    assert r["cancel_status"]["state"] == "cancelled" and not r["cancel_status"]["error"]
+    assert 0 < r["cancel_frames_before"] <= r["cancel_frames"] < r["cancel_expected_frames"] == 300
+    assert r["cancel_action_keys"] == r["cancel_frames"]
+    assert r["cancel_after"]["elapsed_s"] < 5.0
+    assert r["cancel_generate_poll"]  # ready for the next take
+
+
+def test_closing_the_file_mid_job_cancels_it(blender_run):
+    close = blender_run["results"]["close"]
+    assert close == {"state": "cancelled", "finished": True, "active": False, "timer": False}
+
+
+def test_a_dead_sidecar_leaves_blender_responsive_with_an_error(blender_run):
+    r = blender_run["results"]
+    assert r["dead_status"]["state"] == "failed" and not r["dead_status"]["running"]
+    assert "stopped answering" in r["dead_status"]["error"]
+    assert r["dead"]["elapsed_s"] < 8.0
+    assert r["dead"]["longest_tick_s"] < 0.25
+    assert r["dead_frames_kept"] > 0
+
+
+def test_a_wrong_address_times_out_with_a_clear_message(blender_run):
+    r = blender_run["results"]
+    wrong = blender_run["config"]["wrong_address"]
+    assert r["wrong_status"]["state"] == "failed"
+    assert wrong in r["wrong_status"]["error"] and "no answer" in r["wrong_status"]["error"]
+    assert r["wrong"]["elapsed_s"] < 6.0 and r["wrong"]["longest_tick_s"] < 0.1
+    assert r["remote_refused"] and "online access" in r["remote_refused"]
+
+
+def test_disabling_the_addon_unregisters_everything(blender_run):
+    assert blender_run["results"]["disabled"] is True
