@@ -186,7 +186,7 @@ class Server:
             router.bind(self.config.bind)
         except zmq.ZMQError as error:
             router.close()
-            raise SecurityConfigError(f"cannot bind {self.config.bind}: {error}") from None
+            raise p.BridgeError(f"cannot bind {self.config.bind}: {error} (is another server using it?)") from None
         self.address = router.getsockopt_string(zmq.LAST_ENDPOINT)
         return router
 
@@ -221,7 +221,7 @@ class Server:
                 self._check_peers(router)
             self._say_goodbye(router)
         finally:
-            router.close(0)
+            router.close(linger=500)  # a moment for the goodbyes to leave; never longer
 
     def _say_goodbye(self, router: zmq.Socket) -> None:
         """Tell the clients of unfinished jobs that the server is going away (they may retry)."""

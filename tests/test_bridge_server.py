@@ -405,3 +405,9 @@ def test_a_client_that_never_takes_its_chunks_gives_the_device_back():
         assert wait_for(lambda: any(e.code == p.E_STALLED for e in list(paused.events.queue)))
         stalled = [e for e in paused.events.queue if e.job_id == stuck][-1]
         assert stalled.body["retryable"] is True and runner.produced[stuck] <= 1 + 2 + 1
+
+
+def test_a_taken_address_is_a_clear_error_and_leaves_nothing_running():
+    with serve(SyntheticRunner()) as first:
+        with pytest.raises(p.BridgeError, match="cannot bind .*another server"):
+            Server(SyntheticRunner(), ServerConfig(bind=first.address)).start()
