@@ -117,8 +117,10 @@ def run_make_animation(case: GoldenCase) -> dict[str, np.ndarray]:
         kp_detector, mapping, generator, **seqs,
     )
     result = _numpy(out)
-    # The case stores driving keypoints one row per rendered frame (batch-major, as the video is rebuilt).
-    result["kp_driving"] = result["kp_driving"].reshape(-1, *result["kp_driving"].shape[2:])
+    # The case stores driving keypoints one row per generator input, in call order: step by step,
+    # each step holding the batch (for batch 1 that is simply one row per frame).
+    driving = result["kp_driving"]
+    result["kp_driving"] = driving.transpose(1, 0, 2, 3).reshape(-1, *driving.shape[2:])
     return result
 
 
@@ -178,9 +180,11 @@ def run_align_img(case: GoldenCase) -> dict[str, np.ndarray]:
     from talkbridge.core.face.align import align_img
 
     inputs = case.inputs
-    template = inputs.get("lm3d_std5")
+    image = next(v for k, v in inputs.items() if v.dtype == np.uint8 and v.ndim == 3)
+    template = next((v for k, v in inputs.items() if k.startswith("lm3d")), None)
+    landmarks = next(v for k, v in inputs.items() if k.startswith("lm") and not k.startswith("lm3d"))
     kwargs = {} if template is None else {"template": template}
-    aligned = align_img(inputs["image_u8"], inputs["lm68_yup"], **kwargs)
+    aligned = align_img(image, landmarks, **kwargs)
     return {
         "lm5p": aligned.lm5p,
         "pos_t": aligned.fit_translation,
