@@ -104,3 +104,35 @@ def test_face_alignment_provider_without_weights_fails_clearly(tmp_path, monkeyp
     with pytest.raises(CheckpointError, match="--landmarks") as error:
         FaceAlignmentProvider().detect(face[0])
     assert "2DFAN4-11f355bf06.pth.tar" in str(error.value)
+
+
+def test_face_alignment_provider_glue_with_seeded_weights(tmp_path, monkeypatch, face):
+    """With the weight files pre-seeded, the provider builds face-alignment offline-safe and keeps the largest face."""
+    import face_alignment
+
+    image, lm = face
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    for name in face_alignment_weight_files():
+        (checkpoints / name).write_bytes(b"seeded")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    built = {}
+
+    class FakeFaceAlignment:
+        def __init__(self, landmarks_type, **kwargs):
+            built.update(kwargs, landmarks_type=landmarks_type)
+
+        def get_landmarks_from_image(self, image_rgb):
+            if image_rgb.mean() == 0:
+                return None
+            small = lm * 0.5 + 10
+            return [np.column_stack([small, np.zeros(68)]), np.column_stack([lm, np.ones(68)])]
+
+    monkeypatch.setattr(face_alignment, "FaceAlignment", FakeFaceAlignment)
+    provider = FaceAlignmentProvider(device="cpu")
+    found = provider.detect(image)
+    np.testing.assert_allclose(found, lm, atol=1e-4)
+    assert found.dtype == np.float32 and found.shape == (68, 2)
+    assert built["compile"] is False and built["device"] == "cpu"
+    assert built["landmarks_type"] == face_alignment.LandmarksType.TWO_D
+    assert provider.detect(np.zeros_like(image)) is None
