@@ -98,7 +98,10 @@ class FaceRenderer:
                 self.state, windows.to(device), self.models.mapping, self.models.generator, *override, timer=self.timer
             )
             out.append(to_uint8(frames))
-        return np.concatenate(out) if out else np.zeros((0,), np.uint8)
+        if not out:
+            side = self.state.features.feature_3d.shape[-1] * 4  # the decoder upsamples the volume 4x
+            return np.zeros((0, side, side, 3), np.uint8)
+        return np.concatenate(out)
 
     def render(
         self,
