@@ -79,11 +79,17 @@ def test_a_sigkilled_sidecar_is_reported_within_three_seconds(tmp_path):
 
 
 @pytest.mark.slow
-def test_serve_and_ping_commands_run_a_lite_job_for_another_process(tmp_path, capsys):
+def test_serve_and_ping_commands_run_both_engines_for_another_process(tmp_path, capsys):
     from tests.speech import speech_like, write_wav
 
+    from tests.sadtalker_weights import write_combined_safetensors
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    write_combined_safetensors(checkpoints, seed=7)
     address = f"ipc://{tmp_path}/serve.sock"
-    serve = _start([sys.executable, "-m", "talkbridge.cli", "serve", "--bind", address], address)
+    command = [sys.executable, "-m", "talkbridge.cli", "serve", "--bind", address, "--checkpoints", str(checkpoints), "--preload", "lite,sadtalker"]
+    serve = _start(command, address)
     try:
         assert main(["ping", address]) == 0
         out = capsys.readouterr().out
@@ -93,8 +99,11 @@ def test_serve_and_ping_commands_run_a_lite_job_for_another_process(tmp_path, ca
         try:
             client.connect()
             result = client.submit("lite", audio=speech, options={"chunk_frames": 10}).result()
+            first_frame = np.random.default_rng(0).normal(0, 0.3, 73).astype(np.float32)
+            sadtalker = client.submit("sadtalker", audio=speech, first_frame=first_frame).result()
         finally:
             client.close()
+        assert sadtalker.final.type == p.DONE and sadtalker.array("expression").shape == (30, 64)
         assert result.final.type == p.DONE and result.final.body["n_frames"] == 30
         assert result.array("arkit").shape == (30, 52) and len(result.chunks) == 3
         serve.send_signal(signal.SIGTERM)
@@ -102,3 +111,13 @@ def test_serve_and_ping_commands_run_a_lite_job_for_another_process(tmp_path, ca
     finally:
         _stop(serve)
     assert main(["ping", address, "--timeout", "0.5"]) == 1
+
+
+def test_serve_refuses_to_start_with_an_engine_it_cannot_load(tmp_path, caplog):
+    address = f"ipc://{tmp_path}/never.sock"
+    assert main(["serve", "--bind", address, "--preload", "sadtalker"]) == 1  # no checkpoints given
+    assert "checkpoint folder" in caplog.text
+    bad_config = tmp_path / "engines.json"
+    bad_config.write_text("{not json")
+    assert main(["serve", "--bind", address, "--engine-config", str(bad_config)]) == 1
+    assert "engines.json" in caplog.text and "not valid JSON" in caplog.text

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from talkbridge.core.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--curve-secret", type=Path, help="the server's CURVE key pair (NAME.key_secret from `talkbridge keys generate`)")
     parser.add_argument("--allow", type=Path, help="folder of client public keys (.key) allowed to connect")
     parser.add_argument("--signing-key", type=Path, help="shared HMAC key file; clients must sign with the same key")
-    parser.add_argument("--engine-config", type=Path, help="JSON object: engine name -> constructor options (checkpoint paths)")
+    parser.add_argument("--checkpoints", type=Path, help="folder with the SadTalker checkpoints (needed for sadtalker jobs)")
+    parser.add_argument("--engine-config", type=Path, help="JSON object: engine name -> constructor options (overrides --checkpoints)")
+    parser.add_argument("--preload", default="", help="comma-separated engines to load on every device before serving (e.g. lite,sadtalker)")
     parser.add_argument("--client-timeout", type=float, default=10.0, help="seconds of client silence before its jobs are cancelled (default: %(default)s)")
     parser.add_argument("--max-input-mb", type=int, default=256, help="largest audio or image file accepted, in MiB (default: %(default)s)")
     parser.set_defaults(func=run)
@@ -62,5 +67,14 @@ def run(args: argparse.Namespace) -> int:
         limits=Limits.for_server(args.max_input_mb * 1024 * 1024),
         client_timeout_s=args.client_timeout,
     )
-    Server(EngineRunner(_engine_config(args.engine_config)), config).serve_forever()
+    engine_config = _engine_config(args.engine_config)
+    if args.checkpoints is not None:
+        engine_config.setdefault("sadtalker", {}).setdefault("checkpoint_dir", str(args.checkpoints))
+    if "checkpoint_dir" not in engine_config.get("sadtalker", {}):
+        log.warning("no --checkpoints given: sadtalker jobs will be refused until the server is restarted with them")
+    runner = EngineRunner(engine_config)
+    for name in (n.strip() for n in args.preload.split(",") if n.strip()):
+        for device in devices:
+            runner.engine(name, device)  # errors (missing weights, unknown engine) stop the server here
+    Server(runner, config).serve_forever()
     return 0
