@@ -229,5 +229,5 @@ class JobController:
             message = event.body.get("message", "unknown error")
             code = event.body.get("code", "error")
             if code == p.E_SERVER_LOST:
-                message = f"the sidecar stopped answering ({message}); the frames received so far are kept"
+                message = f"{message}; the motion received so far is kept"
             self._finish(FAILED, "failed", message)
