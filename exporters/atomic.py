@@ -28,6 +28,12 @@ def check_writable_target(path: str | Path, overwrite: bool) -> Path:
     return path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path, overwrite: bool = False, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
@@ -41,6 +47,7 @@ def atomic_output(path: str | Path, overwrite: bool = False, suffix: str | None 
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{extension}", dir=path.parent)
     os.close(handle)
     temp = Path(temp_name)
+    os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield temp
         if path.exists() and not overwrite:

@@ -1,0 +1,118 @@
+"""Every weight file talkbridge knows: where it comes from, how big it is, and its sha256.
+
+Groups:
+
+* ``sadtalker``: the SadTalker v0.0.2-rc release, which is all current inference needs (the combined
+  safetensors for 256 or 512 px plus the two MappingNet files).
+* ``sadtalker-legacy``: the separate ``.pth`` files of the v0.0.2 release, for the "old version" path.
+* ``face-alignment``: the face detector and landmark network the ``face-alignment`` package fetches
+  into ``$TORCH_HOME/hub/checkpoints`` at run time; the store can pre-seed that cache.
+* ``gfpgan``: the optional face enhancer.
+
+Sizes and hashes are recorded where they are publicly known; files without them are checked for
+presence and readability only, and ``verify`` says so. A JSON catalog of the same fields can replace
+this one (``--catalog``), e.g. for a studio's internal mirror.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from talkbridge.core.errors import InputError
+
+RC_RELEASE = "https://github.com/OpenTalker/SadTalker/releases/download/v0.0.2-rc/"
+V002_RELEASE = "https://github.com/OpenTalker/SadTalker/releases/download/v0.0.2/"
+HF_MIRROR = "https://huggingface.co/vinthony/SadTalker-V002rc/resolve/main/"
+FAN_BASE = "https://www.adrianbulat.com/downloads/python-fan/"
+
+CHECKPOINTS = "checkpoints"  # the official SadTalker folder name: engines read it as is
+FACE_ALIGNMENT = "face_alignment"
+GFPGAN = "gfpgan"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    name: str
+    group: str
+    folder: str
+    urls: tuple[str, ...]
+    size: int | None = None
+    sha256: str | None = None
+    purpose: str = ""
+    default: bool = False  # downloaded by a plain `talkbridge models download`
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["urls"] = list(self.urls)
+        return data
+
+
+def _rc(name: str, size: int | None, sha: str | None, purpose: str, default: bool = True) -> WeightFile:
+    return WeightFile(name, "sadtalker", CHECKPOINTS, (RC_RELEASE + name, HF_MIRROR + name), size, sha, purpose, default)
+
+
+CATALOG: tuple[WeightFile, ...] = (
+    _rc("SadTalker_V0.0.2_256.safetensors", 725066984,
+        "c211f5d6de003516bf1bbda9f47049a4c9c99133b1ab565c6961e5af16477bff",
+        "audio networks, 256 px renderer, 3DMM recon"),
+    _rc("SadTalker_V0.0.2_512.safetensors", 725066984,
+        "0e063f7ff5258240bdb0f7690783a7b1374e6a4a81ce8fa33456f4cd49694340",
+        "the same with the 512 px renderer (`download SadTalker_V0.0.2_512.safetensors`)", default=False),
+    _rc("mapping_00109-model.pth.tar", 155779231,
+        "84a8642468a3fcfdd9ab6be955267043116c2bec2284686a5262f1eaf017f64c",
+        "MappingNet for full/extfull preprocessing"),
+    _rc("mapping_00229-model.pth.tar", None,
+        "62a1e06006cc963220f6477438518ed86e9788226c62ae382ddc42fbcefb83f1",
+        "MappingNet for crop/extcrop/resize preprocessing"),
+    *(
+        WeightFile(name, "sadtalker-legacy", CHECKPOINTS, (V002_RELEASE + name,), purpose=purpose)
+        for name, purpose in (
+            ("auido2exp_00300-model.pth", "ExpNet (old-version layout)"),
+            ("auido2pose_00140-model.pth", "PoseVAE (old-version layout)"),
+            ("epoch_20.pth", "3DMM recon net (old-version layout)"),
+            ("facevid2vid_00189-model.pth.tar", "face-vid2vid 256 px (old-version layout)"),
+        )
+    ),
+    WeightFile("s3fd-619a316812.pth", "face-alignment", FACE_ALIGNMENT, (FAN_BASE + "s3fd-619a316812.pth",),
+               purpose="face detector used by face-alignment", default=True),
+    WeightFile("2DFAN4-11f355bf06.pth.tar", "face-alignment", FACE_ALIGNMENT, (FAN_BASE + "2DFAN4-11f355bf06.pth.tar",),
+               purpose="68-point landmark network used by face-alignment", default=True),
+    WeightFile("GFPGANv1.4.pth", "gfpgan", GFPGAN,
+               ("https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",),
+               purpose="optional face enhancer (--enhancer gfpgan)"),
+)
+
+GROUPS = tuple(dict.fromkeys(entry.group for entry in CATALOG))
+
+
+def load_catalog(path: str | Path) -> tuple[WeightFile, ...]:
+    """A catalog from a JSON list of entries with the :class:`WeightFile` fields."""
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text())
+        return tuple(
+            WeightFile(**{**entry, "urls": tuple(entry["urls"])}) for entry in entries  # type: ignore[arg-type]
+        )
+    except FileNotFoundError:
+        raise InputError("catalog file not found", path) from None
+    except (ValueError, TypeError, KeyError) as error:
+        raise InputError(f"not a valid weight catalog (a JSON list of file entries): {error}", path) from error
+
+
+def select(catalog: tuple[WeightFile, ...], names_or_groups: list[str] | None, *, defaults: bool = True) -> list[WeightFile]:
+    """Entries named by file name or group; with none given, the default set."""
+    if not names_or_groups:
+        return [entry for entry in catalog if entry.default or not defaults]
+    chosen: list[WeightFile] = []
+    for wanted in names_or_groups:
+        matches = [e for e in catalog if wanted in (e.name, e.group) or wanted == "all"]
+        if not matches:
+            known = ", ".join([*dict.fromkeys(e.group for e in catalog), "all"])
+            raise InputError(f"unknown weight file or group {wanted!r}; groups: {known}")
+        chosen.extend(m for m in matches if m not in chosen)
+    return chosen
+
+
+__all__ = ["WeightFile", "CATALOG", "GROUPS", "load_catalog", "select", "CHECKPOINTS", "FACE_ALIGNMENT", "GFPGAN"]
