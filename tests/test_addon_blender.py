@@ -100,6 +100,7 @@ def blender_run(tmp_path_factory):
         "zip": str(built[0].path), "head": str(head), "audio": str(audio), "long_audio": str(long_audio),
         "image": str(image), "address": address, "sidecar_pid": sidecar.pid,
         "wrong_address": f"tcp://127.0.0.1:{_free_port()}", "out": str(out),
+        "sidecar_command": f"{sys.executable} -m talkbridge.cli",
     }
     (work / "config.json").write_text(json.dumps(config))
     site = _isolated_site(work / "site")
@@ -246,5 +247,14 @@ def test_a_wrong_address_times_out_with_a_clear_message(blender_run):
     assert r["remote_refused"] and "online access" in r["remote_refused"]
 
 
-def test_disabling_the_addon_unregisters_everything(blender_run):
+def test_a_local_sidecar_started_by_the_addon_animates_a_sound_strip(blender_run):
+    r = blender_run["results"]
+    assert r["local_generate"] == ["FINISHED"] and r["local_status"]["state"] == "done", r["local_status"]
+    assert r["local_address"].startswith("tcp://127.0.0.1:") and r["local_address"] != blender_run["config"]["address"]
+    assert r["local_frame_range"] == [11.0, 110.0]  # the take starts where the strip starts
+    assert r["local_strips"] == ["line"]  # no second copy of the audio, no video when frames are off
+
+
+def test_disabling_the_addon_unregisters_everything_and_stops_its_sidecar(blender_run):
     assert blender_run["results"]["disabled"] is True
+    assert blender_run["results"]["local_sidecar_stopped"] is True

@@ -161,6 +161,31 @@ def main(config_path: str) -> None:
         results["errors"].append(["generate", traceback.format_exc()])
     save()
 
+    # ---------------------------------------------------------------- 1b. local sidecar, audio from a sound strip
+    try:
+        face, rig, settings = fresh_scene()
+        bpy.context.preferences.addons[MODULE].preferences.sidecar_command = config["sidecar_command"]
+        settings.sidecar_mode = "LOCAL"
+        editor = bpy.context.scene.sequence_editor_create()
+        line = editor.strips.new_sound("line", config["audio"], 3, 11)
+        settings.audio_source = "STRIP"
+        settings.sound_strip = line.name
+        settings.render_frames = False
+        results["local_generate"] = list(bpy.ops.talkbridge.generate(mode="BLOCKING", timeout=120))
+        status = bpy.context.window_manager.talkbridge_status
+        results["local_status"] = {"state": status.state, "error": status.error, "action": status.action}
+        results["local_frame_range"] = list(bpy.data.actions[status.action].frame_range)
+        results["local_strips"] = sorted(s.name for s in editor.strips_all)
+        local = runtime._sidecar
+        results["local_address"] = local.address
+        local_process = local.process
+    except Exception:  # noqa: BLE001
+        import traceback
+
+        local_process = None
+        results["errors"].append(["local", traceback.format_exc()])
+    save()
+
     # ---------------------------------------------------------------- 2. cancel mid-job (timer path)
     try:
         face, rig, settings = fresh_scene()
@@ -243,6 +268,7 @@ def main(config_path: str) -> None:
     try:
         bpy.ops.preferences.addon_disable(module=MODULE)
         results["disabled"] = MODULE not in bpy.context.preferences.addons.keys() and not hasattr(bpy.types.Scene, "talkbridge")
+        results["local_sidecar_stopped"] = local_process is not None and local_process.poll() is not None
     except Exception:  # noqa: BLE001
         import traceback
 
