@@ -138,3 +138,14 @@ def test_importing_the_client_does_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_nothing_in_the_bridge_can_unpickle():
+    from pathlib import Path
+
+    import talkbridge.bridge
+
+    folder = Path(talkbridge.bridge.__file__).parent
+    risky = ("import pickle", "from pickle", "recv_pyobj", "send_pyobj", "recv_serialized", "allow_pickle=True", "marshal")
+    found = [(path.name, word) for path in folder.glob("*.py") for word in risky if word in path.read_text()]
+    assert found == []

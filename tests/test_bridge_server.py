@@ -411,3 +411,38 @@ def test_a_taken_address_is_a_clear_error_and_leaves_nothing_running():
     with serve(SyntheticRunner()) as first:
         with pytest.raises(p.BridgeError, match="cannot bind .*another server"):
             Server(SyntheticRunner(), ServerConfig(bind=first.address)).start()
+
+
+def test_one_worker_per_device_runs_jobs_side_by_side():
+    runner = SyntheticRunner(gates={"g": threading.Event()})
+    with serve(runner, devices=("cuda:0", "cuda:1")) as server, connect(server) as client:
+        handles = [client.submit("synthetic", audio=AUDIO, options={"hold": "g", "n_frames": 5}) for _ in range(3)]
+        assert wait_for(lambda: len(runner.started) == 2)  # both devices busy, the third job waits
+        time.sleep(0.2)
+        assert len(runner.started) == 2
+        runner.gates["g"].set()
+        devices = set()
+        for handle in handles:
+            events = list(handle)
+            assert events[-1].type == p.DONE
+            devices |= {e.body["device"] for e in events if e.type == p.PROGRESS}
+        assert devices == {"cuda:0", "cuda:1"}
+
+
+def test_one_client_is_safe_to_share_between_threads():
+    runner = SyntheticRunner()
+    results: dict[int, object] = {}
+    with serve(runner) as server, connect(server) as client:
+
+        def run(seed: int) -> None:
+            results[seed] = client.submit("synthetic", audio=AUDIO, options={"n_frames": 30, "chunk_frames": 7, "seed": seed}).result()
+
+        threads = [threading.Thread(target=run, args=(seed,)) for seed in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+    for seed, result in results.items():
+        assert result.final.type == p.DONE
+        assert np.array_equal(result.array("expression"), synthetic_chunk(0, 30, seed).expression)
+    assert sorted(results) == [0, 1, 2, 3]
