@@ -11,8 +11,8 @@ same job), and routes incoming events. Two ways to consume them:
 * non-blocking: ``client.submit_nowait(...)`` then ``client.poll_events()`` from a Blender timer,
   which never waits.
 
-Taking a chunk event (either way) returns one credit to the server, so a consumer that stops
-reading stops the stream after ``credit`` chunks instead of letting data pile up.
+Taking a chunk event (either way) tells the server one more chunk was consumed, so a consumer that
+stops reading stops the stream after ``credit`` chunks instead of letting data pile up.
 """
 
 from __future__ import annotations
@@ -116,6 +116,9 @@ class _PendingJob:
     cancel_requested: bool = False
     cancel_sent_at: float = 0.0
     cancel_attempts: int = 0
+    consumed: int = 0  # chunks the application has taken (reported to the server as credit)
+    credit_sent_at: float = 0.0
+    last_heard_at: float = 0.0
 
 
 class JobHandle:
@@ -257,7 +260,11 @@ class Client:
         self._bell.ring()
 
     def grant_credit(self, job_id: str, n: int = 1) -> None:
-        """Let the server send ``n`` more chunks of ``job_id`` (done for you as events are taken)."""
+        """Say that ``n`` more chunks of ``job_id`` were taken, so the server may send as many more.
+
+        Done for you as chunk events are taken. The server is told the running total, so a lost
+        credit message is made good by the next one (re-sent while a job waits for chunks).
+        """
         self._commands.put(("credit", job_id, n))
         self._bell.ring()
 
@@ -458,7 +465,12 @@ class Client:
             elif kind == "credit":
                 job = self._jobs.get(command[1])
                 if job is not None and not job.finished:
-                    self._send(dealer, p.encode(p.Message(p.CREDIT, command[1], {"n": command[2]}), self._signing_key))
+                    job.consumed += command[2]
+                    self._send_credit(dealer, job)
+
+    def _send_credit(self, dealer: zmq.Socket, job: _PendingJob) -> None:
+        job.credit_sent_at = time.monotonic()
+        self._send(dealer, p.encode(p.Message(p.CREDIT, job.job_id, {"consumed": job.consumed}), self._signing_key))
 
     def _retry(self, dealer: zmq.Socket, now: float) -> None:
         """Re-send submits not yet accepted and cancels not yet confirmed (idempotent by job_id)."""
@@ -474,6 +486,9 @@ class Client:
                 job.attempts += 1
                 job.sent_at = now
                 self._send(dealer, job.frames)
+            quiet_since = max(job.credit_sent_at, job.last_heard_at)
+            if job.accepted and job.consumed and now - quiet_since > self._retry_s:
+                self._send_credit(dealer, job)  # in case the last one was lost on a reconnect
             if job.cancel_requested and job.cancel_attempts and now - job.cancel_sent_at > self._retry_s:
                 if job.cancel_attempts < self._max_attempts:
                     job.cancel_attempts += 1
@@ -551,6 +566,7 @@ class Client:
             return True
         if job is None or job.finished:
             return True  # late news about a job we no longer follow
+        job.last_heard_at = time.monotonic()
         if kind == p.ACCEPTED:
             if job.accepted:
                 return True  # the answer to a retry

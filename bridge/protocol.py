@@ -169,7 +169,7 @@ _BODY_SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     ERROR: {"code": ((str,), True), "retryable": ((bool,), True), "message": ((str,), True)},
     CANCEL: {},
     CANCELLED: {"already": ((bool,), False), "reason": ((str,), False)},
-    CREDIT: {"n": ((int,), True)},
+    CREDIT: {"consumed": ((int,), True)},
     PING: {"t": (_NUM, False)},
     PONG: {"t": (_NUM, False)},
 }
@@ -242,7 +242,7 @@ def validate_header(header: Any) -> None:
     if kind == HELLO and not all(isinstance(v, int) and not isinstance(v, bool) for v in body["versions"]):
         raise ProtocolError(E_BAD_MESSAGE, "hello.versions must be a list of integers")
     if kind == CREDIT:
-        _check_int(body["n"], "credit.n", 1, 1_000_000)
+        _check_int(body["consumed"], "credit.consumed")
     if kind == SUBMIT and "credit" in body:
         _check_int(body["credit"], "submit.credit", 1, 1_000_000)
     table = header["buffers"]

@@ -75,9 +75,16 @@ class Stalled(Exception):
 
 @dataclass(eq=False)
 class Job:
+    """One accepted job as the server tracks it.
+
+    Flow control is cumulative: the client reports how many chunks it has ``consumed`` so far, and
+    a chunk may leave while ``sent < consumed + window``. A lost or repeated credit message therefore
+    changes nothing once a later one arrives.
+    """
+
     spec: JobSpec
     client: bytes
-    credit: int
+    window: int  # chunks the client lets be in flight (the submit's credit)
     outbox: Outbox
     cancel: threading.Event = field(default_factory=threading.Event)
     state: str = "queued"  # queued -> running -> finished
@@ -85,10 +92,20 @@ class Job:
     cancel_reason: str | None = None
     terminal_posted: bool = False
     seq: Any = field(default_factory=itertools.count)
+    sent: int = 0  # chunks sent
+    consumed: int = 0  # chunks the client says it has taken
 
     @property
     def job_id(self) -> str:
         return self.spec.job_id
+
+    @property
+    def credit(self) -> int:
+        return self.consumed + self.window - self.sent
+
+    def acknowledge(self, consumed: int) -> None:
+        """Record the client's running count (never more than was sent, never backwards)."""
+        self.consumed = max(self.consumed, min(consumed, self.sent))
 
 
 class FairQueue:

@@ -352,8 +352,8 @@ class Server:
             first_frame=message.buffers.get("first_frame"),
             render_size=body.get("render_size"),
         )
-        credit = min(int(body.get("credit", self.config.default_credit)), self.config.max_credit)
-        job = Job(spec, client, credit, Outbox(self.config.outbox_chunks))
+        window = min(int(body.get("credit", self.config.default_credit)), self.config.max_credit)
+        job = Job(spec, client, window, Outbox(self.config.outbox_chunks))
         self._jobs[job_id] = job
         peer.jobs.add(job_id)
         self._send(router, client, p.Message(p.ACCEPTED, job_id, {"position": len(self._queue)}, seq=next(job.seq)))
@@ -383,7 +383,7 @@ class Server:
         job = self._jobs.get(message.job_id or "")
         if job is None or job.client != client:
             return  # credit for a finished job is normal: ignore it
-        job.credit = min(job.credit + message.body["n"], self.config.max_credit)
+        job.acknowledge(message.body["consumed"])
         self._flush(router, job)
 
     def _flush(self, router: zmq.Socket, job: Job) -> None:
@@ -406,7 +406,7 @@ class Server:
                     job.orphaned = True
             job.outbox.pop()
             if kind == p.CHUNK:
-                job.credit -= 1
+                job.sent += 1
                 self.stats["chunks_sent"] += 1
             if kind in p.TERMINAL_TYPES:
                 self._forget(job)

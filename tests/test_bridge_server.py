@@ -446,3 +446,37 @@ def test_one_client_is_safe_to_share_between_threads():
         assert result.final.type == p.DONE
         assert np.array_equal(result.array("expression"), synthetic_chunk(0, 30, seed).expression)
     assert sorted(results) == [0, 1, 2, 3]
+
+
+def test_credit_is_a_running_total_so_lost_repeated_or_inflated_credits_are_harmless():
+    runner = SyntheticRunner()
+    with serve(runner) as server:
+        dealer = _raw_dealer(server)
+        try:
+            submit = p.Message(p.SUBMIT, "flow", {"engine": "synthetic", "credit": 1, "options": {"n_frames": 50}}, {"audio_pcm": AUDIO})
+            dealer.send_multipart(p.encode(submit))
+
+            def chunks_within(seconds: float) -> list[int]:
+                starts, deadline = [], time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    if dealer.poll(20):
+                        message = p.decode(dealer.recv_multipart())
+                        if message.type == p.CHUNK:
+                            starts.append(message.body["start"])
+                return starts
+
+            def credit(consumed: int) -> None:
+                dealer.send_multipart(p.encode(p.Message(p.CREDIT, "flow", {"consumed": consumed})))
+
+            assert chunks_within(0.4) == [0]  # the window of one
+            credit(40)  # claims more than was ever sent: counts as 1
+            assert chunks_within(0.4) == [10]
+            credit(1)  # a repeat changes nothing
+            assert chunks_within(0.3) == []
+            credit(2)
+            credit(2)
+            assert chunks_within(0.3) == [20]
+            credit(4)  # "3" was lost on the way: the next total makes it good, still one at a time
+            assert chunks_within(0.3) == [30]
+        finally:
+            dealer.close()
