@@ -133,3 +133,19 @@ def test_keys_generate_writes_private_secrets_and_never_overwrites(tmp_path, cap
     with pytest.raises(SecurityConfigError, match="hex"):
         (tmp_path / "bad.hmac").write_text("not hex")
         load_signing_key(tmp_path / "bad.hmac")
+
+
+def test_ping_command_with_keys_reports_success_or_the_refusal(keys, capsys, caplog):
+    server = _curve_server(keys)
+    try:
+        server_key = str(keys / "server" / "server.key")
+        good = ["ping", server.address, "--server-key", server_key, "--client-key", str(keys / "allowed" / "artist.key_secret"), "--json"]
+        assert main(good) == 0
+        assert '"curve": true' in capsys.readouterr().out
+        bad = ["ping", server.address, "--server-key", server_key, "--client-key", str(keys / "strangers" / "intruder.key_secret")]
+        assert main(bad) == 1
+        assert "refused the CURVE handshake" in caplog.text
+        assert main(["ping", server.address, "--server-key", server_key]) == 1  # half a key set
+        assert "both --server-key and --client-key" in caplog.text
+    finally:
+        server.stop()
