@@ -307,6 +307,8 @@ class Client:
     # -------------------------------------------------------------------------------- internals
 
     def _submit(self, engine: str, sink: "queue.Queue[Event] | None", **inputs: Any) -> str:
+        if self._closed:
+            raise p.BridgeError(f"{self.address}: this client is closed; make a new one")
         if self._thread is None:
             self.connect()
         known = {"audio", "image", "first_frame", "options", "render_size", "credit", "job_id"}
@@ -314,6 +316,8 @@ class Client:
         if unknown:
             raise TypeError(f"unknown submit inputs: {sorted(unknown)}")
         job_id = inputs.get("job_id") or p.new_id()
+        if not p.valid_id(job_id):
+            raise p.BridgeError(f"job id {job_id!r} must be 1-64 characters of letters, digits and _.:-")
         body: dict[str, Any] = {"engine": engine, "credit": int(inputs.get("credit") or self._credit)}
         if inputs.get("options"):
             body["options"] = dict(inputs["options"])
@@ -571,6 +575,7 @@ class Client:
             if job.accepted:
                 return True  # the answer to a retry
             job.accepted = True
+            job.frames = []  # no more retries: let the inputs go
         if kind == p.CANCELLED:
             job.cancel_requested = False
         if kind == p.CANCELLED and message.body.get("already") and message.body.get("reason") == "no such job":

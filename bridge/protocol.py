@@ -196,8 +196,13 @@ _BUFFER_SCHEMAS: dict[str, dict[str, tuple[tuple[str, ...], tuple[int, ...]]]] =
 }
 
 
+def valid_id(value: Any) -> bool:
+    """Whether ``value`` may be used as a msg_id or job_id."""
+    return isinstance(value, str) and _ID_PATTERN.match(value) is not None
+
+
 def _check_id(value: Any, what: str) -> None:
-    if not isinstance(value, str) or not _ID_PATTERN.match(value):
+    if not valid_id(value):
         raise ProtocolError(E_BAD_MESSAGE, f"{what} must be 1-64 characters of [A-Za-z0-9_.:-]")
 
 

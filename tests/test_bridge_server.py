@@ -480,3 +480,20 @@ def test_credit_is_a_running_total_so_lost_repeated_or_inflated_credits_are_harm
             assert chunks_within(0.3) == [30]
         finally:
             dealer.close()
+
+
+def test_client_mistakes_fail_at_once_with_a_reason(tmp_path):
+    with serve(SyntheticRunner()) as server:
+        client = Client(server.address)
+        client.connect()
+        with pytest.raises(p.BridgeError, match="job id"):
+            client.submit("synthetic", audio=AUDIO, job_id="../etc/passwd")
+        with pytest.raises(p.BridgeError, match="needs audio"):
+            client.submit("synthetic")
+        with pytest.raises(p.BridgeError, match="missing.wav: cannot read the audio"):
+            client.submit("synthetic", audio=tmp_path / "missing.wav")
+        with pytest.raises(TypeError, match="unknown submit inputs"):
+            client.submit("synthetic", audio=AUDIO, portrait="x.png")
+        client.close()
+        with pytest.raises(p.BridgeError, match="closed"):
+            client.submit("synthetic", audio=AUDIO)
