@@ -103,6 +103,19 @@ class JobResult:
         parts = [event.arrays[name] for event in self.chunks if name in event.arrays]
         return np.concatenate(parts, axis=0) if parts else None
 
+    def motion(self) -> Any:
+        """The whole clip as a :class:`talkbridge.core.motion.Motion` (imports the core package)."""
+        from talkbridge.core.motion import Motion
+
+        if self.final.type != p.DONE:
+            raise p.BridgeError(f"job {self.final.job_id} did not finish: {self.final.body.get('message', self.final.type)}")
+        body = self.final.body
+        return Motion.from_chunks(
+            [event.motion_chunk() for event in self.chunks],
+            engine=str(body.get("engine", "")),
+            engine_version=str(body.get("engine_version", "")),
+        )
+
 
 @dataclass(eq=False)
 class _PendingJob:

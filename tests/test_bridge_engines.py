@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.client import Client
+from talkbridge.bridge.client import Client, JobResult
 from talkbridge.bridge.jobs import EngineRunner
 from talkbridge.bridge.server import Server, ServerConfig
 from talkbridge.core.engine import MotionRequest, create_engine
@@ -38,28 +38,29 @@ def speech(tmp_path_factory) -> Path:
     return write_wav(tmp_path_factory.mktemp("audio") / "speech.wav", speech_like(2.0, seed=5))
 
 
-def _through_sidecar(runner: EngineRunner, engine: str, **inputs) -> list:
+def _through_sidecar(runner: EngineRunner, engine: str, **inputs) -> JobResult:
     with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*")) as server:
         client = Client(server.address)
         try:
             client.connect()
-            events = client.submit(engine, **inputs).result().events
+            result = client.submit(engine, **inputs).result()
         finally:
             client.close()
-    assert events[-1].type == p.DONE, events[-1]
-    return events
+    assert result.final.type == p.DONE, result.final
+    return result
 
 
 def test_lite_job_with_preview_frames_equals_the_in_process_result(speech):
     from talkbridge.core.lite.mannequin import build_mannequin
     from talkbridge.core.lite.preview import PreviewRenderer
 
-    events = _through_sidecar(EngineRunner(), "lite", audio=speech, options={"chunk_frames": 20, "seed": 2}, render_size=256)
+    result = _through_sidecar(EngineRunner(), "lite", audio=speech, options={"chunk_frames": 20, "seed": 2}, render_size=256)
     engine = create_engine("lite")
     chunks = list(engine.stream_motion(MotionRequest(audio=speech, chunk_frames=20, seed=2)))
     expected = Motion.from_chunks(chunks, engine=engine.name, engine_version=engine.version)
-    streamed = [e for e in events if e.type == p.CHUNK]
-    got = Motion.from_chunks([e.motion_chunk() for e in streamed], engine="lite", engine_version=events[-1].body["engine_version"])
+    streamed = result.chunks
+    got = result.motion()
+    assert (got.engine, got.engine_version) == (engine.name, engine.version)
     assert len(streamed) == len(chunks) > 1 and got.n_frames == expected.n_frames == 50
     for name in ("pose", "blink", "arkit", "visemes"):
         assert np.array_equal(getattr(got, name), getattr(expected, name)), name
@@ -75,14 +76,13 @@ def test_sadtalker_job_equals_the_in_process_result(speech, tmp_path):
     write_combined_safetensors(tmp_path, seed=7)
     first_frame = np.random.default_rng(0).normal(0, 0.3, 73).astype(np.float32)
     runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path)}})
-    events = _through_sidecar(
+    result = _through_sidecar(
         runner, "sadtalker", audio=speech.read_bytes(), first_frame=first_frame, options={"chunk_frames": 16, "seed": 4, "expression_scale": 1.5}
     )
     engine = create_engine("sadtalker", checkpoint_dir=tmp_path)
     request = MotionRequest(audio=speech, first_frame=first_frame, chunk_frames=16, seed=4, expression_scale=1.5)
     expected = Motion.from_chunks(engine.stream_motion(request), engine=engine.name, engine_version=engine.version)
-    streamed = [e.motion_chunk() for e in events if e.type == p.CHUNK]
-    got = Motion.from_chunks(streamed, engine="sadtalker", engine_version=engine.version)
-    assert len(streamed) == 4 and got.n_frames == expected.n_frames == 50
+    got = result.motion()
+    assert len(result.chunks) == 4 and got.n_frames == expected.n_frames == 50 and got.engine == "sadtalker"
     assert np.allclose(got.coefficients(), expected.coefficients(), atol=1e-6)
     assert np.array_equal(got.blink, expected.blink)
