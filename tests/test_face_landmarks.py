@@ -43,6 +43,9 @@ def test_text_file_with_comments_and_commas(tmp_path, face):
     path = tmp_path / "points.txt"
     path.write_text("# x y\n" + "\n".join(f"{x:.4f}, {y:.4f}" for x, y in lm[:5]) + "\n\n")
     np.testing.assert_allclose(load_landmark_file(path), lm[:5], atol=1e-3)
+    with_depth = tmp_path / "points3d.txt"
+    with_depth.write_text("\n".join(f"{x:.4f} {y:.4f} 0.5" for x, y in lm))
+    np.testing.assert_allclose(load_landmark_file(with_depth), lm, atol=1e-3)
 
 
 @pytest.mark.parametrize(
@@ -52,11 +55,12 @@ def test_text_file_with_comments_and_commas(tmp_path, face):
         ("{\"points_wrong\": []}", "no 'landmarks'"),
         ("[[1, 2", "not valid JSON"),
         ("1 2\nthree 4\n", "line 2"),
+        ("1 2 3\n4 5\n", "different numbers of values"),
         ("[[1, NaN]" + ", [1, 1]" * 4 + "]", "NaN"),
     ],
 )
 def test_bad_landmark_files_say_what_is_wrong(tmp_path, content, message):
-    path = tmp_path / ("bad.txt" if "three" in content else "bad.json")
+    path = tmp_path / ("bad.json" if content.lstrip().startswith(("[", "{")) else "bad.txt")
     path.write_text(content)
     with pytest.raises(InputError, match=message) as error:
         load_landmark_file(path)

@@ -183,7 +183,13 @@ def load_landmark_file(path: str | Path, image_size: tuple[int, int] | None = No
                 rows.append([float(v) for v in line.split()])
             except ValueError as error:
                 raise InputError(f"line {number} is not 'x y' numbers: {line!r}", path) from error
-        points = np.concatenate([np.asarray(r, dtype=np.float64) for r in rows]) if rows and any(len(r) != 2 for r in rows) else rows
+        widths = {len(r) for r in rows}
+        if len(rows) == 1:
+            points = rows[0]  # all coordinates on one line: x1 y1 x2 y2 ...
+        elif len(widths) == 1 and min(widths) >= 2:
+            points = [r[:2] for r in rows]  # 'x y' or 'x y z' per line; z is ignored
+        else:
+            raise InputError(f"lines hold different numbers of values ({sorted(widths)}); expected {LANDMARK_FILE_HELP}", path)
     return validate_landmarks(points, path, image_size)
 
 
