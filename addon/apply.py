@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 TAKE_TAG = "talkbridge_take"
 KEPT_TRACK_PREFIX = "[talkbridge kept] "
 SHAPE_KEY_GROUP = "talkbridge shape keys"
+REWRITE_GROWTH = 0.25
+"""While streaming, a curve is rewritten once it has this fraction more keys than Blender shows."""
 
 
 def _linear_code() -> int:
@@ -341,22 +343,31 @@ class TakeWriter:
     def dirty(self) -> bool:
         return any(buffer.dirty for buffer in self._buffers())
 
-    def flush(self, budget_s: float | None = None) -> bool:
-        """Write changed curves to Blender; with a budget, stop once it is spent. True when nothing is left."""
+    def flush(self, budget_s: float | None = None, final: bool = True) -> bool:
+        """Write changed curves to Blender; True when nothing is left to write.
+
+        ``budget_s`` stops after that much time (the rest waits for the next call). While streaming
+        (``final=False``) a curve is rewritten only once it has grown by :data:`REWRITE_GROWTH` of
+        what Blender already has: ``foreach_set`` must rewrite the whole curve, so rewriting on every
+        chunk would cost quadratic time on long clips, while geometric steps keep the total within a
+        few one-shot writes and still show the take growing.
+        """
         began = time.perf_counter()
         buffers = self._buffers()
         if not buffers:
             return True
-        # Round robin from where the last budgeted flush stopped, so every curve advances.
-        order = buffers[self._cursor:] + buffers[: self._cursor]
+        order = buffers[self._cursor:] + buffers[: self._cursor]  # round robin: every curve advances
+        wrote = False
         for offset, buffer in enumerate(order):
-            if budget_s is not None and time.perf_counter() - began > budget_s:
-                self._cursor = (self._cursor + offset) % len(buffers)
+            if not buffer.dirty or not (final or buffer.count - buffer.written >= REWRITE_GROWTH * buffer.written):
+                continue
+            if wrote and budget_s is not None and time.perf_counter() - began > budget_s:
+                self._cursor = (self._cursor + offset) % len(buffers)  # at least one curve per call
                 return False
-            if buffer.dirty:
-                buffer.flush(self._linear)
+            buffer.flush(self._linear)
+            wrote = True
         self._cursor = 0
-        return True
+        return not self.dirty
 
     def write_all(self, start: int, arrays: Mapping[str, np.ndarray]) -> TakeSummary:
         """A whole clip in one go (the headless/bench path): add it as one chunk and flush."""

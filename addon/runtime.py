@@ -126,7 +126,7 @@ class ActiveJob:
                     break
         if self.writer is not None:
             remaining = None if budget_s is None else max(0.0, budget_s - (time.perf_counter() - began))
-            flushed = self.writer.flush(remaining)
+            flushed = self.writer.flush(remaining, final=self.controller.finished)
         else:
             flushed = True
         if self.frames is not None and self.frames.error:
