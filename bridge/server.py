@@ -23,7 +23,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import zmq
@@ -54,6 +54,7 @@ class ServerConfig:
     default_credit: int = 4
     max_credit: int = 64
     outbox_chunks: int = 2
+    max_chunk_bytes: int = 64 * 1024 * 1024  # larger engine chunks go out as several messages
     max_jobs_per_client: int = 32
     max_queued_jobs: int = 512
     remembered_jobs: int = 4096
@@ -478,10 +479,13 @@ class Server:
                 if job.cancel.is_set():
                     break
                 info.update(output.info)
-                if not self._post(job, chunk_message(job.job_id, output)):
+                for message in chunk_messages(job.job_id, output, self.config.max_chunk_bytes):
+                    if not self._post(job, message):
+                        break
+                    n_frames += message.body["n_frames"]
+                    n_chunks += 1
+                if job.cancel.is_set():
                     break
-                n_frames += output.chunk.n_frames
-                n_chunks += 1
             if job.cancel.is_set() or self._stopping.is_set():
                 final = self._stopped_message(job)
             else:
@@ -506,17 +510,26 @@ class Server:
 _CHUNK_FIELDS = ("pose", "blink", "expression", "arkit", "visemes")
 
 
-def chunk_message(job_id: str, output: JobOutput) -> p.Message:
-    """The wire form of one job output: motion fields present in the chunk, plus frames if any."""
+def chunk_messages(job_id: str, output: JobOutput, max_bytes: int) -> Iterator[p.Message]:
+    """The wire form of one job output, split along the frame axis so no message exceeds ``max_bytes``.
+
+    Engines batch as they like (SadTalker: 250 frames); the wire keeps messages small enough for the
+    client's size limit and for credit to pace the stream at a useful granularity.
+    """
     chunk = output.chunk
-    buffers: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = {}
     for name in _CHUNK_FIELDS:
         value = getattr(chunk, name)
         if value is not None:
-            buffers[name] = value
+            arrays[name] = value
     if output.frames is not None:
         frames = np.asarray(output.frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != chunk.n_frames or frames.shape[3] != 3:
             raise TypeError(f"a runner yielded frames of shape {frames.shape} {frames.dtype} for {chunk.n_frames} motion frames")
-        buffers["frames"] = frames
-    return p.Message(p.CHUNK, job_id, {"start": chunk.start, "n_frames": chunk.n_frames}, buffers)
+        arrays["frames"] = frames
+    bytes_per_frame = sum(array[:1].nbytes for array in arrays.values()) or 1
+    step = max(1, min(chunk.n_frames, max_bytes // bytes_per_frame))
+    for offset in range(0, max(chunk.n_frames, 1), step):
+        n = min(step, chunk.n_frames - offset)
+        buffers = {name: array[offset : offset + n] for name, array in arrays.items()}
+        yield p.Message(p.CHUNK, job_id, {"start": chunk.start + offset, "n_frames": n}, buffers)

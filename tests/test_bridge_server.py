@@ -497,3 +497,15 @@ def test_client_mistakes_fail_at_once_with_a_reason(tmp_path):
         client.close()
         with pytest.raises(p.BridgeError, match="closed"):
             client.submit("synthetic", audio=AUDIO)
+
+
+def test_big_engine_chunks_go_out_as_several_messages():
+    runner = SyntheticRunner()
+    frame_bytes = 64 * 64 * 3
+    with serve(runner, max_chunk_bytes=10 * frame_bytes) as server, connect(server) as client:
+        result = client.submit("synthetic", audio=AUDIO, render_size=64, options={"n_frames": 45, "chunk_frames": 40}).result()
+    assert [c.body["n_frames"] for c in result.chunks] == [9, 9, 9, 9, 4, 5]  # ~10 frames' bytes each, incl. motion
+    assert [c.body["start"] for c in result.chunks] == [0, 9, 18, 27, 36, 40]
+    assert np.array_equal(result.array("frames"), synthetic_frames(0, 45, 64))
+    assert np.array_equal(result.array("expression"), synthetic_chunk(0, 45).expression)
+    assert result.final.body["n_chunks"] == 6 and result.final.body["n_frames"] == 45
