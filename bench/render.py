@@ -11,7 +11,7 @@ Reference, official code on this machine class (2 threads, idle): 5.73 s per fra
 at batch 2; generator 1203 GFLOP per frame; KPDetector 0.18 s per source image; MappingNet 5.7 ms per
 frame. Numbers taken while other processes use the CPU are noisy (torch threads spin and wait).
 
-    ./scripts/dev bench render [--threads 2] [--frames 4] [--batches 1 2 4] [--skip-check]
+    ./scripts/dev bench render [--threads 2] [--frames 4] [--batches 1 2 4] [--compare 2] [--skip-check]
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from talkbridge.core.sadtalker.render.animate import StageTimer, make_animation  # noqa: E402
+from talkbridge.core.sadtalker.render.animate import StageTimer, drive_frames, make_animation, prepare_source  # noqa: E402
+from talkbridge.core.sadtalker.render.keypoints import keypoint_transformation  # noqa: E402
 from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
 from talkbridge.core.sadtalker.render.renderer import FaceRenderer  # noqa: E402
 from tests.golden_cases import GoldenCase, golden_root  # noqa: E402
@@ -91,6 +92,26 @@ def count_gflop(models: FaceRenderModels, size: int) -> dict[str, float]:
     return counts
 
 
+def compare_with_uncached(models: FaceRenderModels, size: int, repeats: int) -> None:
+    """Interleave the official per-frame work (full generator) with ours, so both see the same load."""
+    image = torch.rand(1, 3, size, size)
+    source_window = torch.rand(1, models.mapping.config.coeff_nc, 27) * 0.2
+    window = torch.rand(1, models.mapping.config.coeff_nc, 27) * 0.2
+    state = prepare_source(image, source_window, models.kp_detector, models.mapping, models.generator)
+    official, ours = [], []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            started = time.perf_counter()
+            kp_driving = keypoint_transformation(state.kp_canonical, models.mapping(window))["kp"]
+            models.generator(image, kp_driving, state.kp_source)
+            official.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            drive_frames(state, window, models.mapping, models.generator)
+            ours.append(time.perf_counter() - started)
+    a, b = float(np.median(official)), float(np.median(ours))
+    print(f"interleaved, batch 1: official-style frame {a:.3f} s, ours {b:.3f} s -> {a / b:.2f}x (median of {repeats})")
+
+
 def source_inputs(case: GoldenCase | None, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     if case is not None:
@@ -111,6 +132,7 @@ def main() -> int:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--skip-check", action="store_true", help="skip the golden correctness check")
+    parser.add_argument("--compare", type=int, default=2, help="interleaved official-style vs cached frames (0: skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, size {args.size}")
@@ -124,6 +146,9 @@ def main() -> int:
         f"GFLOP per frame: generator {flops['generator_full']:.0f} uncached, {flops['generator_cached']:.0f} with "
         f"source work cached (official {OFFICIAL['generator_gflop']:.0f}); KPDetector {flops['kp_detector']:.1f} per source"
     )
+
+    if args.compare:
+        compare_with_uncached(models, args.size, args.compare)
 
     image, first, base = source_inputs(case, args.size)
     coeffs = np.resize(base, (max(args.frames, 1), base.shape[1])).astype(np.float32)
