@@ -42,6 +42,7 @@ class JobSettings:
     client_keypair: tuple[bytes, bytes] | None = None
     signing_key: bytes | None = None
     server_timeout_s: float = 2.0
+    expected_frames: int | None = None  # for the progress bar; read from WAV headers when not given
 
 
 def audio_frames(path: str | Path, fps: int = FPS) -> int | None:
@@ -72,7 +73,7 @@ class JobController:
         self.error: str | None = None
         self.job_id: str | None = None
         self.frames_done = 0
-        self.expected_frames = audio_frames(settings.audio_path)
+        self.expected_frames = settings.expected_frames or audio_frames(settings.audio_path)
         self.engine_info: dict[str, Any] = {}
         self.started_at = time.monotonic()
         self._client_factory = client_factory

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import bpy
 from bpy.props import EnumProperty, FloatProperty
 
@@ -39,6 +41,31 @@ def _audio(scene, settings) -> tuple[str, int | None, bool]:
     return bpy.path.abspath(settings.audio), None, True
 
 
+def guess_head_bone(rig) -> str | None:
+    """The bone most likely to turn the head: 'head' itself, else a bone whose name has a 'head' word."""
+    names = [bone.name for bone in rig.data.bones]
+    for name in names:
+        if name.lower() == "head":
+            return name
+    for name in names:
+        words = set(re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()))
+        if "head" in words and not words & {"end", "top", "tip", "nub", "target", "ctrl"}:
+            return name
+    return None
+
+
+def audio_length_frames(path: str) -> int | None:
+    """Clip length in motion frames via Blender's audio library (any format it reads), for the progress bar."""
+    try:
+        import aud
+
+        sound = aud.Sound(path)
+        rate = sound.specs[0]
+        return max(1, int(round(sound.length / rate * FPS))) if rate else None
+    except Exception:  # noqa: BLE001 - only a progress estimate
+        return None
+
+
 def _keys(settings, address: str) -> dict:
     from talkbridge.bridge.security import load_keypair, load_public_key, load_signing_key
 
@@ -66,9 +93,9 @@ def build_job(context) -> runtime.ActiveJob:
     if settings.animate_head and settings.rig is not None:
         rig = settings.rig
         if rig.type == "ARMATURE":
-            bone = settings.head_bone or None
+            bone = settings.head_bone or guess_head_bone(rig)
             if bone is None:
-                raise TalkbridgeError(f"choose the head bone of {rig.name!r}")
+                raise TalkbridgeError(f"choose the head bone of {rig.name!r} (no bone is called 'head')")
             if bone not in rig.pose.bones:
                 raise TalkbridgeError(f"the armature {rig.name!r} has no bone {bone!r}")
     if shape_keys is None and rig is None:
@@ -111,6 +138,7 @@ def build_job(context) -> runtime.ActiveJob:
         },
         render_size=int(settings.size) if render else None,
         connect_timeout_s=timeout,
+        expected_frames=audio_length_frames(audio_path),
         **keys,
     )
     check_inputs(job_settings)
@@ -158,6 +186,9 @@ class TALKBRIDGE_OT_generate(bpy.types.Operator):
         return job is None or job.finished
 
     def execute(self, context):
+        prefs = addon_preferences(context)
+        if prefs is not None:
+            runtime.tick_budget_s = prefs.tick_budget_ms / 1000.0
         try:
             job = build_job(context)
             blocking = self.mode == "BLOCKING" or (self.mode == "AUTO" and bpy.app.background)

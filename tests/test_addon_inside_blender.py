@@ -171,10 +171,12 @@ def main(config_path: str) -> None:
         settings.audio_source = "STRIP"
         settings.sound_strip = line.name
         settings.render_frames = False
+        settings.head_bone = ""  # the add-on finds the bone called "head"
         results["local_generate"] = list(bpy.ops.talkbridge.generate(mode="BLOCKING", timeout=120))
         status = bpy.context.window_manager.talkbridge_status
         results["local_status"] = {"state": status.state, "error": status.error, "action": status.action}
         results["local_frame_range"] = list(bpy.data.actions[status.action].frame_range)
+        results["local_rig_paths"] = sorted({r[0] for r in snapshot(bpy.data.actions[status.action]) if not r[0].startswith("key_blocks")})
         results["local_strips"] = sorted(s.name for s in editor.strips_all)
         local = runtime._sidecar
         results["local_address"] = local.address

@@ -215,6 +215,12 @@ def build_talkbridge_wheel(scratch: Path) -> Path:
     command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--no-deps",
                "--no-build-isolation", "--wheel-dir", str(out), str(source)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        # This Python's setuptools cannot build it (e.g. too old for bdist_wheel): let pip fetch the
+        # build requirements from pyproject.toml into an isolated environment instead.
+        log.info("building without isolation failed; retrying with pip's isolated build environment")
+        command.remove("--no-build-isolation")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     wheels = list(out.glob("talkbridge-*.whl"))
     if result.returncode != 0 or len(wheels) != 1:
         raise BuildError(f"building the talkbridge wheel failed: {(result.stderr or result.stdout).strip()[-800:]}")
@@ -267,6 +273,8 @@ def build(
     if unknown:
         raise BuildError(f"unsupported platform(s) {unknown}; choose from {list(PLATFORMS)}")
     manifest_path = ROOT / "blender_manifest.toml"
+    if not (ROOT / "addon").is_dir() or not manifest_path.is_file() or not (ROOT / "setup.py").is_file():
+        raise BuildError(f"{ROOT}: not a talkbridge source checkout (addon/, blender_manifest.toml); run the build from one")
     manifest_text = manifest_path.read_text(encoding="utf-8")
     manifest = read_manifest(manifest_path)
     if not output.is_dir():
