@@ -256,6 +256,22 @@ def test_a_local_sidecar_started_by_the_addon_animates_a_sound_strip(blender_run
     assert r["local_strips"] == ["line"]  # no second copy of the audio, no video when frames are off
 
 
+def test_the_panel_shows_generate_progress_and_errors(blender_run):
+    r = blender_run["results"]
+    done, running, failed = r["panel_done"], r["panel_running"], r["panel_failed"]
+    assert (done["label"], done["category"], done["region"]) == ("Generate Talking Head", "talkbridge", "UI")
+    for drawn in (done, running, failed):
+        assert drawn["unknown_props"] == []
+        drawn_props = {c[1][1] for c in drawn["calls"] if c[0] in ("prop", "prop_search") and len(c[1]) > 1}
+        assert {"image", "audio", "target", "rig", "head_bone", "engine", "seed", "sidecar_mode", "address"} <= drawn_props
+    assert done["operators"] == ["talkbridge.generate"] and not done["progress"]
+    assert any("done: 100 frames" in label for label in done["labels"])
+    assert running["operators"] == ["talkbridge.cancel"] and len(running["progress"]) == 1
+    assert 0.0 < running["progress"][0][2]["factor"] < 1.0  # frames arrived out of a known length
+    assert failed["operators"] == ["talkbridge.generate"]
+    assert "stopped answering" in " ".join(failed["labels"])  # the error, wrapped over a few lines
+
+
 def test_disabling_the_addon_unregisters_everything_and_stops_its_sidecar(blender_run):
     assert blender_run["results"]["disabled"] is True
     assert blender_run["results"]["local_sidecar_stopped"] is True

@@ -82,6 +82,35 @@ def main(config_path: str) -> None:
             time.sleep(0.01)
         return {"longest_tick_s": longest, "elapsed_s": time.monotonic() - began}
 
+    def draw_panel() -> dict:
+        """Run the panel's draw() against a recording layout (headless Blender cannot draw UI)."""
+        calls: list = []
+
+        class Recorder:
+            def __getattr__(self, name):
+                def record(*args, **kwargs):
+                    calls.append([name, [a if isinstance(a, (str, int, float)) else type(a).__name__ for a in args],
+                                  {k: v for k, v in kwargs.items() if isinstance(v, (str, int, float, bool))}])
+                    return Recorder()
+                return record
+
+            def __setattr__(self, name, value):
+                calls.append(["set", [name], {}])
+
+        panel_class = getattr(bpy.types, "VIEW3D_PT_talkbridge")
+        holder = type("Holder", (), {"layout": Recorder()})()
+        panel_class.draw(holder, bpy.context)
+        settings = bpy.context.scene.talkbridge
+        props = [c[1][1] for c in calls if c[0] in ("prop", "prop_search") and c[1] and c[1][0] == "TalkbridgeSettings"]
+        return {
+            "calls": calls,
+            "unknown_props": [p for p in props if p not in settings.bl_rna.properties],
+            "operators": [c[1][0] for c in calls if c[0] == "operator"],
+            "progress": [c for c in calls if c[0] == "progress"],
+            "labels": [c[2].get("text", "") for c in calls if c[0] == "label"],
+            "category": panel_class.bl_category, "label": panel_class.bl_label, "region": panel_class.bl_region_type,
+        }
+
     # ---------------------------------------------------------------- 1. generate (blocking, headless)
     try:
         face, rig, settings = fresh_scene()
@@ -105,6 +134,7 @@ def main(config_path: str) -> None:
         results["generate_s"] = time.monotonic() - began
         status = bpy.context.window_manager.talkbridge_status
         results["status"] = {"state": status.state, "error": status.error, "message": status.message, "action": status.action}
+        results["panel_done"] = draw_panel()
         scene = bpy.context.scene
         results["scene_fps"] = scene.render.fps / scene.render.fps_base
         results["scene_frame_end"] = scene.frame_end
@@ -196,6 +226,7 @@ def main(config_path: str) -> None:
         job = runtime.active_job()
         results["cancel_first"] = pump(lambda: job.writer is not None and job.writer.frames > 0, 60)
         results["cancel_frames_before"] = job.writer.frames if job.writer else 0
+        results["panel_running"] = draw_panel()
         results["cancel_op"] = list(bpy.ops.talkbridge.cancel())
         results["cancel_after"] = pump(lambda: job.finished, 30)
         status = bpy.context.window_manager.talkbridge_status
@@ -237,6 +268,7 @@ def main(config_path: str) -> None:
         results["dead"] = pump(lambda: job.finished, 20)
         status = bpy.context.window_manager.talkbridge_status
         results["dead_status"] = {"state": status.state, "error": status.error, "running": status.running}
+        results["panel_failed"] = draw_panel()
         results["dead_frames_kept"] = job.writer.frames if job.writer else 0
     except Exception:  # noqa: BLE001
         import traceback
