@@ -47,18 +47,42 @@ def _isolated_site(folder: Path) -> Path:
     return folder
 
 
-def _start_sidecar(address: str) -> subprocess.Popen:
+def _make_keys(folder: Path) -> dict[str, str]:
+    """Server and client CURVE key pairs (the client allowed), a stranger's pair, and a signing key."""
+    from talkbridge.bridge.security import generate_keypair, generate_signing_key
+
+    allowed = folder / "allowed"
+    allowed.mkdir(parents=True)
+    _, server_secret = generate_keypair(folder, "server")
+    client_public, client_secret = generate_keypair(folder, "blender")
+    (allowed / client_public.name).write_bytes(client_public.read_bytes())
+    _, stranger_secret = generate_keypair(folder, "stranger")
+    signing = generate_signing_key(folder / "shared.hmac")
+    return {
+        "server_public": str(folder / "server.key"), "server_secret": str(server_secret), "allowed": str(allowed),
+        "client_secret": str(client_secret), "stranger_secret": str(stranger_secret), "signing": str(signing),
+    }
+
+
+def _start_sidecar(address: str, keys: dict[str, str]) -> subprocess.Popen:
     from talkbridge.bridge.client import Client, ServerUnavailable
+    from talkbridge.bridge.security import load_keypair, load_public_key, load_signing_key
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "talkbridge.cli", "-q", "serve", "--bind", address],
+        [sys.executable, "-m", "talkbridge.cli", "-q", "serve", "--bind", address, "--curve-secret", keys["server_secret"],
+         "--allow", keys["allowed"], "--signing-key", keys["signing"]],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    credentials = {
+        "server_key": load_public_key(keys["server_public"]),
+        "client_keypair": load_keypair(keys["client_secret"]),
+        "signing_key": load_signing_key(keys["signing"]),
+    }
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"the sidecar exited early: {process.stdout.read()}")
-        probe = Client(address)
+        probe = Client(address, **credentials)
         try:
             probe.connect(timeout=0.5)
             return process
@@ -93,14 +117,15 @@ def blender_run(tmp_path_factory):
     long_audio = write_wav(work / "long.wav", speech_like(12.0, seed=4))
     image = write_portrait(work / "portrait.png")
     address = f"tcp://127.0.0.1:{_free_port()}"
-    sidecar = _start_sidecar(address)
+    keys = _make_keys(work / "keys")
+    sidecar = _start_sidecar(address, keys)
     out = work / "out"
     out.mkdir()
     config = {
         "zip": str(built[0].path), "head": str(head), "audio": str(audio), "long_audio": str(long_audio),
         "image": str(image), "address": address, "sidecar_pid": sidecar.pid,
         "wrong_address": f"tcp://127.0.0.1:{_free_port()}", "out": str(out),
-        "sidecar_command": f"{sys.executable} -m talkbridge.cli",
+        "sidecar_command": f"{sys.executable} -m talkbridge.cli", "keys": keys,
     }
     (work / "config.json").write_text(json.dumps(config))
     site = _isolated_site(work / "site")
@@ -270,6 +295,13 @@ def test_the_panel_shows_generate_progress_and_errors(blender_run):
     assert 0.0 < running["progress"][0][2]["factor"] < 1.0  # frames arrived out of a known length
     assert failed["operators"] == ["talkbridge.generate"]
     assert "stopped answering" in " ".join(failed["labels"])  # the error, wrapped over a few lines
+
+
+def test_the_sidecar_is_reached_with_curve_keys_and_a_stranger_is_refused(blender_run):
+    r = blender_run["results"]
+    assert r["status"]["state"] == "done"  # the main take came over CURVE with an HMAC signing key
+    refused = r["stranger_status"]
+    assert refused["state"] == "failed" and "CURVE" in refused["error"] and blender_run["config"]["address"] in refused["error"]
 
 
 def test_disabling_the_addon_unregisters_everything_and_stops_its_sidecar(blender_run):

@@ -55,6 +55,9 @@ def main(config_path: str) -> None:
         settings.head_bone = "head"
         settings.sidecar_mode = "REMOTE"
         settings.address = config["address"]
+        settings.server_key = config["keys"]["server_public"]
+        settings.client_key = config["keys"]["client_secret"]
+        settings.signing_key = config["keys"]["signing"]
         settings.render_frames = True
         settings.size = "256"
         settings.start_frame = 1
@@ -255,6 +258,22 @@ def main(config_path: str) -> None:
         import traceback
 
         results["errors"].append(["close", traceback.format_exc()])
+    save()
+
+    # ---------------------------------------------------------------- 3b. a client key the sidecar does not allow
+    try:
+        face, rig, settings = fresh_scene()
+        settings.client_key = config["keys"]["stranger_secret"]  # a key pair the sidecar does not allow
+        settings.connect_timeout = 3.0
+        bpy.ops.talkbridge.generate(mode="BACKGROUND")
+        job = runtime.active_job()
+        results["stranger"] = pump(lambda: job.finished, 20)
+        status = bpy.context.window_manager.talkbridge_status
+        results["stranger_status"] = {"state": status.state, "error": status.error}
+    except Exception:  # noqa: BLE001
+        import traceback
+
+        results["errors"].append(["stranger", traceback.format_exc()])
     save()
 
     # ---------------------------------------------------------------- 4. the sidecar dies mid-job
