@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import bpy
 import numpy as np
 
-from talkbridge.core.errors import InputError
+from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.core.motion import FPS, Motion
 from talkbridge.exporters.naming import MatchReport, match_targets, motion_channels
 
@@ -60,10 +60,18 @@ def match_shape_keys(
 
 
 class CurveBuffer:
-    """One F-curve and the numpy copy of its keys; ``flush`` writes all keys in two bulk calls."""
+    """The numpy copy of one F-curve's keys; ``flush`` writes them all in two bulk calls.
 
-    def __init__(self, fcurve: "bpy.types.FCurve", start_frame: float, frame_step: float) -> None:
-        self.fcurve = fcurve
+    It remembers the curve by slot, data path and index rather than holding the F-curve: the take's
+    writer looks the curve up again before each write, so an undo that reallocates the action (or
+    drops the curve) cannot leave it writing through a stale pointer.
+    """
+
+    def __init__(self, slot_handle: int, data_path: str, index: int, group: str, start_frame: float, frame_step: float) -> None:
+        self.slot_handle = slot_handle
+        self.data_path = data_path
+        self.index = index
+        self.group = group
         self.start_frame = float(start_frame)
         self.frame_step = float(frame_step)
         self._co = np.zeros((0, 2), np.float32)
@@ -93,14 +101,17 @@ class CurveBuffer:
     def values(self) -> np.ndarray:
         return self._co[: self.count, 1]
 
-    def flush(self, linear: int) -> None:
-        points = self.fcurve.keyframe_points
+    def flush(self, fcurve: "bpy.types.FCurve", linear: int) -> None:
+        points = fcurve.keyframe_points
         have = len(points)
         if have < self.count:
             points.add(self.count - have)
+        elif have > self.count:
+            for _ in range(have - self.count):  # never happens in a normal take; keeps foreach_set sizes equal
+                points.remove(points[len(points) - 1], fast=True)
         points.foreach_set("co", self._co[: self.count].ravel())
         points.foreach_set("interpolation", np.full(self.count, linear, np.int32))
-        self.fcurve.update()
+        fcurve.update()
         self.written = self.count
 
 
@@ -212,15 +223,17 @@ class TakeWriter:
         self.frame_step = float(frame_step)
         self.pose_reference = pose_reference
         self.name_map = dict(name_map or {})
-        self.action = bpy.data.actions.new(name)
-        self.action[TAKE_TAG] = 1
+        action = bpy.data.actions.new(name)
+        action[TAKE_TAG] = 1
         for key, value in (metadata or {}).items():
-            self.action[f"talkbridge_{key}"] = value
-        self.action.use_fake_user = True  # earlier takes stay in the file when a new one replaces them
-        self.action.use_frame_range = False
-        self._strip = self.action.layers.new("talkbridge").strips.new(type="KEYFRAME")
+            action[f"talkbridge_{key}"] = value
+        action.use_fake_user = True  # earlier takes stay in the file when a new one replaces them
+        action.use_frame_range = False
+        action.layers.new("talkbridge").strips.new(type="KEYFRAME")
+        self.action_name = action.name
+        self._action_uid = action.session_uid
         self._linear = _linear_code()
-        self.summary = TakeSummary(self.action.name)
+        self.summary = TakeSummary(action.name)
         self._shape_curves: dict[str, tuple[str, float, CurveBuffer]] = {}
         self._pose_curves: list[CurveBuffer] = []
         self._pose_frame: np.ndarray | None = None
@@ -233,31 +246,57 @@ class TakeWriter:
         self._started = False
         self.frames = 0
 
-    # ------------------------------------------------------------------------------ set-up
+    # ------------------------------------------------------------------------------ data look-ups
 
-    def _channelbag(self, id_type: str, name: str) -> "bpy.types.ActionChannelbag":
-        slot = self.action.slots.new(id_type=id_type, name=name)
-        return slot, self._strip.channelbag(slot, ensure=True)
+    @property
+    def action(self) -> "bpy.types.Action":
+        """The take's action, found again by its session id (it survives renames and undo steps)."""
+        action = bpy.data.actions.get(self.action_name)
+        if action is None or action.session_uid != self._action_uid:
+            action = next((a for a in bpy.data.actions if a.session_uid == self._action_uid), None)
+        if action is None:
+            raise TalkbridgeError(
+                f"the take's action {self.action_name!r} was deleted or undone while the job ran; the job stopped"
+            )
+        self.action_name = action.name
+        return action
 
-    def _curve(self, bag: Any, data_path: str, index: int, group: Any) -> CurveBuffer:
-        fcurve = bag.fcurves.new(data_path, index=index)
-        if group is not None:
+    def _channelbag(self, action: "bpy.types.Action", slot_handle: int, cache: dict) -> Any:
+        if slot_handle not in cache:
+            slot = next((s for s in action.slots if s.handle == slot_handle), None)
+            if slot is None or not action.layers or not action.layers[0].strips:
+                raise TalkbridgeError(f"the take's action {action.name!r} lost its slot or layer while the job ran")
+            cache[slot_handle] = action.layers[0].strips[0].channelbag(slot, ensure=True)
+        return cache[slot_handle]
+
+    def _fcurve(self, action: "bpy.types.Action", buffer: CurveBuffer, cache: dict) -> "bpy.types.FCurve":
+        bag = self._channelbag(action, buffer.slot_handle, cache)
+        fcurve = bag.fcurves.find(buffer.data_path, index=buffer.index)
+        if fcurve is None:
+            fcurve = bag.fcurves.new(buffer.data_path, index=buffer.index)
+            group = bag.groups.get(buffer.group) or bag.groups.new(buffer.group)
             fcurve.group = group
-        return CurveBuffer(fcurve, self.start_frame, self.frame_step)
+        return fcurve
+
+    def _new_slot(self, action: "bpy.types.Action", id_type: str, name: str) -> "bpy.types.ActionSlot":
+        return action.slots.new(id_type=id_type, name=name)
+
+    def _curve(self, slot: Any, data_path: str, index: int, group: str) -> CurveBuffer:
+        return CurveBuffer(slot.handle, data_path, index, group, self.start_frame, self.frame_step)
 
     def _start(self, channels: Mapping[str, np.ndarray]) -> None:
         self._started = True
+        action = self.action
         if self.shape_keys is not None:
             report = match_shape_keys(self.shape_keys, set(channels), self.name_map)
             self.summary.report = report
             if report.matches:
-                slot, bag = self._channelbag("KEY", self.shape_keys.name)
-                group = bag.groups.new(SHAPE_KEY_GROUP)
+                slot = self._new_slot(action, "KEY", self.shape_keys.name)
                 for match in report.matches:
                     path = f'key_blocks["{bpy.utils.escape_identifier(match.target)}"].value'
-                    self._shape_curves[match.target] = (match.channel, match.scale, self._curve(bag, path, 0, group))
+                    self._shape_curves[match.target] = (match.channel, match.scale, self._curve(slot, path, 0, SHAPE_KEY_GROUP))
                     self.summary.shape_keys.append(match.target)
-                kept = install_take(self.shape_keys, self.action, slot)
+                kept = install_take(self.shape_keys, action, slot)
                 if kept:
                     self.summary.kept_tracks.append(kept)
             elif self.pose_target is None:
@@ -271,14 +310,14 @@ class TakeWriter:
             self._pose_frame = target.frame_rotation()
             self._pose_current = target.current_rotation()
             owner = target.owner
-            slot, bag = self._channelbag("OBJECT", target.obj.name)
-            group = bag.groups.new(target.bone or "Object Transforms")
+            slot = self._new_slot(action, "OBJECT", target.obj.name)
+            group = target.bone or "Object Transforms"
             if owner.rotation_mode == "QUATERNION":
-                self._pose_curves = [self._curve(bag, f"{target.prefix}rotation_quaternion", i, group) for i in range(4)]
+                self._pose_curves = [self._curve(slot, f"{target.prefix}rotation_quaternion", i, group) for i in range(4)]
             else:
                 self._euler_order = owner.rotation_mode
-                self._pose_curves = [self._curve(bag, f"{target.prefix}rotation_euler", i, group) for i in range(3)]
-            kept = install_take(target.obj, self.action, slot)
+                self._pose_curves = [self._curve(slot, f"{target.prefix}rotation_euler", i, group) for i in range(3)]
+            kept = install_take(target.obj, action, slot)
             if kept:
                 self.summary.kept_tracks.append(kept)
             self.summary.pose_target = target.describe()
@@ -357,6 +396,8 @@ class TakeWriter:
         if not buffers:
             return True
         order = buffers[self._cursor:] + buffers[: self._cursor]  # round robin: every curve advances
+        action = None
+        bags: dict = {}
         wrote = False
         for offset, buffer in enumerate(order):
             if not buffer.dirty or not (final or buffer.count - buffer.written >= REWRITE_GROWTH * buffer.written):
@@ -364,7 +405,9 @@ class TakeWriter:
             if wrote and budget_s is not None and time.perf_counter() - began > budget_s:
                 self._cursor = (self._cursor + offset) % len(buffers)  # at least one curve per call
                 return False
-            buffer.flush(self._linear)
+            if action is None:
+                action = self.action
+            buffer.flush(self._fcurve(action, buffer, bags), self._linear)
             wrote = True
         self._cursor = 0
         return not self.dirty

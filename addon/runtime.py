@@ -104,9 +104,15 @@ class ActiveJob:
         try:
             self._tick(began, budget_s)
         except Exception as error:  # noqa: BLE001 - a timer must not raise; the panel shows it
-            if not isinstance(error, TalkbridgeError):
-                log.exception("the talkbridge job failed")
-            self.error = str(error)
+            if isinstance(error, ReferenceError):
+                self.error = (
+                    "the rig or the take's action changed under the job (undo, or deleted data); it was stopped, "
+                    "and the keys written so far are kept"
+                )
+            else:
+                if not isinstance(error, TalkbridgeError):
+                    log.exception("the talkbridge job failed")
+                self.error = str(error)
             self.controller.close()
             self.controller.state, self.controller.status, self.controller.error = FAILED, "failed", self.error
             self._abort_frames()
@@ -303,7 +309,7 @@ def publish_status(job: ActiveJob) -> None:
     status.progress = c.progress
     status.message = c.status
     status.error = (c.error or job.error or "") if c.state == FAILED else ""
-    status.action = job.writer.action.name if job.writer is not None else ""
+    status.action = job.writer.action_name if job.writer is not None else ""
     if job.placed is not None and job.placed.warning:
         status.message = f"{c.status} ({job.placed.warning})"
     for window in getattr(wm, "windows", []):

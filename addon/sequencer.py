@@ -64,21 +64,29 @@ def place_take(
     length = max(n, 1)
     channel = _free_channel(editor, start_frame, start_frame + length)
     placed = PlacedStrips(channel=channel)
+    warnings = []
     if frames_folder is not None and n:
         folder = Path(frames_folder)
-        video = editor.strips.new_image(
-            name=f"{name} video", filepath=str(folder / frame_files[0]), channel=channel, frame_start=start_frame, fit_method="FIT"
-        )
-        for file_name in frame_files[1:]:
-            video.elements.append(file_name)
-        video.frame_final_duration = n
-        placed.video = video.name
+        try:
+            video = editor.strips.new_image(
+                name=f"{name} video", filepath=str(folder / frame_files[0]), channel=channel, frame_start=start_frame, fit_method="FIT"
+            )
+            for file_name in frame_files[1:]:
+                video.elements.append(file_name)
+            video.frame_final_duration = n
+            placed.video = video.name
+        except RuntimeError as error:  # the curves are done: a strip problem must not fail the take
+            warnings.append(f"{folder}: could not add the video strip ({error})")
     if audio_path is not None:
-        sound = editor.strips.new_sound(name=f"{name} audio", filepath=str(audio_path), channel=channel + 1, frame_start=start_frame)
-        placed.audio = sound.name
+        try:
+            sound = editor.strips.new_sound(name=f"{name} audio", filepath=str(audio_path), channel=channel + 1, frame_start=start_frame)
+            placed.audio = sound.name
+        except RuntimeError as error:
+            warnings.append(f"{audio_path}: Blender could not load the audio for the sequencer ({error})")
     if abs(scene_fps(scene) - FPS) > 1e-6 and placed.video:
-        placed.warning = (
+        warnings.append(
             f"the scene runs at {scene_fps(scene):g} fps but the frames are {FPS} fps: the video strip plays at the "
             "wrong speed (turn on 'Match scene frame rate')"
         )
+    placed.warning = "; ".join(warnings) or None
     return placed

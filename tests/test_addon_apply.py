@@ -124,6 +124,25 @@ out["retake"] = {
     "left_alone": second.summary.report.unmatched_targets,
 }
 
+# 4b. the action renamed, a curve deleted and the action removed while a take streams
+g = face("G", ARKIT_52)
+live = apply.TakeWriter("live", shape_keys=g.data.shape_keys)
+live.add_chunk(0, {k: v[:400] for k, v in clip.items()})
+live.flush(final=False)
+live.action.name = "renamed by the artist"
+bag = live.action.layers[0].strips[0].channelbags[0]
+bag.fcurves.remove(bag.fcurves.find('key_blocks["jawOpen"].value', index=0))
+live.add_chunk(400, {k: v[400:] for k, v in clip.items()})
+live.flush()
+out["survives_rename_and_lost_curve"] = curves(live.action) == curves(one.action) and live.action_name == "renamed by the artist"
+bpy.data.actions.remove(live.action)
+live.add_chunk(1000, {k: v[:10] for k, v in clip.items()})
+try:
+    live.flush()
+    out["action_removed"] = None
+except Exception as error:
+    out["action_removed"] = [type(error).__name__, str(error)]
+
 # 5. nothing to drive
 e = face("E", ["Foo", "Bar"])
 try:
@@ -178,6 +197,12 @@ def test_retake_keeps_the_artists_action_once_and_earlier_takes(results):
     assert retake["active"] == "take 2" and retake["first_kept"]
     assert retake["tracks"] == [[f"[talkbridge kept] {retake['user_action']}", [retake["user_action"]]]]
     assert retake["matched"] == ["jawOpen"] and retake["left_alone"] == ["Custom"]
+
+
+def test_a_take_survives_renames_and_lost_curves_and_stops_clearly_when_its_action_is_gone(results):
+    assert results["survives_rename_and_lost_curve"]
+    kind, message = results["action_removed"]
+    assert kind == "TalkbridgeError" and "renamed by the artist" in message and "deleted or undone" in message
 
 
 def test_nothing_to_drive_is_a_clear_error(results):
