@@ -258,7 +258,7 @@ class TakeWriter:
             raise TalkbridgeError(
                 f"the take's action {self.action_name!r} was deleted or undone while the job ran; the job stopped"
             )
-        self.action_name = action.name
+        self.action_name = self.summary.action = action.name
         return action
 
     def _channelbag(self, action: "bpy.types.Action", slot_handle: int, cache: dict) -> Any:
