@@ -167,3 +167,26 @@ def test_engine_streams_motion_from_a_checkpoint_folder(tmp_path, first_frame, s
     assert np.allclose(motion.pose, reference[:, 64:], atol=1e-6)
     with pytest.raises(InputError, match="first-frame"):
         next(engine.stream_motion(MotionRequest(audio=speech_4s)))
+
+
+def test_engine_reconstructs_the_first_frame_from_a_portrait(tmp_path, speech_4s):
+    import cv2
+
+    from talkbridge.core.face.extract import extract_first_frame, load_recon_net
+    from tests.official_checkpoints import write_official_checkpoint_dir
+    from tests.render_helpers import landmarks_y_down
+
+    folder = write_official_checkpoint_dir(tmp_path / "checkpoints", render=False)
+    image, landmarks = landmarks_y_down()
+    portrait = tmp_path / "portrait.png"
+    cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+    engine = create_engine("sadtalker", checkpoint_dir=folder)
+    request = MotionRequest(audio=speech_4s, image=portrait, options={"landmarks": landmarks}, chunk_frames=50)
+    motion = Motion.from_chunks(engine.stream_motion(request), engine="sadtalker", engine_version="test")
+    recon = load_recon_net(folder / "SadTalker_V0.0.2_256.safetensors")
+    row = extract_first_frame(image, recon, landmarks=landmarks).row
+    direct = Audio2Coeff(engine.pipeline.expnet, engine.pipeline.posevae).generate(CoeffRequest(speech_4s, row))
+    assert motion.n_frames == 100
+    assert np.allclose(motion.coefficients(), direct, atol=1e-5)
+    with pytest.raises(InputError, match="portrait image not found"):
+        next(engine.stream_motion(MotionRequest(audio=speech_4s, image=tmp_path / "missing.png", options={"landmarks": landmarks})))

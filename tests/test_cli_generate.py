@@ -98,7 +98,8 @@ def test_existing_outputs_are_kept_and_bad_input_is_named(generated, inputs, cap
     fails_with([str(image), str(speech), "-o", str(generated), "--size", str(SIZE)], "speech.mp4: already exists")
     assert (generated / "speech.motion.npz").read_bytes() == before
     fails_with([str(speech), str(speech), "-o", str(fresh)], "speech.wav: cannot read the portrait")
-    fails_with([str(image), str(speech), "-o", str(fresh), "--engine", "sadtalker"], "not available yet")
+    fails_with([str(image), str(speech), "-o", str(fresh), "--engine", "sadtalker", "--checkpoints", str(generated)],
+               "no SadTalker checkpoints in")
     fails_with([str(image), str(generated / "nope.wav"), "-o", str(fresh)], "nope.wav: audio file not found")
     fails_with([str(image), str(speech), "-o", str(fresh), "--transcript", str(generated / "gone.txt")], "gone.txt")
     assert not fresh.exists()

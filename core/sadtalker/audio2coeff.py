@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 POSE_SMOOTH_WINDOW = 13
 POSE_SMOOTH_ORDER = 2
 SMOOTH_RADIUS = POSE_SMOOTH_WINDOW // 2
-DEFAULT_EXPNET_BATCH = 50
+DEFAULT_EXPNET_BATCH = 32  # best of 8..64 on 2 cores: big enough to amortise calls, small enough for L2
 
 WindowSource = Callable[[int, int], np.ndarray]  # (first, stop) -> (n, 80, 16) float32 mel windows
 

@@ -1,7 +1,8 @@
 """The SadTalker motion engine: the audio-to-coefficient pipeline behind the common engine interface.
 
-It needs the source image's first-frame 3DMM row (``MotionRequest.first_frame``), produced by the
-face pipeline from the portrait, or given directly (a SadTalker ``.mat``). The expression scale is
+It needs the source image's first-frame 3DMM row: ``MotionRequest.first_frame`` when given (a
+SadTalker ``.mat`` row), else it is reconstructed from ``MotionRequest.image`` with the recon net
+(landmarks from ``options["landmarks"]``, or the face-alignment detector). The expression scale is
 applied to the streamed motion, as the official renderer applies it to the coefficients it reads.
 """
 
@@ -49,22 +50,45 @@ class SadTalkerMotionEngine:
         device: str | None = None,
         pipeline: Audio2Coeff | None = None,
     ) -> None:
+        self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.size = size
+        self._recon = None
         if pipeline is None:
             if checkpoint_dir is None:
                 raise InputError("the SadTalker engine needs a checkpoint folder (see `talkbridge models path`)")
             pipeline = load_audio2coeff(AudioCheckpoints.find(checkpoint_dir, size), pick_device(device))
         self.pipeline = pipeline
 
+    def first_frame_from_image(self, image: Path | np.ndarray, landmarks=None) -> np.ndarray:
+        """The 73-value row of a portrait (path or RGB array), as the official preprocessing makes it."""
+        from talkbridge.core.face.extract import extract_first_frame, load_recon_net
+        from talkbridge.core.face.landmarks import FaceAlignmentProvider
+
+        if self.checkpoint_dir is None:
+            raise InputError("reconstructing a portrait needs the engine's checkpoint folder")
+        if self._recon is None:
+            combined = self.checkpoint_dir / f"SadTalker_V0.0.2_{self.size}.safetensors"
+            self._recon = load_recon_net(combined if combined.is_file() else self.checkpoint_dir / "epoch_20.pth", self.pipeline.device)
+        path = None
+        if not isinstance(image, np.ndarray):
+            from talkbridge.core.face.image_io import read_image_rgb
+
+            path, image = Path(image), read_image_rgb(Path(image))
+        provider = None if landmarks is not None else FaceAlignmentProvider(str(self.pipeline.device))
+        return extract_first_frame(image, self._recon, landmarks=landmarks, provider=provider, image_path=path).row
+
     def stream_motion(self, request: MotionRequest) -> Iterator[MotionChunk]:
-        if request.first_frame is None:
-            raise InputError(
-                "the SadTalker engine needs the portrait's first-frame 3DMM coefficients "
-                "(extract them from the image, or pass a SadTalker .mat)"
-            )
+        first_frame = request.first_frame
+        if first_frame is None:
+            if request.image is None:
+                raise InputError(
+                    "the SadTalker engine needs a portrait image or its first-frame 3DMM coefficients (a SadTalker .mat)"
+                )
+            first_frame = self.first_frame_from_image(request.image, request.options.get("landmarks"))
         job = self.pipeline.prepare(
             CoeffRequest(
                 audio=request.audio,
-                first_frame=request.first_frame,
+                first_frame=first_frame,
                 pose_style=request.pose_style,
                 still=request.still,
                 ref_eyeblink=request.ref_eyeblink,

@@ -35,6 +35,22 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
+def free_view_poses(
+    count: int,
+    yaw: Sequence[float] | None = None,
+    pitch: Sequence[float] | None = None,
+    roll: Sequence[float] | None = None,
+) -> np.ndarray | None:
+    """(3, count) free-view degrees per frame from keyframe lists (NaN where an axis is not set)."""
+    if all(v is None for v in (yaw, pitch, roll)):
+        return None
+    poses = np.full((3, count), np.nan, dtype=np.float32)
+    for axis, values in enumerate((yaw, pitch, roll)):
+        if values is not None:
+            poses[axis] = camera_pose_sequence(values, count, 1).reshape(-1)
+    return poses
+
+
 class FaceRenderer:
     """Streaming renderer for one source portrait.
 
@@ -114,16 +130,14 @@ class FaceRenderer:
         degree lists (one value: fixed; several: a path visited at constant speed)."""
         rows = self._rows(coeffs)
         count = rows.shape[0]
-        poses = None
-        if any(v is not None for v in (yaw, pitch, roll)):
-            poses = np.full((3, count), np.nan, dtype=np.float32)
-            for axis, values in enumerate((yaw, pitch, roll)):
-                if values is not None:
-                    poses[axis] = camera_pose_sequence(values, count, 1).reshape(-1)
-        return self._render_indices(rows, range(count), poses)
+        return self._render_indices(rows, range(count), free_view_poses(count, yaw, pitch, roll))
 
-    def stream(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Render chunks as they arrive; yields (n, S, S, 3) uint8 arrays, n >= 0, in time order."""
+    def stream(self, chunks: Iterable[np.ndarray], poses: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Render chunks as they arrive; yields (n, S, S, 3) uint8 arrays, n >= 0, in time order.
+
+        ``poses`` is an optional (3, total frames) array of free-view yaw/pitch/roll degrees (NaN: the
+        driving pose), e.g. from :func:`free_view_poses`; the total must be known up front.
+        """
         rows = np.zeros((0, self.columns), dtype=np.float32)
         done = 0
         for chunk in chunks:
@@ -131,7 +145,7 @@ class FaceRenderer:
             ready = rows.shape[0] - self.radius  # frames whose look-ahead is complete
             if ready > done:
                 # Frames near the end clamp at the last row, so only render those with full look-ahead.
-                yield self._render_indices(rows, range(done, ready), None)
+                yield self._render_indices(rows, range(done, ready), poses)
                 done = ready
         if rows.shape[0] > done:
-            yield self._render_indices(rows, range(done, rows.shape[0]), None)
+            yield self._render_indices(rows, range(done, rows.shape[0]), poses)

@@ -1,0 +1,1 @@
+"""Pipelines that compose the engines' wrappers into whole jobs (portrait + speech -> frames + motion)."""
