@@ -1,0 +1,110 @@
+"""Flat memory for long clips: SadTalker `generate` at 10 s, 60 s and 600 s of audio.
+
+Runs the real streaming pipeline (face extraction, audio->coefficients, MappingNet + face-vid2vid,
+paste-back, H.264 encoding) with recipe weights in an official checkpoint layout, and prints seconds
+per frame and peak resident memory per clip length. Memory must not grow with the clip: frames are
+rendered and encoded chunk by chunk. On CPU the renderer takes seconds per frame, so the 600 s run
+(15,000 frames) belongs on a GPU (`--device cuda`); `--max-seconds` caps a CPU run.
+
+    ./scripts/dev bench generate_long [--seconds 10 60 600] [--device auto] [--size 256] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from talkbridge.core.motion import FPS  # noqa: E402
+from talkbridge.exporters.video import VideoWriter  # noqa: E402
+from talkbridge.pipeline.sadtalker_video import SadTalkerOptions, SadTalkerVideo  # noqa: E402
+from tests.official_checkpoints import write_official_checkpoint_dir  # noqa: E402
+from tests.render_helpers import landmarks_y_down  # noqa: E402
+from tests.speech import speech_like, write_wav  # noqa: E402
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class PeakSampler:
+    """Samples resident memory every 50 ms; ``peak`` is the largest value seen since start."""
+
+    def __init__(self) -> None:
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, rss_mb())
+
+    def __enter__(self) -> "PeakSampler":
+        self.peak = rss_mb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10, 60, 600])
+    parser.add_argument("--max-seconds", type=float, default=None, help="skip clips longer than this (CPU runs)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--size", type=int, default=256, choices=(256, 512))
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        checkpoints = write_official_checkpoint_dir(tmp / "checkpoints", size=args.size)
+        image, landmarks = landmarks_y_down()
+        import cv2
+
+        portrait = tmp / "portrait.png"
+        cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+        pipeline = SadTalkerVideo(checkpoints, args.size, "crop", args.device)
+        print(f"device {pipeline.device}, size {args.size}, batch {args.batch_size}, RSS after loading {rss_mb():.0f} MB")
+        results = []
+        for seconds in args.seconds:
+            if args.max_seconds is not None and seconds > args.max_seconds:
+                print(f"{seconds:6.0f} s: skipped (--max-seconds {args.max_seconds})")
+                continue
+            wav = write_wav(tmp / f"speech_{int(seconds)}.wav", speech_like(seconds, seed=1))
+            options = SadTalkerOptions(landmarks=landmarks, batch_size=args.batch_size)
+            with PeakSampler() as memory:
+                start = time.perf_counter()
+                run = pipeline.start(portrait, wav, options)
+                frames = 0
+                with VideoWriter(tmp / f"out_{int(seconds)}.mp4", FPS, run.frame_size, wav, overwrite=True) as video:
+                    for batch in run.frames():
+                        video.write(batch)
+                        frames += len(batch)
+                elapsed = time.perf_counter() - start
+            row = {"seconds": seconds, "frames": frames, "s_per_frame": elapsed / frames, "peak_rss_mb": memory.peak}
+            results.append(row)
+            print(f"{seconds:6.0f} s: {frames:6d} frames  {elapsed / frames:.3f} s/frame  peak RSS {memory.peak:.0f} MB")
+        if len(results) > 1:
+            growth = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
+            print(f"peak RSS ratio longest/shortest: {growth:.2f} (flat memory: ~1.0)")
+        print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
