@@ -84,7 +84,7 @@ def main() -> None:
         results = []
         for seconds in args.seconds:
             if args.max_seconds is not None and seconds > args.max_seconds:
-                print(f"{seconds:6.0f} s: skipped (--max-seconds {args.max_seconds})")
+                print(f"{seconds:6.1f} s: skipped (--max-seconds {args.max_seconds})")
                 continue
             wav = write_wav(tmp / f"speech_{int(seconds)}.wav", speech_like(seconds, seed=1))
             options = SadTalkerOptions(landmarks=landmarks, batch_size=args.batch_size)
@@ -99,7 +99,7 @@ def main() -> None:
                 elapsed = time.perf_counter() - start
             row = {"seconds": seconds, "frames": frames, "s_per_frame": elapsed / frames, "peak_rss_mb": memory.peak}
             results.append(row)
-            print(f"{seconds:6.0f} s: {frames:6d} frames  {elapsed / frames:.3f} s/frame  peak RSS {memory.peak:.0f} MB")
+            print(f"{seconds:6.1f} s: {frames:6d} frames  {elapsed / frames:.3f} s/frame  peak RSS {memory.peak:.0f} MB")
         if len(results) > 1:
             growth = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
             print(f"peak RSS ratio longest/shortest: {growth:.2f} (flat memory: ~1.0)")
