@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from talkbridge.bridge import protocol as p  # noqa: E402
-from talkbridge.bridge.client import Client, ServerUnavailable  # noqa: E402
+from talkbridge.bridge.client import Client, ServerUnavailable, wait_for_server  # noqa: E402
 from talkbridge.bridge.jobs import JobSpec  # noqa: E402
 from talkbridge.bridge.synthetic import SyntheticRunner  # noqa: E402
 
@@ -56,18 +56,12 @@ while True:
 def start_server(kind: str, bind: str, key: bytes | None = None) -> subprocess.Popen:
     args = [sys.executable, "-c", SERVER_SCRIPT, kind, bind] + ([key.hex()] if key else [])
     process = subprocess.Popen(args, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        probe = Client(bind, signing_key=key)
-        try:
-            probe.connect(timeout=0.5)
-            return process
-        except ServerUnavailable:
-            continue
-        finally:
-            probe.close()
-    process.kill()
-    raise RuntimeError("the benchmark server did not start")
+    try:
+        wait_for_server(bind, timeout=60, process=process, signing_key=key)
+    except ServerUnavailable:
+        process.kill()
+        raise
+    return process
 
 
 def in_process_frames(n_frames: int, chunk: int) -> float:

@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +64,7 @@ def _make_keys(folder: Path) -> dict[str, str]:
 
 
 def _start_sidecar(address: str, keys: dict[str, str]) -> subprocess.Popen:
-    from talkbridge.bridge.client import Client, ServerUnavailable
+    from talkbridge.bridge.client import ServerUnavailable, wait_for_server
     from talkbridge.bridge.security import load_keypair, load_public_key, load_signing_key
 
     process = subprocess.Popen(
@@ -78,20 +77,12 @@ def _start_sidecar(address: str, keys: dict[str, str]) -> subprocess.Popen:
         "client_keypair": load_keypair(keys["client_secret"]),
         "signing_key": load_signing_key(keys["signing"]),
     }
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the sidecar exited early: {process.stdout.read()}")
-        probe = Client(address, **credentials)
-        try:
-            probe.connect(timeout=0.5)
-            return process
-        except ServerUnavailable:
-            continue
-        finally:
-            probe.close()
-    process.kill()
-    raise AssertionError("the sidecar did not come up within 60 s")
+    try:
+        wait_for_server(address, timeout=60, process=process, **credentials)
+    except ServerUnavailable as error:
+        process.kill()
+        raise AssertionError(f"the sidecar did not come up: {error}") from error
+    return process
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.client import Client, ServerUnavailable
+from talkbridge.bridge.client import Client, ServerUnavailable, wait_for_server
 from talkbridge.cli import main
 
 pytestmark = pytest.mark.timeout(120)
@@ -33,20 +33,12 @@ while True:
 
 def _start(args: list[str], ready_address: str) -> subprocess.Popen:
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the server exited early: {process.stdout.read()}")
-        probe = Client(ready_address)
-        try:
-            probe.connect(timeout=0.5)
-            return process
-        except ServerUnavailable:
-            continue
-        finally:
-            probe.close()
-    process.kill()
-    raise AssertionError("the server did not come up within 30 s")
+    try:
+        wait_for_server(ready_address, timeout=30, process=process)
+    except ServerUnavailable as error:
+        process.kill()
+        raise AssertionError(f"the server did not come up: {error}") from error
+    return process
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -121,3 +113,12 @@ def test_serve_refuses_to_start_with_an_engine_it_cannot_load(tmp_path, caplog):
     bad_config.write_text("{not json")
     assert main(["serve", "--bind", address, "--engine-config", str(bad_config)]) == 1
     assert "engines.json" in caplog.text and "not valid JSON" in caplog.text
+
+
+def test_wait_for_server_reports_an_early_exit_and_a_silent_address():
+    dead = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"], stdout=subprocess.PIPE, text=True)
+    dead.wait(timeout=30)
+    with pytest.raises(ServerUnavailable, match="exited with code 3"):
+        wait_for_server("tcp://127.0.0.1:9", timeout=5, process=dead)
+    with pytest.raises(ServerUnavailable, match="no sidecar answered at tcp://127.0.0.1:9"):
+        wait_for_server("tcp://127.0.0.1:9", timeout=1)
