@@ -107,8 +107,12 @@ class VideoWriter:
             self._process = subprocess.Popen(
                 self._command(self._temp), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file
             )
-        except BaseException:
-            self._stack.close()
+        except BaseException as failure:
+            # The failure must reach atomic_output: a plain close() would commit the partial file.
+            if self._process is not None and self._process.poll() is None:
+                self._process.kill()
+                self._process.wait(timeout=10)
+            self._stack.__exit__(type(failure), failure, failure.__traceback__)
             raise
         return self
 

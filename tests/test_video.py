@@ -94,3 +94,18 @@ def test_bad_sizes_frames_audio_and_ffmpeg_are_reported(tmp_path, monkeypatch):
     monkeypatch.setenv(FFMPEG_ENV, str(tmp_path / "no-ffmpeg"))
     with pytest.raises(VideoError, match=FFMPEG_ENV):
         ffmpeg_executable()
+
+
+def test_interrupt_while_starting_ffmpeg_commits_nothing(tmp_path, monkeypatch):
+    """Ctrl-C can land while ffmpeg is being started; the partial file must not take the final name."""
+    from talkbridge.exporters import video as video_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video_module.subprocess, "Popen", interrupted)
+    target = tmp_path / "clip.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        with video_module.VideoWriter(target, 25, (64, 64)):
+            pass
+    assert list(tmp_path.iterdir()) == []

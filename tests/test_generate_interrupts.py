@@ -1,0 +1,79 @@
+"""`talkbridge generate` interrupted (Ctrl-C) or starved of disk: exit codes, messages, nothing left.
+
+A full disk is simulated with a file-size limit (RLIMIT_FSIZE) on the command and the ffmpeg it
+starts: writes past the limit fail with EFBIG exactly where a full disk fails with ENOSPC.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.speech import speech_like, write_wav
+
+SCRIPT = Path(sys.executable).with_name("talkbridge")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("interrupts")
+    portrait = folder / "portrait.png"
+    cv2.imwrite(str(portrait), np.full((64, 64, 3), 128, np.uint8))
+    speech = write_wav(folder / "talk.wav", speech_like(30.0, seed=5))
+    return portrait, speech
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def encoding_underway(folder: Path) -> bool:
+    """ffmpeg has written part of the video (not just the empty placeholder)."""
+    return folder.exists() and any(".partial" in p.name and p.stat().st_size > 0 for p in folder.iterdir())
+
+
+def test_ctrl_c_exits_130_and_removes_partial_files(inputs, tmp_path):
+    portrait, speech = inputs
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [str(SCRIPT), "generate", str(portrait), str(speech), "-o", str(out), "--engine", "lite", "--size", "128"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not encoding_underway(out):
+        time.sleep(0.02)
+    assert encoding_underway(out), "encoding never started"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert leftovers(out) == []
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write with EFBIG instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+
+def test_full_disk_during_encoding_fails_clearly_and_keeps_old_outputs(inputs, tmp_path):
+    portrait, speech = inputs
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "talk.motion.npz").write_bytes(b"an earlier take")
+    result = subprocess.run(
+        [str(SCRIPT), "generate", str(portrait), str(speech), "-o", str(out), "--engine", "lite", "--overwrite"],
+        capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "talk.mp4" in result.stderr and "ffmpeg" in result.stderr
+    assert leftovers(out) == ["talk.motion.npz"]
+    assert (out / "talk.motion.npz").read_bytes() == b"an earlier take"
