@@ -57,3 +57,27 @@ def write_official_checkpoint_dir(folder: Path, seed: int = 1, size: int = 256, 
         net = MappingNet(MappingConfig(coeff_nc=channels))
         torch.save({"mapping": recipe_tensors(net, seed), "epoch": 229}, folder / name)
     return folder
+
+
+def write_legacy_checkpoint_dir(folder: Path, seed: int = 1) -> Path:
+    """The same recipe weights in the v0.0.2 ("old version") files: one pickle per network family."""
+    from talkbridge.core.sadtalker.audio_models import EXPNET_FILE, POSEVAE_FILE
+    from talkbridge.core.sadtalker.render.he_estimator import HEEstimator
+    from talkbridge.core.sadtalker.render.models import FACEVID2VID_FILE
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": recipe_tensors(ExpNet(), seed), "epoch": 300}, folder / EXPNET_FILE)
+    torch.save({"model": recipe_tensors(PoseVAE(), seed), "epoch": 140}, folder / POSEVAE_FILE)
+    torch.save({"net_recon": recipe_tensors(ReconNet(), seed), "epoch": 20}, folder / "epoch_20.pth")
+    torch.save(
+        {
+            "generator": recipe_tensors(OcclusionAwareSPADEGenerator(), seed, {"weight_u": 10.0}),
+            "kp_detector": recipe_tensors(KPDetector(), seed),
+            "he_estimator": recipe_tensors(HEEstimator(), seed),
+            "epoch": 189,
+        },
+        folder / FACEVID2VID_FILE,
+    )
+    for channels, name in MAPPING_FILES.items():
+        torch.save({"mapping": recipe_tensors(MappingNet(MappingConfig(coeff_nc=channels)), seed), "epoch": 229}, folder / name)
+    return folder

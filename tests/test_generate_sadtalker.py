@@ -107,3 +107,33 @@ def test_crop_mode_keeps_outputs_and_refuses_bad_input(inputs, tmp_path):
     bad_style = generate(inputs, fresh, "--pose-style", "46")
     assert bad_style.returncode == 1 and "pose style 46" in bad_style.stderr
     assert not any(fresh.glob("*.mp4")) and not any(fresh.glob(".*partial*"))
+
+
+@pytest.mark.slow
+def test_old_version_files_give_the_same_result(inputs, tmp_path):
+    """The separate .pth/.pth.tar files (v0.0.2) hold the same networks as the combined safetensors."""
+    from tests.official_checkpoints import write_legacy_checkpoint_dir
+
+    folder, checkpoints, portrait, points, speech = inputs
+    legacy = write_legacy_checkpoint_dir(tmp_path / "legacy")
+    outputs = {}
+    for label, source in (("combined", checkpoints), ("legacy", legacy)):
+        out = tmp_path / label
+        result = subprocess.run(
+            [str(SCRIPT), "generate", str(portrait), str(speech), "-o", str(out), "--engine", "sadtalker",
+             "--checkpoints", str(source), "--landmarks", str(points), "--device", "cpu", "--seed", "4"],
+            capture_output=True, text=True, timeout=900,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs[label] = out
+    a = scipy.io.loadmat(outputs["combined"] / "hello.mat")["coeff_3dmm"]
+    b = scipy.io.loadmat(outputs["legacy"] / "hello.mat")["coeff_3dmm"]
+    assert np.array_equal(a, b)
+    frames = []
+    for label in ("combined", "legacy"):
+        capture = cv2.VideoCapture(str(outputs[label] / "hello.mp4"))
+        ok, frame = capture.read()
+        capture.release()
+        assert ok
+        frames.append(frame.astype(int))
+    assert np.abs(frames[0] - frames[1]).max() <= 2  # same pixels up to encoder rounding
