@@ -137,3 +137,24 @@ def test_old_version_files_give_the_same_result(inputs, tmp_path):
         assert ok
         frames.append(frame.astype(int))
     assert np.abs(frames[0] - frames[1]).max() <= 2  # same pixels up to encoder rounding
+
+
+@pytest.mark.slow
+def test_reference_video_without_detector_weights_says_what_to_fetch(inputs, tmp_path):
+    import os
+
+    folder, checkpoints, portrait, points, speech = inputs
+    video = tmp_path / "ref.mp4"
+    frame = cv2.imread(str(portrait))
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25, (frame.shape[1], frame.shape[0]))
+    for _ in range(3):
+        writer.write(frame)
+    writer.release()
+    result = subprocess.run(
+        [str(SCRIPT), "generate", str(portrait), str(speech), "-o", str(tmp_path / "out"), "--engine", "sadtalker",
+         "--checkpoints", str(checkpoints), "--landmarks", str(points), "--device", "cpu", "--ref-eyeblink", str(video)],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "TORCH_HOME": str(tmp_path / "torch")},
+    )
+    assert result.returncode == 1
+    assert "face-alignment" in result.stderr and "talkbridge models download" in result.stderr
+    assert not any((tmp_path / "out").glob("*.mp4"))

@@ -100,9 +100,10 @@ class FaceAlignmentProvider:
         missing = missing_face_alignment_weights()
         if missing and not self.allow_download:
             raise CheckpointError(
-                "face detector weights are not installed: "
+                "face-alignment detector weights are not installed: "
                 + ", ".join(p.name for p in missing)
-                + f" (expected in {missing[0].parent}; fetch them with the model manager, or pass --landmarks FILE)",
+                + f" (expected in {missing[0].parent}); fetch them with `talkbridge models download face-alignment`,"
+                " or pass --landmarks FILE",
                 missing[0],
             )
         try:

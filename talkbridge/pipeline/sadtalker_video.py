@@ -37,7 +37,7 @@ class SadTalkerOptions:
     still: bool = False
     pose_style: int = 0
     expression_scale: float = 1.0
-    ref_eyeblink: Path | np.ndarray | None = None  # coefficient rows (.mat) of a reference video
+    ref_eyeblink: Path | np.ndarray | None = None  # a reference video, or its coefficient rows (.mat)
     ref_pose: Path | np.ndarray | None = None
     yaw: Sequence[float] | None = None  # free-view keyframes in degrees
     pitch: Sequence[float] | None = None
@@ -96,6 +96,7 @@ class SadTalkerVideo:
         from talkbridge.core.face.landmarks import FaceAlignmentProvider
         from talkbridge.core.face.paste import finish_frame, output_size
         from talkbridge.core.face.preprocess import is_full
+        from talkbridge.core.face.video_coeffs import is_video, video_coefficients
         from talkbridge.core.sadtalker.audio2coeff import CoeffRequest
         from talkbridge.core.sadtalker.render.renderer import FaceRenderer, free_view_poses
 
@@ -109,10 +110,20 @@ class SadTalkerVideo:
             original, self.recon, landmarks=options.landmarks, provider=provider,
             mode=options.preprocess, size=self.size, image_path=image,
         )
+        references, extracted = {}, {}  # the same video for both roles is read once
+        for name in ("ref_eyeblink", "ref_pose"):
+            source = getattr(options, name)
+            if is_video(source):
+                key = Path(source).resolve()
+                if key not in extracted:
+                    detector = provider or FaceAlignmentProvider(str(self.device))
+                    extracted[key] = video_coefficients(source, self.recon, detector)
+                source = extracted[key]
+            references[name] = source
         job = self.audio.prepare(
             CoeffRequest(
                 audio=audio, first_frame=first.row, pose_style=options.pose_style, still=options.still,
-                ref_eyeblink=options.ref_eyeblink, ref_pose=options.ref_pose, seed=options.seed,
+                ref_eyeblink=references["ref_eyeblink"], ref_pose=references["ref_pose"], seed=options.seed,
             )
         )
         renderer = FaceRenderer(
