@@ -158,3 +158,14 @@ def test_reference_video_without_detector_weights_says_what_to_fetch(inputs, tmp
     assert result.returncode == 1
     assert "face-alignment" in result.stderr and "talkbridge models download" in result.stderr
     assert not any((tmp_path / "out").glob("*.mp4"))
+
+
+def test_gfpgan_without_its_package_is_explained_before_any_work(inputs, tmp_path):
+    import importlib.util
+
+    assert importlib.util.find_spec("gfpgan") is None, "this test covers the message when gfpgan is absent"
+    folder, checkpoints, portrait, points, speech = inputs
+    result = generate(inputs, tmp_path, "--enhancer", "gfpgan")
+    assert result.returncode == 1
+    assert "--enhancer gfpgan needs the gfpgan package: pip install gfpgan" in result.stderr
+    assert list(tmp_path.iterdir()) == []
