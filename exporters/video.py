@@ -109,12 +109,17 @@ class VideoWriter:
             )
         except BaseException as failure:
             # The failure must reach atomic_output: a plain close() would commit the partial file.
-            if self._process is not None and self._process.poll() is None:
-                self._process.kill()
-                self._process.wait(timeout=10)
-            self._stack.__exit__(type(failure), failure, failure.__traceback__)
+            self._abort(failure)
             raise
         return self
+
+    def _abort(self, failure: BaseException) -> None:
+        """Stop ffmpeg if it runs and hand ``failure`` to the atomic output, which drops the file."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        assert self._stack is not None
+        self._stack.__exit__(type(failure), failure, failure.__traceback__)
 
     def _ffmpeg_message(self) -> str:
         if self._log_file is None:
@@ -158,18 +163,13 @@ class VideoWriter:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         assert self._stack is not None
+        if error is not None:
+            self._abort(error)
+            return
         try:
-            if kind is None:
-                self._finish()
-            elif self._process is not None and self._process.poll() is None:
-                self._process.kill()
-                self._process.wait(timeout=10)
+            self._finish()
         except BaseException as failure:
-            if self._process is not None and self._process.poll() is None:
-                self._process.kill()
-                self._process.wait(timeout=10)
-            self._stack.__exit__(type(failure), failure, failure.__traceback__)
+            self._abort(failure)
             raise
-        self._stack.__exit__(kind, error, traceback)
-        if kind is None:
-            log.info("wrote %s (%d frames at %s fps)", self.path, self.frames_written, self.fps)
+        self._stack.__exit__(None, None, None)
+        log.info("wrote %s (%d frames at %s fps)", self.path, self.frames_written, self.fps)
