@@ -71,7 +71,14 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoints is not None:
         engine_config.setdefault("sadtalker", {}).setdefault("checkpoint_dir", str(args.checkpoints))
     if "checkpoint_dir" not in engine_config.get("sadtalker", {}):
-        log.warning("no --checkpoints given: sadtalker jobs will be refused until the server is restarted with them")
+        from talkbridge.cli.commands.generate import sadtalker_checkpoints
+
+        found = sadtalker_checkpoints(None)  # the model store, as `generate` uses it
+        if found is not None:
+            engine_config.setdefault("sadtalker", {})["checkpoint_dir"] = str(found)
+            log.info("sadtalker checkpoints: %s (model store)", found)
+        else:
+            log.warning("no SadTalker checkpoints (--checkpoints or `talkbridge models download`): sadtalker jobs will be refused")
     runner = EngineRunner(engine_config)
     for name in (n.strip() for n in args.preload.split(",") if n.strip()):
         for device in devices:
