@@ -86,3 +86,29 @@ def test_sadtalker_job_equals_the_in_process_result(speech, tmp_path):
     assert len(result.chunks) == 4 and got.n_frames == expected.n_frames == 50 and got.engine == "sadtalker"
     assert np.allclose(got.coefficients(), expected.coefficients(), atol=1e-6)
     assert np.array_equal(got.blink, expected.blink)
+
+
+def test_sadtalker_job_from_a_portrait_and_landmarks(speech, tmp_path):
+    """No first frame on the wire: the sidecar reconstructs it from the submitted portrait."""
+    import cv2
+
+    from tests.official_checkpoints import write_official_checkpoint_dir
+    from tests.render_helpers import landmarks_y_down
+
+    folder = write_official_checkpoint_dir(tmp_path / "checkpoints", render=False)
+    image, landmarks = landmarks_y_down()
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
+    assert ok
+    portrait = tmp_path / "portrait.png"
+    portrait.write_bytes(png.tobytes())
+    runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}})
+    result = _through_sidecar(
+        runner, "sadtalker", audio=speech.read_bytes(), image=portrait.read_bytes(),
+        options={"chunk_frames": 25, "seed": 1, "landmarks": landmarks.tolist()},
+    )
+    engine = create_engine("sadtalker", checkpoint_dir=folder)
+    request = MotionRequest(audio=speech, image=portrait, chunk_frames=25, seed=1, options={"landmarks": landmarks})
+    expected = Motion.from_chunks(engine.stream_motion(request), engine=engine.name, engine_version=engine.version)
+    got = result.motion()
+    assert got.n_frames == expected.n_frames == 50
+    assert np.allclose(got.coefficients(), expected.coefficients(), atol=1e-5)
