@@ -34,6 +34,7 @@ from talkbridge.core.errors import InputError
 from talkbridge.core.motion import EXPRESSION_DIM, POSE_DIM, MotionChunk
 from talkbridge.core.sadtalker.blink import random_blinks
 from talkbridge.core.sadtalker.coeff_files import first_frame_row, reference_rows
+from talkbridge.core.sadtalker.config import PoseVAEConfig
 from talkbridge.core.sadtalker.nets.expnet import ExpNet
 from talkbridge.core.sadtalker.nets.fusion import folded_encoder
 from talkbridge.core.sadtalker.nets.posevae import PoseVAE
@@ -69,6 +70,13 @@ class CoeffRequest:
     seed: int = 0
     blink: np.ndarray | None = None
     latents: np.ndarray | None = None
+
+
+def check_pose_style(pose_style: int, num_styles: int = PoseVAEConfig().num_styles) -> int:
+    """The style id as an int, or an InputError naming the valid range."""
+    if not 0 <= int(pose_style) < num_styles:
+        raise InputError(f"pose style {pose_style} is out of range: choose 0..{num_styles - 1}")
+    return int(pose_style)
 
 
 def pose_chunk_count(n_frames: int, seq_len: int = 32) -> int:
@@ -256,9 +264,7 @@ class Audio2Coeff:
         self.posevae_encoder = folded_encoder(self.posevae.audio_encoder.audio_encoder)
 
     def check_style(self, pose_style: int) -> int:
-        if not 0 <= int(pose_style) < self.num_styles:
-            raise InputError(f"pose style {pose_style} is out of range: choose 0..{self.num_styles - 1}")
-        return int(pose_style)
+        return check_pose_style(pose_style, self.num_styles)
 
     def expression(self, windows: np.ndarray, ref_expression: np.ndarray, blink: np.ndarray) -> np.ndarray:
         return predict_expression(

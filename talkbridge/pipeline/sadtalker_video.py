@@ -90,8 +90,11 @@ class SadTalkerVideo:
         self.recon = load_recon_net(recon_file, self.device)
         log.info("SadTalker %d px (%s) loaded from %s on %s", size, preprocess, folder, self.device)
 
-    def start(self, image: Path, audio, options: SadTalkerOptions) -> SadTalkerRun:
-        """Validate inputs and set up the streamed job (the face is found and reconstructed here)."""
+    def start(self, image: Path, audio, options: SadTalkerOptions, image_rgb: np.ndarray | None = None) -> SadTalkerRun:
+        """Validate inputs and set up the streamed job (the face is found and reconstructed here).
+
+        ``image_rgb`` is the already decoded portrait, when the caller has read ``image`` itself.
+        """
         from talkbridge.core.face.extract import extract_first_frame
         from talkbridge.core.face.landmarks import FaceAlignmentProvider
         from talkbridge.core.face.paste import finish_frame, output_size
@@ -104,7 +107,7 @@ class SadTalkerVideo:
             raise InputError(f"these networks were loaded for preprocess {self.preprocess!r}, not {options.preprocess!r}")
         if not 0 < options.expression_scale <= 10:
             raise InputError(f"expression scale must be in (0, 10], got {options.expression_scale}")
-        original = read_image_rgb(image)
+        original = image_rgb if image_rgb is not None else read_image_rgb(image)
         provider = None if options.landmarks is not None else FaceAlignmentProvider(str(self.device))
         first = extract_first_frame(
             original, self.recon, landmarks=options.landmarks, provider=provider,

@@ -89,7 +89,7 @@ def run_audio2pose(case: GoldenCase) -> dict[str, np.ndarray]:
     }
 
 
-def run_audio2coeff(case: GoldenCase, tmp_root: Path | None = None) -> dict[str, np.ndarray]:
+def run_audio2coeff(case: GoldenCase) -> dict[str, np.ndarray]:
     import tempfile
 
     inputs = case.inputs

@@ -20,10 +20,14 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from talkbridge.core.errors import InputError
+
+if TYPE_CHECKING:
+    from talkbridge.pipeline.sadtalker_video import SadTalkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -170,15 +174,6 @@ def choose_engine(requested: str, checkpoints: Path | None = None) -> str:
     return "lite"
 
 
-def _check_image(path: Path) -> tuple[int, int]:
-    import cv2
-
-    if not path.is_file():
-        raise InputError("portrait image not found", path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputError("cannot read the portrait as an image (use PNG or JPEG)", path)
-    return int(image.shape[1]), int(image.shape[0])
 
 
 def _read_transcript(path: Path | None) -> str | None:
@@ -213,7 +208,10 @@ def generate(image: Path, audio: Path, output_dir: Path, options: GenerateOption
         raise InputError(f"--size must be 256 or 512 with the SadTalker engine, got {size}")
     if size < 64 or size % 2:
         raise InputError(f"--size must be an even number of pixels, at least 64; got {size}")
-    image_size = _check_image(image)
+    from talkbridge.core.face.image_io import read_image_rgb
+
+    portrait = read_image_rgb(image)  # read once: checked here, drawn by SadTalker
+    image_size = (int(portrait.shape[1]), int(portrait.shape[0]))
     transcript = _read_transcript(options.transcript)
     samples = load_audio(audio, allow_silence=engine_name == "lite")
     if output_dir.exists() and not output_dir.is_dir():
@@ -227,7 +225,7 @@ def generate(image: Path, audio: Path, output_dir: Path, options: GenerateOption
         check_writable_target(path, options.overwrite)  # fail before minutes of work, not after
     common = {"audio": str(audio), "image": str(image), "image_size": list(image_size), "video": video_path.name}
     if engine_name == "sadtalker":
-        return _generate_sadtalker(image, audio, samples, size, options, video_path, motion_path, summary_path, mat_path, common)
+        return _generate_sadtalker(image, portrait, audio, samples, size, options, video_path, motion_path, summary_path, mat_path, common)
     return _generate_lite(image, audio, samples, size, transcript, options, video_path, motion_path, summary_path, common)
 
 
@@ -288,25 +286,25 @@ def _generate_lite(image, audio, samples, size, transcript, options, video_path,
     return GenerateResult("lite", video_path, motion_path, summary_path, motion.n_frames, details)
 
 
-def _generate_sadtalker(image, audio, samples, size, options, video_path, motion_path, summary_path, mat_path, common) -> GenerateResult:
+def _generate_sadtalker(image, portrait, audio, samples, size, options, video_path, motion_path, summary_path, mat_path, common) -> GenerateResult:
     from dataclasses import asdict
 
     from talkbridge.core.motion import FPS, Motion
     from talkbridge.core.sadtalker.engine import SadTalkerMotionEngine
     from talkbridge.exporters.coeff_mat import write_coeff_mat
     from talkbridge.exporters.video import VideoWriter
+    from talkbridge.core.sadtalker.audio2coeff import check_pose_style
     from talkbridge.pipeline.sadtalker_video import SadTalkerOptions, SadTalkerVideo
 
     st = options.sadtalker or SadTalkerOptions(still=options.still, seed=options.seed)
-    if not 0 <= st.pose_style <= 45:  # checked before seconds of model loading
-        raise InputError(f"pose style {st.pose_style} is out of range: choose 0..45")
+    check_pose_style(st.pose_style)  # before seconds of model loading
     enhance = None
     if options.enhancer == "gfpgan":
         from talkbridge.pipeline.enhance import GfpganEnhancer
 
         enhance = GfpganEnhancer()
     pipeline = SadTalkerVideo(sadtalker_checkpoints(options.checkpoints), size, st.preprocess, options.device)
-    run = pipeline.start(image, samples, st)
+    run = pipeline.start(image, samples, st, image_rgb=portrait)
     with VideoWriter(video_path, FPS, run.frame_size, audio, options.overwrite) as video, _progress(
         run.n_frames, options.progress
     ) as bar:
