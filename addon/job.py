@@ -61,6 +61,8 @@ def check_inputs(settings: JobSettings) -> None:
         raise TalkbridgeError(f"{settings.audio_path or '(no audio)'}: audio file not found; pick a file or a sound strip")
     if settings.image_path and not Path(settings.image_path).is_file():
         raise TalkbridgeError(f"{settings.image_path}: portrait image not found")
+    if settings.engine == "sadtalker" and not settings.image_path:
+        raise TalkbridgeError("SadTalker starts its motion (and renders its video) from a portrait: pick a portrait image")
 
 
 class JobController:

@@ -123,7 +123,7 @@ def build_job(context) -> runtime.ActiveJob:
         timeout = settings.connect_timeout
         keys = _keys(settings, address)
 
-    render = settings.render_frames and settings.engine == "lite"
+    render = settings.render_frames
     job_settings = JobSettings(
         address=address,
         engine=settings.engine,

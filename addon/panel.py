@@ -53,7 +53,7 @@ class VIEW3D_PT_talkbridge(bpy.types.Panel):
         row = box.row()
         row.prop(settings, "render_frames")
         sub = row.row()
-        sub.enabled = settings.render_frames and settings.engine == "lite"
+        sub.enabled = settings.render_frames
         sub.prop(settings, "size", text="")
         box.prop(settings, "match_scene_fps")
 

@@ -36,7 +36,7 @@ class TalkbridgeSettings(bpy.types.PropertyGroup):
     expression_scale: FloatProperty(name="Expression Scale", min=0.0, max=3.0, default=1.0)
     size: EnumProperty(name="Size", items=[("256", "256", ""), ("512", "512", "")], default="256")
     seed: IntProperty(name="Seed", min=0, default=0)
-    render_frames: BoolProperty(name="Rendered Video", default=True, description="Ask for rendered frames and put them on the sequencer")
+    render_frames: BoolProperty(name="Rendered Video", default=True, description="Ask for rendered frames and put them on the sequencer (SadTalker renders the portrait; lite, the mannequin)")
     name_map: StringProperty(name="Name Map", subtype="FILE_PATH", description="Optional JSON: shape key name -> channel (or null)")
     pose_reference: EnumProperty(
         name="Pose",

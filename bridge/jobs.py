@@ -1,7 +1,8 @@
 """The seam between the sidecar and whatever makes motion: a job runner.
 
 The server only knows :class:`JobRunner`: given a decoded submit (:class:`JobSpec`), a device and a
-cancel flag, it yields :class:`JobOutput` s (a motion chunk, optionally with rendered frames).
+cancel flag, it yields :class:`JobOutput` s (a motion chunk, optionally with rendered frames: the
+lite preview, or SadTalker's face-vid2vid video via :mod:`.video_jobs`).
 :class:`EngineRunner` runs the registered engines and caches them per device, so models load once
 per server; tests and the transport benchmark plug in the deterministic
 :class:`~talkbridge.bridge.synthetic.SyntheticRunner` instead, so protocol behaviour is checked
@@ -109,7 +110,10 @@ class EngineRunner:
                     engines.append(name)
             except (ImportError, ValueError):
                 continue
-        return {"engines": engines, "render_sizes": list(RENDER_SIZES), "render_engines": ["lite"]}
+        render_engines = ["lite"]
+        if "sadtalker" in engines and self._engine_kwargs.get("sadtalker", {}).get("checkpoint_dir"):
+            render_engines.append("sadtalker")
+        return {"engines": engines, "render_sizes": list(RENDER_SIZES), "render_engines": render_engines}
 
     def engine(self, name: str, device: str) -> Any:
         """The engine ``name`` on ``device``, built on first use (model loading is cached)."""
@@ -132,9 +136,25 @@ class EngineRunner:
                 self._engines[key] = create_engine(name, **kwargs)
             return self._engines[key]
 
+    def sadtalker_video(self, size: int, preprocess: str, device: str) -> Any:
+        """The SadTalker video pipeline for ``size`` and ``preprocess``'s MappingNet on ``device``,
+        loaded on first use from the sadtalker engine's ``checkpoint_dir``."""
+        from talkbridge.core.sadtalker.render.windows import uses_full_mapping
+        from talkbridge.pipeline.sadtalker_video import SadTalkerVideo
+
+        folder = self._engine_kwargs.get("sadtalker", {}).get("checkpoint_dir")
+        if not folder:
+            raise InputError("this sidecar has no SadTalker checkpoints, so it cannot render SadTalker frames (start it with --checkpoints)")
+        key = ("sadtalker", size, uses_full_mapping(preprocess), device)
+        with self._lock:
+            if key not in self._renderers:
+                log.info("loading the SadTalker %d px renderer (%s family) on %s", size, preprocess, device)
+                self._renderers[key] = SadTalkerVideo(folder, size, preprocess, device)
+            return self._renderers[key]
+
     def _renderer(self, engine_name: str, size: int) -> Any:
         if engine_name != "lite":
-            raise InputError(f"the sidecar renders frames only for the lite engine, not {engine_name!r}; submit without render_size")
+            raise InputError(f"the sidecar renders frames only for the lite and sadtalker engines, not {engine_name!r}; submit without render_size")
         if size not in RENDER_SIZES:
             raise InputError(f"render_size {size} is not supported; choose one of {list(RENDER_SIZES)}")
         key = (engine_name, size)
@@ -146,6 +166,9 @@ class EngineRunner:
             return self._renderers[key]
 
     def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
+        if job.engine == "sadtalker" and job.render_size:
+            yield from self._run_sadtalker_video(job, device, cancel)
+            return
         engine = self.engine(job.engine, device)
         renderer = self._renderer(job.engine, job.render_size) if job.render_size else None
         info = {"engine": str(getattr(engine, "name", job.engine)), "engine_version": str(getattr(engine, "version", ""))}
@@ -156,6 +179,24 @@ class EngineRunner:
                     return
                 frames = renderer.render(chunk) if renderer is not None else None
                 yield JobOutput(chunk, frames, info)
+
+
+    def _run_sadtalker_video(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
+        from talkbridge._version import __version__
+        from talkbridge.bridge.video_jobs import pair_frames_with_chunks, scaled, video_options
+
+        if job.render_size not in RENDER_SIZES:
+            raise InputError(f"render_size {job.render_size} is not supported; choose one of {list(RENDER_SIZES)}")
+        with tempfile.TemporaryDirectory(prefix="talkbridge-job-") as folder:
+            request = build_request(job, Path(folder))
+            if request.image is None:
+                raise InputError("rendering SadTalker frames needs the portrait image in the submit ('image')")
+            options = video_options(request)
+            video = self.sadtalker_video(job.render_size, options.preprocess, device)
+            run = video.start(request.image, request.audio, options)
+            info = {"engine": "sadtalker", "engine_version": __version__}
+            for chunk, frames in pair_frames_with_chunks(run.frames(), run.motion_chunks, cancel):
+                yield JobOutput(scaled(chunk, options.expression_scale), frames, info)
 
 
 def _lite_head() -> Any:

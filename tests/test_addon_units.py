@@ -108,6 +108,10 @@ def test_job_inputs_are_checked_with_the_paths_named(tmp_path):
     audio.write_bytes(b"RIFF")
     with pytest.raises(TalkbridgeError, match="face.png: portrait image not found"):
         job.check_inputs(job.JobSettings("tcp://127.0.0.1:1", "lite", str(audio), image_path=str(tmp_path / "face.png")))
+    for render_size in (None, 256):
+        with pytest.raises(TalkbridgeError, match="SadTalker starts its motion .* from a portrait"):
+            job.check_inputs(job.JobSettings("tcp://127.0.0.1:1", "sadtalker", str(audio), render_size=render_size))
+    job.check_inputs(job.JobSettings("tcp://127.0.0.1:1", "lite", str(audio), render_size=256))  # the mannequin needs none
 
 
 def test_a_wrong_address_fails_without_blocking_the_caller(tmp_path):

@@ -90,6 +90,12 @@ class SadTalkerVideo:
         self.recon = load_recon_net(recon_file, self.device)
         log.info("SadTalker %d px (%s) loaded from %s on %s", size, preprocess, folder, self.device)
 
+    def serves(self, preprocess: str) -> bool:
+        """Whether ``preprocess`` runs on the loaded MappingNet (70 channels for crop modes, 73 for full)."""
+        from talkbridge.core.sadtalker.render.windows import uses_full_mapping
+
+        return uses_full_mapping(preprocess) == uses_full_mapping(self.preprocess)
+
     def start(self, image: Path, audio, options: SadTalkerOptions, image_rgb: np.ndarray | None = None) -> SadTalkerRun:
         """Validate inputs and set up the streamed job (the face is found and reconstructed here).
 
@@ -103,8 +109,13 @@ class SadTalkerVideo:
         from talkbridge.core.sadtalker.audio2coeff import CoeffRequest
         from talkbridge.core.sadtalker.render.renderer import FaceRenderer, free_view_poses
 
-        if options.preprocess != self.preprocess:
-            raise InputError(f"these networks were loaded for preprocess {self.preprocess!r}, not {options.preprocess!r}")
+        if options.preprocess not in PREPROCESS_MODES:
+            raise InputError(f"unknown preprocess mode {options.preprocess!r}; choose one of {', '.join(PREPROCESS_MODES)}")
+        if not self.serves(options.preprocess):
+            raise InputError(
+                f"these networks were loaded for preprocess {self.preprocess!r}, whose MappingNet does not "
+                f"serve {options.preprocess!r} (crop/extcrop/resize share one, full/extfull the other)"
+            )
         if not 0 < options.expression_scale <= 10:
             raise InputError(f"expression scale must be in (0, 10], got {options.expression_scale}")
         original = image_rgb if image_rgb is not None else read_image_rgb(image)
