@@ -6,6 +6,9 @@
     talkbridge generate portrait.png speech.wav -o out/ --engine sadtalker --checkpoints SadTalker/checkpoints \
         --preprocess full --still --pose-style 12 --expression-scale 1.2 --landmarks face.json
 
+    talkbridge generate portrait.png speech.wav -o out/ --sidecar tcp://gpu-box:5555 \
+        --server-key gpu-box.key --client-key me.key_secret      # the networks run on the GPU box
+
 Writes ``OUTDIR/<name>.mp4`` (the animated head with the speech muxed in), ``OUTDIR/<name>.motion.npz``
 and ``OUTDIR/<name>.motion.json``, plus ``OUTDIR/<name>.mat`` (the official ``coeff_3dmm`` layout) with
 the SadTalker engine; each atomically and never over an existing file unless ``--overwrite``.
@@ -27,6 +30,7 @@ import numpy as np
 from talkbridge.core.errors import InputError
 
 if TYPE_CHECKING:
+    from talkbridge.cli.sidecar_target import SidecarTarget
     from talkbridge.pipeline.sadtalker_video import SadTalkerOptions
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,7 @@ class GenerateOptions:
     device: str | None = None
     enhancer: str | None = None
     sadtalker: "SadTalkerOptions | None" = None  # preprocess, pose style, references, free view, ...
+    sidecar: "SidecarTarget | None" = None  # run the networks on a `talkbridge serve` there
 
 
 @dataclass
@@ -100,6 +105,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     st.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto", help="where the networks run")
     st.add_argument("--landmarks", type=Path, help="JSON or .txt of 68 or 5 (x, y) face points, for faces detectors miss")
     st.add_argument("--enhancer", choices=("gfpgan",), help="restore faces with GFPGAN (needs the gfpgan package and weights)")
+    remote = parser.add_argument_group("remote rendering (a `talkbridge serve` on a GPU box)")
+    remote.add_argument("--sidecar", metavar="ADDRESS", help="run the engine on this sidecar (e.g. tcp://gpu-box:5555); outputs are written here")
+    remote.add_argument("--server-key", type=Path, help="the sidecar's CURVE public key (.key), for non-loopback addresses")
+    remote.add_argument("--client-key", type=Path, help="this client's CURVE key pair (.key_secret)")
+    remote.add_argument("--signing-key", type=Path, help="shared HMAC key file, when the sidecar has one")
     parser.set_defaults(func=handle)
 
 
@@ -118,6 +128,7 @@ def handle(args: argparse.Namespace) -> int:
         device=args.device,
         enhancer=args.enhancer,
         sadtalker=_sadtalker_options(args),
+        sidecar=_sidecar_target(args),
     )
     result = generate(args.image, args.audio, args.output_dir, options)
     print(f"video:   {result.video}")
@@ -126,6 +137,17 @@ def handle(args: argparse.Namespace) -> int:
     if result.coefficients is not None:
         print(f"coeffs:  {result.coefficients}")
     return 0
+
+
+def _sidecar_target(args: argparse.Namespace) -> "SidecarTarget | None":
+    from talkbridge.cli.sidecar_target import SidecarTarget
+
+    keys = (args.server_key, args.client_key, args.signing_key)
+    if args.sidecar is None:
+        if any(key is not None for key in keys):
+            raise InputError("--server-key, --client-key and --signing-key only apply with --sidecar ADDRESS")
+        return None
+    return SidecarTarget(args.sidecar, *keys)
 
 
 def _sadtalker_options(args: argparse.Namespace):
@@ -202,9 +224,11 @@ def generate(image: Path, audio: Path, output_dir: Path, options: GenerateOption
     image, audio, output_dir = Path(image), Path(audio), Path(output_dir)
     if not 0.0 <= options.pose_intensity <= 2.0:
         raise InputError(f"--pose-intensity must be between 0 and 2, got {options.pose_intensity}")
-    engine_name = choose_engine(options.engine, options.checkpoints)
+    remote = options.sidecar is not None
+    # With a sidecar the server's capabilities pick the engine, after the local checks below.
+    engine_name = options.engine if remote else choose_engine(options.engine, options.checkpoints)
     size = options.size or (512 if engine_name == "lite" else 256)
-    if engine_name == "sadtalker" and size not in (256, 512):
+    if engine_name != "lite" and size not in (256, 512):
         raise InputError(f"--size must be 256 or 512 with the SadTalker engine, got {size}")
     if size < 64 or size % 2:
         raise InputError(f"--size must be an even number of pixels, at least 64; got {size}")
@@ -213,17 +237,27 @@ def generate(image: Path, audio: Path, output_dir: Path, options: GenerateOption
     portrait = read_image_rgb(image)  # read once: checked here, drawn by SadTalker
     image_size = (int(portrait.shape[1]), int(portrait.shape[0]))
     transcript = _read_transcript(options.transcript)
-    samples = load_audio(audio, allow_silence=engine_name == "lite")
+    samples = load_audio(audio, allow_silence=engine_name == "lite" or (remote and engine_name == "auto"))
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError("output path exists and is not a folder", output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     name = options.name or audio.stem
     video_path, motion_path, summary_path = output_paths(output_dir, name)
     mat_path = output_dir / f"{name}.mat"
-    targets = [video_path, motion_path, summary_path] + ([mat_path] if engine_name == "sadtalker" else [])
+    targets = [video_path, motion_path, summary_path] + ([mat_path] if engine_name != "lite" else [])
     for path in targets:
         check_writable_target(path, options.overwrite)  # fail before minutes of work, not after
     common = {"audio": str(audio), "image": str(image), "image_size": list(image_size), "video": video_path.name}
+    if remote:
+        from talkbridge.cli.remote_generate import generate_remote
+        from talkbridge.core.audio import SAMPLE_RATE
+        from talkbridge.core.motion import FPS
+
+        if options.device not in (None, "auto"):
+            log.warning("--device %s is ignored with --sidecar: the sidecar picks its own device", options.device)
+        n_frames = int(round(samples.size / SAMPLE_RATE * FPS))
+        paths = (video_path, motion_path, summary_path, mat_path)
+        return generate_remote(options.sidecar, image, audio, n_frames, image_size, options, paths, common)
     if engine_name == "sadtalker":
         return _generate_sadtalker(image, portrait, audio, samples, size, options, video_path, motion_path, summary_path, mat_path, common)
     return _generate_lite(image, audio, samples, size, transcript, options, video_path, motion_path, summary_path, common)

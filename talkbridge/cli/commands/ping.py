@@ -27,17 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talkbridge.bridge.client import Client
-    from talkbridge.bridge.security import SecurityConfigError, load_keypair, load_public_key, load_signing_key
+    from talkbridge.cli.sidecar_target import SidecarTarget
 
-    if (args.server_key is None) != (args.client_key is None):
-        raise SecurityConfigError("CURVE needs both --server-key and --client-key")
-    client = Client(
-        args.address,
-        server_key=load_public_key(args.server_key) if args.server_key else None,
-        client_keypair=load_keypair(args.client_key) if args.client_key else None,
-        signing_key=load_signing_key(args.signing_key) if args.signing_key else None,
-    )
+    client = SidecarTarget(args.address, args.server_key, args.client_key, args.signing_key).client()
     try:
         welcome = client.connect(timeout=args.timeout)
         rtt = client.ping(timeout=args.timeout)
