@@ -167,6 +167,9 @@ class PoseTarget:
             return posemath.from_blender_order(parent.to_quaternion())
         return np.array([0.0, 0.0, 0.0, 1.0])
 
+    def current_location(self) -> np.ndarray:
+        return np.array(tuple(self.owner.location), np.float64)
+
     def current_rotation(self) -> np.ndarray:
         owner = self.owner
         mode = owner.rotation_mode
@@ -212,6 +215,7 @@ class TakeWriter:
         pose_reference: str = "first",
         name_map: Mapping[str, tuple[str | None, float]] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        head_movement: float = 0.0,
     ) -> None:
         if shape_keys is None and pose_target is None:
             raise InputError("nothing to animate: choose a mesh with shape keys and/or a head bone or object")
@@ -223,6 +227,9 @@ class TakeWriter:
         self.frame_step = float(frame_step)
         self.pose_reference = pose_reference
         self.name_map = dict(name_map or {})
+        if not 0.0 <= head_movement < 100.0:
+            raise InputError(f"head movement must be between 0 and 100 scene units per 3DMM unit, got {head_movement}")
+        self.head_movement = float(head_movement)  # scene units per 3DMM translation unit; 0: rotate only
         action = bpy.data.actions.new(name)
         action[TAKE_TAG] = 1
         for key, value in (metadata or {}).items():
@@ -236,6 +243,9 @@ class TakeWriter:
         self.summary = TakeSummary(action.name)
         self._shape_curves: dict[str, tuple[str, float, CurveBuffer]] = {}
         self._pose_curves: list[CurveBuffer] = []
+        self._location_curves: list[CurveBuffer] = []
+        self._location_current: np.ndarray | None = None
+        self._first_translation: np.ndarray | None = None
         self._pose_frame: np.ndarray | None = None
         self._pose_current: np.ndarray | None = None
         self._first_angles: np.ndarray | None = None
@@ -317,6 +327,9 @@ class TakeWriter:
             else:
                 self._euler_order = owner.rotation_mode
                 self._pose_curves = [self._curve(slot, f"{target.prefix}rotation_euler", i, group) for i in range(3)]
+            if self.head_movement > 0:
+                self._location_current = target.current_location()
+                self._location_curves = [self._curve(slot, f"{target.prefix}location", i, group) for i in range(3)]
             kept = install_take(target.obj, action, slot)
             if kept:
                 self.summary.kept_tracks.append(kept)
@@ -364,6 +377,13 @@ class TakeWriter:
             columns = self._to_euler(local)
         for index, buffer in enumerate(self._pose_curves):
             buffer.put(start, columns[:, index])
+        if self._location_curves:
+            if self._first_translation is None:
+                self._first_translation = np.asarray(pose[0, 3:6], np.float64)
+            offsets = posemath.head_offsets(pose, self._first_translation, self.head_movement)
+            locations = posemath.local_offsets(offsets, self._pose_frame, self._location_current)
+            for index, buffer in enumerate(self._location_curves):
+                buffer.put(start, locations[:, index])
 
     def _to_euler(self, quaternions: np.ndarray) -> np.ndarray:
         from mathutils import Quaternion
@@ -376,7 +396,7 @@ class TakeWriter:
         return out
 
     def _buffers(self) -> list[CurveBuffer]:
-        return [entry[2] for entry in self._shape_curves.values()] + self._pose_curves
+        return [entry[2] for entry in self._shape_curves.values()] + self._pose_curves + self._location_curves
 
     @property
     def dirty(self) -> bool:

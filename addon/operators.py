@@ -66,6 +66,14 @@ def audio_length_frames(path: str) -> int | None:
         return None
 
 
+def head_movement_scale(factor: float, scene) -> float:
+    """Scene units per 3DMM translation unit for the panel's Head Movement factor (1 = life size)."""
+    from .posemath import pose_math
+
+    unit = scene.unit_settings.scale_length or 1.0  # metres per scene unit
+    return float(factor) * pose_math.TRANSLATION_UNIT_M / unit
+
+
 def _keys(settings, address: str) -> dict:
     from talkbridge.bridge.security import load_keypair, load_public_key, load_signing_key
 
@@ -154,6 +162,7 @@ def build_job(context) -> runtime.ActiveJob:
         start_frame=start_frame,
         frame_step=apply.frame_step_for(scene, FPS),
         pose_reference=settings.pose_reference,
+        head_movement=head_movement_scale(settings.head_movement, scene),
         name_map=name_map,
         frames_folder=runtime.plan_folder(take_name) if render else None,
         sequencer_audio=audio_path if audio_to_sequencer else None,

@@ -38,6 +38,7 @@ class VIEW3D_PT_talkbridge(bpy.types.Panel):
             if settings.rig is not None and settings.rig.type == "ARMATURE":
                 box.prop_search(settings, "head_bone", settings.rig.data, "bones")
             box.prop(settings, "pose_reference")
+            box.prop(settings, "head_movement")
         box.prop(settings, "name_map")
         box.prop(settings, "start_frame")
 

@@ -94,6 +94,32 @@ def local_rotations(world_rotations: np.ndarray, frame: np.ndarray, current: np.
     return local
 
 
+def head_offsets(pose: np.ndarray, first_translation: np.ndarray, metres_per_unit: float) -> np.ndarray:
+    """(T, 3) head movement in Blender's rig frame, in metres, relative to the clip's first frame.
+
+    SadTalker's translation (pose columns 3..5) shares the glTF head frame's axes; the same +90
+    degree turn about X as the rotations carries it into Blender's frame: (x, y, z) -> (x, -z, y).
+    """
+    moved = (np.asarray(pose, np.float64)[:, 3:6] - np.asarray(first_translation, np.float64).reshape(1, 3)) * metres_per_unit
+    return np.stack([moved[:, 0], -moved[:, 2], moved[:, 1]], axis=1)
+
+
+def local_offsets(world_offsets: np.ndarray, frame: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Locations to key on a bone or object so it moves by ``world_offsets`` from ``current``.
+
+    ``frame`` is the rotation of the space the target's location is expressed in (as for
+    :func:`local_rotations`); offsets are turned into that space and added to the present location.
+    """
+    inverse = pose_math.quaternion_conjugate(np.asarray(frame, np.float64).reshape(1, 4))[0]
+    x, y, z, w = inverse
+    u = np.array([x, y, z])
+    v = np.asarray(world_offsets, np.float64)
+    # Rotate every row by the unit quaternion (u, w): v' = v + 2w(u x v) + 2u x (u x v).
+    cross = np.cross(u[None, :], v)
+    rotated = v + 2.0 * w * cross + 2.0 * np.cross(u[None, :], cross)
+    return rotated + np.asarray(current, np.float64).reshape(1, 3)
+
+
 def make_continuous(quaternions: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
     """Sign-flip keys into one hemisphere, continuing from ``previous`` (the last key of the last chunk)."""
     q = np.asarray(quaternions, np.float64)

@@ -43,6 +43,11 @@ class TalkbridgeSettings(bpy.types.PropertyGroup):
         items=[("first", "From Rest", "Start at the rig's current pose"), ("absolute", "Absolute", "Use the portrait's head angles as they are")],
         default="first",
     )
+    head_movement: FloatProperty(
+        name="Head Movement",
+        min=0.0, max=3.0, default=0.0,
+        description="Also move the head as the speaker does: 1 is life size, 0 only turns it",
+    )
     start_frame: IntProperty(name="Start Frame", default=1)
     match_scene_fps: BoolProperty(name="Match Scene Frame Rate", default=True, description="Set the scene to 25 fps, the motion's rate")
     sidecar_mode: EnumProperty(

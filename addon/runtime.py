@@ -44,6 +44,7 @@ class TakePlan:
     start_frame: int
     frame_step: float
     pose_reference: str = "first"
+    head_movement: float = 0.0  # scene units per 3DMM translation unit; 0 keeps the head in place
     name_map: dict[str, tuple[str | None, float]] = field(default_factory=dict)
     frames_folder: str | None = None
     sequencer_audio: str | None = None  # None: the audio already sits on the sequencer (or not wanted)
@@ -94,6 +95,7 @@ class ActiveJob:
             pose_reference=plan.pose_reference,
             name_map=plan.name_map,
             metadata=plan.metadata,
+            head_movement=plan.head_movement,
         )
 
     # ------------------------------------------------------------------------------ the tick

@@ -143,6 +143,48 @@ try:
 except Exception as error:
     out["action_removed"] = [type(error).__name__, str(error)]
 
+# 6. head movement: an object under the turned parent and a tilted, rolled bone both move by the
+#    clip's translation carried into Blender's frame, at 0.5 scene units per 3DMM unit
+scene.render.fps = 25
+mover = bpy.data.objects.new("mover", None); scene.collection.objects.link(mover)
+mover.parent = parent
+mover.location = (0.2, -0.1, 0.3)
+arm_data = bpy.data.armatures.new("rig")
+rig = bpy.data.objects.new("rig", arm_data); scene.collection.objects.link(rig)
+bpy.context.view_layer.objects.active = rig
+bpy.ops.object.mode_set(mode="EDIT")
+bone = arm_data.edit_bones.new("head")
+bone.head, bone.tail, bone.roll = (0.0, 0.1, 1.0), (0.3, 0.4, 1.5), 0.7
+bpy.ops.object.mode_set(mode="OBJECT")
+bpy.context.view_layer.update()
+def world_positions(writer_target, sample_frames):
+    rows = []
+    for frame in sample_frames:
+        scene.frame_set(1 + frame)
+        if writer_target == "bone":
+            rows.append(list(rig.matrix_world @ rig.pose.bones["head"].head))
+        else:
+            rows.append(list(mover.matrix_world.translation))
+    return rows
+samples = [0, 100, 321]
+moved = {}
+for kind, target in (("object", apply.PoseTarget(mover)), ("bone", apply.PoseTarget(rig, "head"))):
+    writer = apply.TakeWriter(f"move {kind}", pose_target=target, head_movement=0.5)
+    for start in range(0, n, 300):
+        writer.add_chunk(start, {k: v[start:start + 300] for k, v in clip.items()})
+    writer.flush()
+    moved[kind] = {"paths": sorted(curves(writer.action)), "world": world_positions(kind, samples)}
+still = apply.TakeWriter("turn only", pose_target=apply.PoseTarget(head))
+still.write_all(0, clip)
+moved["turn_only_paths"] = sorted(curves(still.action))
+moved["samples"] = samples
+out["head_movement"] = moved
+try:
+    apply.TakeWriter("bad", pose_target=apply.PoseTarget(mover), head_movement=-1)
+    out["bad_movement"] = None
+except InputError as error:
+    out["bad_movement"] = str(error)
+
 # 5. nothing to drive
 e = face("E", ["Foo", "Bar"])
 try:
@@ -208,3 +250,18 @@ def test_a_take_survives_renames_and_lost_curves_and_stops_clearly_when_its_acti
 def test_nothing_to_drive_is_a_clear_error(results):
     assert "none of the shape keys of 'E' match" in results["no_match"] and "Foo" in results["no_match"]
     assert "nothing to animate" in results["nothing"]
+
+
+def test_head_movement_follows_the_clip_translation_in_blenders_frame(results):
+    moved = results["head_movement"]
+    t = np.arange(1000)[:, None]
+    pose = (0.3 * np.sin(0.02 * t + np.arange(6))).astype(np.float32)
+    for kind in ("object", "bone"):
+        world = np.array(moved[kind]["world"])
+        assert any(path.endswith("location[2]") for path in moved[kind]["paths"]), moved[kind]["paths"]
+        for row, frame in enumerate(moved["samples"]):
+            shift = (pose[frame, 3:6].astype(np.float64) - pose[0, 3:6]) * 0.5
+            expected = np.array([shift[0], -shift[2], shift[1]])  # glTF/3DMM axes -> Blender's
+            np.testing.assert_allclose(world[row] - world[0], expected, atol=1e-4, err_msg=f"{kind} frame {frame}")
+    assert not any("location" in path for path in moved["turn_only_paths"])
+    assert "head movement must be between 0 and 100" in results["bad_movement"]

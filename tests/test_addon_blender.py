@@ -268,7 +268,7 @@ def test_a_local_sidecar_started_by_the_addon_animates_a_sound_strip(blender_run
     assert r["local_generate"] == ["FINISHED"] and r["local_status"]["state"] == "done", r["local_status"]
     assert r["local_address"].startswith("tcp://127.0.0.1:") and r["local_address"] != blender_run["config"]["address"]
     assert r["local_frame_range"] == [11.0, 110.0]  # the take starts where the strip starts
-    assert r["local_rig_paths"] == ['pose.bones["head"].rotation_quaternion']  # found without being named
+    assert r["local_rig_paths"] == ['pose.bones["head"].location', 'pose.bones["head"].rotation_quaternion']  # found unnamed; moves too
     assert r["local_strips"] == ["line"]  # no second copy of the audio, no video when frames are off
 
 

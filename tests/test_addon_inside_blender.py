@@ -205,6 +205,7 @@ def main(config_path: str) -> None:
         settings.sound_strip = line.name
         settings.render_frames = False
         settings.head_bone = ""  # the add-on finds the bone called "head"
+        settings.head_movement = 1.0  # life size: location keys too
         results["local_generate"] = list(bpy.ops.talkbridge.generate(mode="BLOCKING", timeout=120))
         status = bpy.context.window_manager.talkbridge_status
         results["local_status"] = {"state": status.state, "error": status.error, "action": status.action}
