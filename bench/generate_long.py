@@ -3,10 +3,17 @@
 Runs the real streaming pipeline (face extraction, audio->coefficients, MappingNet + face-vid2vid,
 paste-back, H.264 encoding) with recipe weights in an official checkpoint layout, and prints seconds
 per frame and peak resident memory per clip length. Memory must not grow with the clip: frames are
-rendered and encoded chunk by chunk. On CPU the renderer takes seconds per frame, so the 600 s run
-(15,000 frames) belongs on a GPU (`--device cuda`); `--max-seconds` caps a CPU run.
+rendered and encoded chunk by chunk.
 
-    ./scripts/dev bench generate_long [--seconds 10 60 600] [--device auto] [--size 256] [--threads 2]
+On CPU the official renderer takes about 5 s per frame, so its 600 s run (15,000 frames) belongs on a
+GPU (`--device cuda`); `--max-seconds` caps a CPU run. `--renderer slim` swaps in a structurally
+complete face-vid2vid with narrow layers (recipe weights for its own layout) and keeps everything
+else official: frame size, face extraction, audio networks, paste-back and encoding. The networks'
+memory is fixed whatever the clip length, so the slim run is how a CPU shows that nothing in the
+pipeline grows per frame, in minutes instead of a day. Besides the peak, each run prints the resident
+memory after its first tenth of frames and at its end: a leak shows as growth between the two.
+
+    ./scripts/dev bench generate_long [--seconds 10 60 600] [--renderer official|slim] [--device auto]
 """
 
 from __future__ import annotations
@@ -17,18 +24,21 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from talkbridge.core.motion import FPS  # noqa: E402
 from talkbridge.exporters.video import VideoWriter  # noqa: E402
 from talkbridge.pipeline.sadtalker_video import SadTalkerOptions, SadTalkerVideo  # noqa: E402
+from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
 from tests.official_checkpoints import write_official_checkpoint_dir  # noqa: E402
-from tests.render_helpers import landmarks_y_down  # noqa: E402
+from tests.render_helpers import landmarks_y_down, recipe_state, tiny_render_config  # noqa: E402
 from tests.speech import speech_like, write_wav  # noqa: E402
 
 
@@ -61,6 +71,23 @@ class PeakSampler:
         self._thread.join()
 
 
+def slim_render_models(device: torch.device) -> FaceRenderModels:
+    """The face-vid2vid structure with narrow layers, 4 keypoints and a shallow feature volume, filled
+    with recipe weights for that layout. Frames keep their official size."""
+    config = tiny_render_config()
+    keypoints = 4
+    config = replace(
+        config,
+        mapping=replace(config.mapping, num_kp=keypoints),
+        kp_detector=replace(config.kp_detector, num_kp=keypoints),
+        generator=replace(config.generator, num_kp=keypoints),
+    )
+    models = FaceRenderModels.untrained(config)
+    for net in (models.mapping, models.kp_detector, models.generator):
+        net.load_state_dict(recipe_state(net))
+    return models.to(device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, nargs="+", default=[10, 60, 600])
@@ -69,6 +96,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, choices=(256, 512))
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--renderer", choices=("official", "slim"), default="official")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,7 +108,12 @@ def main() -> None:
         portrait = tmp / "portrait.png"
         cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
         pipeline = SadTalkerVideo(checkpoints, args.size, "crop", args.device)
-        print(f"device {pipeline.device}, size {args.size}, batch {args.batch_size}, RSS after loading {rss_mb():.0f} MB")
+        if args.renderer == "slim":
+            pipeline.render_models = slim_render_models(pipeline.device)
+        print(
+            f"device {pipeline.device}, size {args.size}, batch {args.batch_size}, renderer {args.renderer}, "
+            f"RSS after loading {rss_mb():.0f} MB"
+        )
         results = []
         for seconds in args.seconds:
             if args.max_seconds is not None and seconds > args.max_seconds:
@@ -91,15 +124,26 @@ def main() -> None:
             with PeakSampler() as memory:
                 start = time.perf_counter()
                 run = pipeline.start(portrait, wav, options)
-                frames = 0
+                frames, early_rss = 0, None
                 with VideoWriter(tmp / f"out_{int(seconds)}.mp4", FPS, run.frame_size, wav, overwrite=True) as video:
-                    for batch in run.frames():
-                        video.write(batch)
-                        frames += len(batch)
+                    with tqdm(total=run.n_frames, unit="frame", desc=f"{seconds:g} s", leave=False) as bar:
+                        for batch in run.frames():
+                            video.write(batch)
+                            frames += len(batch)
+                            bar.update(len(batch))
+                            if early_rss is None and frames >= run.n_frames / 10:
+                                early_rss = rss_mb()
+                end_rss = rss_mb()
                 elapsed = time.perf_counter() - start
-            row = {"seconds": seconds, "frames": frames, "s_per_frame": elapsed / frames, "peak_rss_mb": memory.peak}
+            row = {
+                "seconds": seconds, "frames": frames, "s_per_frame": elapsed / frames,
+                "peak_rss_mb": memory.peak, "rss_at_tenth_mb": early_rss, "rss_at_end_mb": end_rss,
+            }
             results.append(row)
-            print(f"{seconds:6.1f} s: {frames:6d} frames  {elapsed / frames:.3f} s/frame  peak RSS {memory.peak:.0f} MB")
+            print(
+                f"{seconds:6.1f} s: {frames:6d} frames  {elapsed / frames:.3f} s/frame  peak RSS {memory.peak:.0f} MB  "
+                f"RSS at 1/10 {early_rss:.0f} MB -> end {end_rss:.0f} MB ({end_rss - early_rss:+.0f} MB)"
+            )
         if len(results) > 1:
             growth = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
             print(f"peak RSS ratio longest/shortest: {growth:.2f} (flat memory: ~1.0)")
