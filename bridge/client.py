@@ -243,7 +243,8 @@ class Client:
         """Queue a job and return a handle to iterate its events (blocking API).
 
         Inputs: ``audio`` (path, file bytes or 16 kHz float32 samples), ``image`` (path or bytes),
-        ``first_frame`` (73-row array), ``options`` (dict), ``render_size`` (int), ``credit`` (int),
+        ``first_frame`` (73-row array), ``ref_eyeblink`` / ``ref_pose`` (SadTalker reference videos or
+        their ``.mat``: path or bytes), ``options`` (dict), ``render_size`` (int), ``credit`` (int),
         ``job_id`` (reuse one to retry a submit safely).
         """
         sink: "queue.Queue[Event]" = queue.Queue()
@@ -324,7 +325,7 @@ class Client:
             raise p.BridgeError(f"{self.address}: this client is closed; make a new one")
         if self._thread is None:
             self.connect()
-        known = {"audio", "image", "first_frame", "options", "render_size", "credit", "job_id"}
+        known = {"audio", "image", "first_frame", "options", "render_size", "credit", "job_id", "ref_eyeblink", "ref_pose"}
         unknown = set(inputs) - known
         if unknown:
             raise TypeError(f"unknown submit inputs: {sorted(unknown)}")
@@ -348,6 +349,9 @@ class Client:
             buffers["image"], body["image_name"] = _read_input(inputs["image"], "image")
         if inputs.get("first_frame") is not None:
             buffers["first_frame"] = np.ascontiguousarray(inputs["first_frame"], dtype=np.float32).reshape(-1)
+        for name in ("ref_eyeblink", "ref_pose"):
+            if inputs.get(name) is not None:
+                buffers[name], body[f"{name}_name"] = _read_input(inputs[name], name.replace("_", " ") + " reference")
         frames = p.encode(p.Message(p.SUBMIT, job_id, body, buffers), self._signing_key)
         job = _PendingJob(job_id, frames, sink)
         with self._jobs_lock:

@@ -28,6 +28,8 @@ from talkbridge.core.motion import MotionChunk
 log = logging.getLogger(__name__)
 
 RENDER_SIZES = (256, 512)
+REFERENCE_INPUTS = ("ref_eyeblink", "ref_pose")
+"""SadTalker's reference inputs: the bytes of a video (or of its coefficient ``.mat``) each."""
 
 
 @dataclass
@@ -44,6 +46,7 @@ class JobSpec:
     image_name: str = "image.png"
     first_frame: np.ndarray | None = None
     render_size: int | None = None
+    references: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)  # name -> (bytes, file name)
 
 
 @dataclass
@@ -223,6 +226,14 @@ def build_request(job: JobSpec, folder: Path) -> Any:
     if job.image_file is not None:
         image = folder / f"image{_safe_suffix(job.image_name, '.png')}"
         image.write_bytes(memoryview(job.image_file))
+    references: dict[str, Path] = {}
+    for name, (data, file_name) in job.references.items():
+        if name not in REFERENCE_INPUTS:
+            raise InputError(f"unknown reference input {name!r}; expected one of {REFERENCE_INPUTS}")
+        if data.size == 0:
+            raise InputError(f"the submitted {name} reference {file_name!r} is empty")
+        references[name] = folder / f"{name}{_safe_suffix(file_name, '.mat')}"
+        references[name].write_bytes(memoryview(data))
     known: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for name, value in job.options.items():
@@ -236,4 +247,4 @@ def build_request(job: JobSpec, folder: Path) -> Any:
     if "chunk_frames" in known and not 1 <= known["chunk_frames"] <= 10_000:
         raise InputError(f"option 'chunk_frames' must be within 1..10000, got {known['chunk_frames']}")
     first_frame = None if job.first_frame is None else np.array(job.first_frame, dtype=np.float32)
-    return MotionRequest(audio=audio, image=image, first_frame=first_frame, options=extra, **known)
+    return MotionRequest(audio=audio, image=image, first_frame=first_frame, options=extra, **references, **known)

@@ -155,6 +155,8 @@ _BODY_SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "render_size": ((int, type(None)), False),
         "audio_name": ((str,), False),
         "image_name": ((str,), False),
+        "ref_eyeblink_name": ((str,), False),
+        "ref_pose_name": ((str,), False),
     },
     ACCEPTED: {"position": ((int,), True), "duplicate": ((bool,), False), "state": ((str,), False)},
     PROGRESS: {"stage": ((str,), True), "frames_done": ((int,), False), "device": ((str,), False)},
@@ -184,6 +186,8 @@ _BUFFER_SCHEMAS: dict[str, dict[str, tuple[tuple[str, ...], tuple[int, ...]]]] =
         "audio_pcm": (_FLOATS, (1,)),  # or 16 kHz mono float32 samples
         "image": (("uint8",), (1,)),  # the bytes of an image file
         "first_frame": (_FLOATS, (1,)),  # a 73-row (or 70-row) 3DMM first frame
+        "ref_eyeblink": (("uint8",), (1,)),  # SadTalker references: the bytes of a video or a .mat
+        "ref_pose": (("uint8",), (1,)),
     },
     CHUNK: {
         "pose": (_FLOATS, (2,)),

@@ -30,7 +30,7 @@ import zmq
 
 from talkbridge._version import __version__
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.jobs import JobOutput, JobRunner, JobSpec
+from talkbridge.bridge.jobs import REFERENCE_INPUTS, JobOutput, JobRunner, JobSpec
 from talkbridge.bridge.scheduling import FairQueue, Job, Outbox, Stalled
 from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError
 from talkbridge.bridge.wakeup import Doorbell
@@ -352,6 +352,11 @@ class Server:
             image_name=body.get("image_name", "image.png"),
             first_frame=message.buffers.get("first_frame"),
             render_size=body.get("render_size"),
+            references={
+                name: (message.buffers[name], body.get(f"{name}_name", f"{name}.mat"))
+                for name in REFERENCE_INPUTS
+                if name in message.buffers
+            },
         )
         window = min(int(body.get("credit", self.config.default_credit)), self.config.max_credit)
         job = Job(spec, client, window, Outbox(self.config.outbox_chunks))

@@ -58,6 +58,8 @@ def video_options(request: MotionRequest) -> Any:
         seed=request.seed,
         landmarks=landmarks,
         chunk_frames=request.chunk_frames,
+        ref_eyeblink=request.ref_eyeblink,
+        ref_pose=request.ref_pose,
         **views,
     )
 

@@ -37,8 +37,8 @@ class MotionRequest:
     seed: int = 0
     chunk_frames: int = DEFAULT_CHUNK_FRAMES
     transcript: str | None = None
-    ref_eyeblink: np.ndarray | None = None
-    ref_pose: np.ndarray | None = None
+    ref_eyeblink: Path | np.ndarray | None = None  # SadTalker: a reference video, its .mat, or its rows
+    ref_pose: Path | np.ndarray | None = None
     pose_intensity: float = 1.0
     options: dict = field(default_factory=dict)
 

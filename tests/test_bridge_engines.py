@@ -112,3 +112,58 @@ def test_sadtalker_job_from_a_portrait_and_landmarks(speech, tmp_path):
     got = result.motion()
     assert got.n_frames == expected.n_frames == 50
     assert np.allclose(got.coefficients(), expected.coefficients(), atol=1e-5)
+
+
+def test_sadtalker_references_travel_as_files(speech, tmp_path):
+    """A reference .mat sent as bytes drives the job exactly as the same file does in-process; a
+    reference video is reconstructed on the server, which says what it lacks to do so."""
+    import os
+
+    import cv2
+
+    from talkbridge.exporters.coeff_mat import write_coeff_mat
+    from tests.sadtalker_weights import write_combined_safetensors
+
+    write_combined_safetensors(tmp_path, seed=7)
+    first_frame = np.random.default_rng(1).normal(0, 0.3, 73).astype(np.float32)
+    reference = write_coeff_mat(tmp_path / "ref.mat", np.random.default_rng(2).normal(0, 0.3, (20, 70)))
+    runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path)}})
+    result = _through_sidecar(
+        runner, "sadtalker", audio=speech.read_bytes(), first_frame=first_frame, ref_pose=reference, ref_eyeblink=reference.read_bytes(),
+        options={"chunk_frames": 25, "seed": 4},
+    )
+    engine = create_engine("sadtalker", checkpoint_dir=tmp_path)
+    request = MotionRequest(audio=speech, first_frame=first_frame, chunk_frames=25, seed=4, ref_pose=reference, ref_eyeblink=reference)
+    expected = Motion.from_chunks(engine.stream_motion(request), engine=engine.name, engine_version=engine.version)
+    unreferenced = Motion.from_chunks(
+        engine.stream_motion(MotionRequest(audio=speech, first_frame=first_frame, chunk_frames=25, seed=4)), engine="s", engine_version=""
+    )
+    got = result.motion()
+    assert np.allclose(got.coefficients(), expected.coefficients(), atol=1e-6)
+    assert not np.allclose(got.pose, unreferenced.pose, atol=1e-3)  # the reference really moved the head
+
+    video = tmp_path / "ref.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 25, (64, 64))
+    for _ in range(3):
+        writer.write(np.full((64, 64, 3), 90, np.uint8))
+    writer.release()
+    previous = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(tmp_path / "no_torch_hub")  # no detector weights there
+    try:
+        from tests.official_checkpoints import write_official_checkpoint_dir
+
+        with_recon = EngineRunner({"sadtalker": {"checkpoint_dir": str(write_official_checkpoint_dir(tmp_path / "ckpt", render=False))}})
+        with Server(with_recon, ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+            client = Client(server.address)
+            try:
+                client.connect()
+                failed = client.submit("sadtalker", audio=speech, first_frame=first_frame, ref_eyeblink=video).result()
+            finally:
+                client.close()
+    finally:
+        if previous is None:
+            del os.environ["TORCH_HOME"]
+        else:
+            os.environ["TORCH_HOME"] = previous
+    assert failed.final.type == p.ERROR and not failed.final.body["retryable"]
+    assert "face-alignment" in failed.final.body["message"] and "talkbridge models download" in failed.final.body["message"]

@@ -91,7 +91,10 @@ def test_sadtalker_through_the_sidecar_matches_the_pipeline(inputs, tmp_path):
     tiny = FaceRenderModels.untrained(tiny_render_config())
     for net in (tiny.mapping, tiny.kp_detector, tiny.generator):
         net.load_state_dict(recipe_state(net, seed=5))
-    st = SadTalkerOptions(landmarks=landmarks, seed=1, pose_style=3, expression_scale=0.5, batch_size=2)
+    from talkbridge.exporters.coeff_mat import write_coeff_mat
+
+    reference = write_coeff_mat(tmp_path / "nod.mat", np.random.default_rng(8).normal(0, 0.2, (30, 70)))
+    st = SadTalkerOptions(landmarks=landmarks, seed=1, pose_style=3, expression_scale=0.5, batch_size=2, ref_pose=reference)
     runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}})
     runner.sadtalker_video(256, "crop", "cpu").render_models = tiny
     with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*", devices=("cpu",))) as server:
@@ -160,17 +163,20 @@ def test_an_engine_the_sidecar_cannot_render_is_refused_before_any_work(inputs, 
     assert not any((tmp_path / "out").iterdir())
 
 
-def test_reference_videos_and_stray_keys_are_explained(inputs, tmp_path):
+def test_references_must_be_files_and_stray_keys_are_explained(inputs, tmp_path):
     from talkbridge.pipeline.sadtalker_video import SadTalkerOptions
 
     portrait, speech, _ = inputs
     runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path)}})
     with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*")) as server:
-        with pytest.raises(InputError, match="--ref-pose is not supported with --sidecar"):
-            generate(
-                portrait, speech, tmp_path / "out",
-                GenerateOptions(engine="sadtalker", progress=False, sadtalker=SadTalkerOptions(ref_pose=speech), sidecar=SidecarTarget(server.address)),
-            )
+        for reference, message in ((np.zeros((5, 70), np.float32), "--ref-pose: with --sidecar a reference must be a file"),
+                                   (tmp_path / "gone.mp4", "gone.mp4: --ref-pose: reference file not found")):
+            with pytest.raises(InputError, match=message):
+                generate(
+                    portrait, speech, tmp_path / "out",
+                    GenerateOptions(engine="sadtalker", progress=False, sadtalker=SadTalkerOptions(ref_pose=reference),
+                                    sidecar=SidecarTarget(server.address)),
+                )
     cli = subprocess.run(
         [sys.executable, "-m", "talkbridge", "generate", str(portrait), str(speech), "-o", str(tmp_path / "cli"), "--signing-key", "k.key"],
         capture_output=True, text=True, timeout=120,

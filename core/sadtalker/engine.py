@@ -61,21 +61,36 @@ class SadTalkerMotionEngine:
 
     def first_frame_from_image(self, image: Path | np.ndarray, landmarks=None) -> np.ndarray:
         """The 73-value row of a portrait (path or RGB array), as the official preprocessing makes it."""
-        from talkbridge.core.face.extract import extract_first_frame, load_recon_net
+        from talkbridge.core.face.extract import extract_first_frame
         from talkbridge.core.face.landmarks import FaceAlignmentProvider
 
-        if self.checkpoint_dir is None:
-            raise InputError("reconstructing a portrait needs the engine's checkpoint folder")
-        if self._recon is None:
-            combined = self.checkpoint_dir / f"SadTalker_V0.0.2_{self.size}.safetensors"
-            self._recon = load_recon_net(combined if combined.is_file() else self.checkpoint_dir / "epoch_20.pth", self.pipeline.device)
         path = None
         if not isinstance(image, np.ndarray):
             from talkbridge.core.face.image_io import read_image_rgb
 
             path, image = Path(image), read_image_rgb(Path(image))
         provider = None if landmarks is not None else FaceAlignmentProvider(str(self.pipeline.device))
-        return extract_first_frame(image, self._recon, landmarks=landmarks, provider=provider, image_path=path).row
+        return extract_first_frame(image, self.recon_net(), landmarks=landmarks, provider=provider, image_path=path).row
+
+    def recon_net(self):
+        """The 3DMM reconstruction net from the checkpoint folder, loaded on first use."""
+        from talkbridge.core.face.extract import load_recon_net
+
+        if self.checkpoint_dir is None:
+            raise InputError("reconstructing a face needs the engine's checkpoint folder")
+        if self._recon is None:
+            combined = self.checkpoint_dir / f"SadTalker_V0.0.2_{self.size}.safetensors"
+            self._recon = load_recon_net(combined if combined.is_file() else self.checkpoint_dir / "epoch_20.pth", self.pipeline.device)
+        return self._recon
+
+    def reference_rows(self, source):
+        """A reference as the coefficient pipeline takes it: a video is reconstructed frame by frame here."""
+        from talkbridge.core.face.landmarks import FaceAlignmentProvider
+        from talkbridge.core.face.video_coeffs import is_video, video_coefficients
+
+        if not is_video(source):
+            return source
+        return video_coefficients(source, self.recon_net(), FaceAlignmentProvider(str(self.pipeline.device)))
 
     def stream_motion(self, request: MotionRequest) -> Iterator[MotionChunk]:
         first_frame = request.first_frame
@@ -91,8 +106,8 @@ class SadTalkerMotionEngine:
                 first_frame=first_frame,
                 pose_style=request.pose_style,
                 still=request.still,
-                ref_eyeblink=request.ref_eyeblink,
-                ref_pose=request.ref_pose,
+                ref_eyeblink=None if request.ref_eyeblink is None else self.reference_rows(request.ref_eyeblink),
+                ref_pose=None if request.ref_pose is None else self.reference_rows(request.ref_pose),
                 seed=request.seed,
             )
         )

@@ -40,12 +40,8 @@ def choose_remote_engine(requested: str, capabilities: dict[str, Any], address: 
 
 
 def sadtalker_wire_options(st: Any, image_size: tuple[int, int]) -> dict[str, Any]:
-    """The submit options of a SadTalker render job; references must stay local, so they are refused."""
+    """The submit options of a SadTalker render job (reference files travel as buffers, not options)."""
     from talkbridge.core.face.landmarks import load_landmark_file, validate_landmarks
-
-    for name, flag in (("ref_eyeblink", "--ref-eyeblink"), ("ref_pose", "--ref-pose")):
-        if getattr(st, name) is not None:
-            raise InputError(f"{flag} is not supported with --sidecar yet; run it locally, or leave it out")
     options: dict[str, Any] = {
         "preprocess": st.preprocess, "still": bool(st.still), "pose_style": int(st.pose_style),
         "expression_scale": float(st.expression_scale), "seed": int(st.seed), "batch_size": int(st.batch_size),
@@ -107,7 +103,8 @@ def generate_remote(
 
             enhance = GfpganEnhancer()  # runs here, on the frames as they arrive
         portrait = image if engine == "sadtalker" else None  # the lite video shows the mannequin
-        handle = client.submit(engine, audio=audio, image=portrait, options=wire, render_size=size)
+        references = reference_files(st) if st is not None else {}
+        handle = client.submit(engine, audio=audio, image=portrait, options=wire, render_size=size, **references)
         final = None
         try:
             events = iter(handle)
@@ -157,6 +154,21 @@ def generate_remote(
     _write_motion_files(motion, motion_path, summary_path, options.overwrite)
     log.info("wrote %s, %s and %s (%d frames, rendered by %s)", video_path, motion_path, summary_path, motion.n_frames, target.address)
     return GenerateResult(engine, video_path, motion_path, summary_path, motion.n_frames, metadata, mat)
+
+
+def reference_files(st: Any) -> dict[str, Path]:
+    """The reference videos (or ``.mat`` files) to send; the sidecar reconstructs videos itself."""
+    files = {}
+    for name, flag in (("ref_eyeblink", "--ref-eyeblink"), ("ref_pose", "--ref-pose")):
+        source = getattr(st, name)
+        if source is None:
+            continue
+        if not isinstance(source, (str, Path)):
+            raise InputError(f"{flag}: with --sidecar a reference must be a file (a video or a .mat), not rows in memory")
+        if not Path(source).is_file():
+            raise InputError(f"{flag}: reference file not found", Path(source))
+        files[name] = Path(source)
+    return files
 
 
 def _frame_size(event: Any, address: str) -> tuple[int, int]:
