@@ -28,7 +28,7 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("interrupts")
     portrait = folder / "portrait.png"
     cv2.imwrite(str(portrait), np.full((64, 64, 3), 128, np.uint8))
-    speech = write_wav(folder / "talk.wav", speech_like(30.0, seed=5))
+    speech = write_wav(folder / "talk.wav", speech_like(90.0, seed=5))  # long enough that Ctrl-C lands mid-encode on a busy machine
     return portrait, speech
 
 
