@@ -42,6 +42,7 @@ def choose_remote_engine(requested: str, capabilities: dict[str, Any], address: 
 def sadtalker_wire_options(st: Any, image_size: tuple[int, int]) -> dict[str, Any]:
     """The submit options of a SadTalker render job (reference files travel as buffers, not options)."""
     from talkbridge.core.face.landmarks import load_landmark_file, validate_landmarks
+
     options: dict[str, Any] = {
         "preprocess": st.preprocess, "still": bool(st.still), "pose_style": int(st.pose_style),
         "expression_scale": float(st.expression_scale), "seed": int(st.seed), "batch_size": int(st.batch_size),
