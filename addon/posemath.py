@@ -111,12 +111,7 @@ def local_offsets(world_offsets: np.ndarray, frame: np.ndarray, current: np.ndar
     :func:`local_rotations`); offsets are turned into that space and added to the present location.
     """
     inverse = pose_math.quaternion_conjugate(np.asarray(frame, np.float64).reshape(1, 4))[0]
-    x, y, z, w = inverse
-    u = np.array([x, y, z])
-    v = np.asarray(world_offsets, np.float64)
-    # Rotate every row by the unit quaternion (u, w): v' = v + 2w(u x v) + 2u x (u x v).
-    cross = np.cross(u[None, :], v)
-    rotated = v + 2.0 * w * cross + 2.0 * np.cross(u[None, :], cross)
+    rotated = np.asarray(world_offsets, np.float64) @ pose_math.quaternion_to_matrix(inverse).T
     return rotated + np.asarray(current, np.float64).reshape(1, 3)
 
 

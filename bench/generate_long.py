@@ -38,7 +38,7 @@ from talkbridge.exporters.video import VideoWriter  # noqa: E402
 from talkbridge.pipeline.sadtalker_video import SadTalkerOptions, SadTalkerVideo  # noqa: E402
 from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
 from tests.official_checkpoints import write_official_checkpoint_dir  # noqa: E402
-from tests.render_helpers import landmarks_y_down, recipe_state, tiny_render_config  # noqa: E402
+from tests.render_helpers import landmarks_y_down, tiny_recipe_models, tiny_render_config  # noqa: E402
 from tests.speech import speech_like, write_wav  # noqa: E402
 
 
@@ -82,10 +82,7 @@ def slim_render_models(device: torch.device) -> FaceRenderModels:
         kp_detector=replace(config.kp_detector, num_kp=keypoints),
         generator=replace(config.generator, num_kp=keypoints),
     )
-    models = FaceRenderModels.untrained(config)
-    for net in (models.mapping, models.kp_detector, models.generator):
-        net.load_state_dict(recipe_state(net))
-    return models.to(device)
+    return tiny_recipe_models(config=config).to(device)
 
 
 def main() -> None:

@@ -158,8 +158,7 @@ class EngineRunner:
     def _renderer(self, engine_name: str, size: int) -> Any:
         if engine_name != "lite":
             raise InputError(f"the sidecar renders frames only for the lite and sadtalker engines, not {engine_name!r}; submit without render_size")
-        if size not in RENDER_SIZES:
-            raise InputError(f"render_size {size} is not supported; choose one of {list(RENDER_SIZES)}")
+        check_render_size(size)
         key = (engine_name, size)
         with self._lock:
             if key not in self._renderers:
@@ -186,10 +185,10 @@ class EngineRunner:
 
     def _run_sadtalker_video(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
         from talkbridge._version import __version__
-        from talkbridge.bridge.video_jobs import pair_frames_with_chunks, scaled, video_options
+        from talkbridge.bridge.video_jobs import pair_frames_with_chunks, video_options
+        from talkbridge.core.sadtalker.engine import with_expression_scale
 
-        if job.render_size not in RENDER_SIZES:
-            raise InputError(f"render_size {job.render_size} is not supported; choose one of {list(RENDER_SIZES)}")
+        check_render_size(job.render_size)
         with tempfile.TemporaryDirectory(prefix="talkbridge-job-") as folder:
             request = build_request(job, Path(folder))
             if request.image is None:
@@ -199,7 +198,12 @@ class EngineRunner:
             run = video.start(request.image, request.audio, options)
             info = {"engine": "sadtalker", "engine_version": __version__}
             for chunk, frames in pair_frames_with_chunks(run.frames(), run.motion_chunks, cancel):
-                yield JobOutput(scaled(chunk, options.expression_scale), frames, info)
+                yield JobOutput(with_expression_scale(chunk, options.expression_scale), frames, info)
+
+
+def check_render_size(size: int) -> None:
+    if size not in RENDER_SIZES:
+        raise InputError(f"render_size {size} is not supported; choose one of {list(RENDER_SIZES)}")
 
 
 def _lite_head() -> Any:

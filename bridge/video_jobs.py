@@ -104,9 +104,3 @@ def pair_frames_with_chunks(
     if buffered or emitted != len(chunks):
         raise RuntimeError(f"the renderer stopped with {buffered} unpaired frames and {len(chunks) - emitted} chunks left")
 
-
-def scaled(chunk: MotionChunk, expression_scale: float) -> MotionChunk:
-    """The chunk as the motion engine streams it: expression multiplied by the expression scale."""
-    if expression_scale == 1:
-        return chunk
-    return MotionChunk(chunk.start, chunk.pose, chunk.blink, chunk.expression * np.float32(expression_scale))

@@ -56,6 +56,16 @@ def tiny_render_config(coeff_nc: int = 70) -> RenderConfig:
     )
 
 
+def tiny_recipe_models(seed: int = 1, config: RenderConfig | None = None):
+    """``FaceRenderModels`` of ``config`` (default: :func:`tiny_render_config`) filled with recipe weights."""
+    from talkbridge.core.sadtalker.render.models import FaceRenderModels
+
+    models = FaceRenderModels.untrained(config or tiny_render_config())
+    for net in (models.mapping, models.kp_detector, models.generator):
+        net.load_state_dict(recipe_state(net, seed))
+    return models
+
+
 def landmarks_y_down(case_name: str = "h_align_img") -> tuple[np.ndarray, np.ndarray]:
     """The 256x256 astronaut crop and its 68 landmarks in image pixels (y down)."""
     case = golden_case(case_name)

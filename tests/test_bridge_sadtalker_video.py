@@ -135,18 +135,15 @@ def test_render_without_a_portrait_or_checkpoints_is_a_clear_error(tmp_path):
 def test_sidecar_sadtalker_frames_equal_the_in_process_video(tmp_path):
     import cv2
 
-    from talkbridge.core.sadtalker.render.models import FaceRenderModels
     from talkbridge.pipeline.sadtalker_video import SadTalkerVideo
     from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import landmarks_y_down, recipe_state, tiny_render_config
+    from tests.render_helpers import landmarks_y_down, tiny_recipe_models
 
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         folder = write_official_checkpoint_dir(tmp_path / "checkpoints")
-        tiny = FaceRenderModels.untrained(tiny_render_config())
-        for net in (tiny.mapping, tiny.kp_detector, tiny.generator):
-            net.load_state_dict(recipe_state(net, seed=3))
+        tiny = tiny_recipe_models(seed=3)
         image, landmarks = landmarks_y_down()
         portrait = tmp_path / "portrait.png"
         cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))

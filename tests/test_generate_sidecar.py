@@ -81,16 +81,13 @@ def test_lite_through_the_sidecar_writes_what_a_local_run_writes(inputs, tmp_pat
 
 @pytest.mark.slow
 def test_sadtalker_through_the_sidecar_matches_the_pipeline(inputs, tmp_path):
-    from talkbridge.core.sadtalker.render.models import FaceRenderModels
     from talkbridge.pipeline.sadtalker_video import SadTalkerOptions, SadTalkerVideo
     from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import recipe_state, tiny_render_config
+    from tests.render_helpers import tiny_recipe_models
 
     portrait, speech, landmarks = inputs
     folder = write_official_checkpoint_dir(tmp_path / "checkpoints")
-    tiny = FaceRenderModels.untrained(tiny_render_config())
-    for net in (tiny.mapping, tiny.kp_detector, tiny.generator):
-        net.load_state_dict(recipe_state(net, seed=5))
+    tiny = tiny_recipe_models(seed=5)
     from talkbridge.exporters.coeff_mat import write_coeff_mat
 
     reference = write_coeff_mat(tmp_path / "nod.mat", np.random.default_rng(8).normal(0, 0.2, (30, 70)))
@@ -151,6 +148,27 @@ def test_a_failed_remote_job_keeps_the_previous_outputs(inputs, tmp_path):
             )
     assert old.read_bytes() == b"an earlier good take"
     assert sorted(p.name for p in out.iterdir()) == ["hello.mp4"]
+
+
+class RecordingRunner(SyntheticRunner):
+    """Remembers the options each job arrived with."""
+
+    def run(self, job, device, cancel):
+        self.options = dict(job.options)
+        yield from super().run(job, device, cancel)
+
+
+def test_the_transcript_read_here_travels_with_the_job(inputs, tmp_path):
+    portrait, speech, _ = inputs
+    transcript = tmp_path / "hello.txt"
+    transcript.write_text("hello there, how are you today\n", encoding="utf-8")
+    runner = RecordingRunner()
+    engine = runner.capabilities()["engines"][0]
+    with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+        generate(portrait, speech, tmp_path / "out", GenerateOptions(
+            engine=engine, size=256, seed=6, progress=False, transcript=transcript, sidecar=SidecarTarget(server.address),
+        ))
+    assert runner.options["transcript"] == "hello there, how are you today\n" and runner.options["seed"] == 6
 
 
 def test_an_engine_the_sidecar_cannot_render_is_refused_before_any_work(inputs, tmp_path):

@@ -36,6 +36,13 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def with_expression_scale(chunk: MotionChunk, expression_scale: float) -> MotionChunk:
+    """The chunk as streamed to clients: expression multiplied by the scale the renderer applies."""
+    if expression_scale == 1:
+        return chunk
+    return MotionChunk(chunk.start, chunk.pose, chunk.blink, chunk.expression * np.float32(expression_scale))
+
+
 class SadTalkerMotionEngine:
     """Streams SadTalker motion; networks are loaded once and reused across requests."""
 
@@ -111,8 +118,5 @@ class SadTalkerMotionEngine:
                 seed=request.seed,
             )
         )
-        scale = np.float32(request.expression_scale)
         for chunk in job.chunks(request.chunk_frames):
-            if scale != 1:
-                chunk = MotionChunk(chunk.start, chunk.pose, chunk.blink, chunk.expression * scale)
-            yield chunk
+            yield with_expression_scale(chunk, request.expression_scale)

@@ -69,8 +69,12 @@ def generate_remote(
     options: Any,  # generate.GenerateOptions
     paths: tuple[Path, Path, Path, Path],
     common: dict[str, Any],
+    transcript: str | None = None,
 ) -> Any:
-    """Run the job on the sidecar and write the outputs; returns a ``GenerateResult``."""
+    """Run the job on the sidecar and write the outputs; returns a ``GenerateResult``.
+
+    ``transcript`` is the text `generate` already read and checked from ``options.transcript``.
+    """
     from talkbridge.bridge import protocol as p
     from talkbridge.cli.commands.generate import GenerateResult, _progress, _write_motion_files
     from talkbridge.core.motion import FPS, Motion
@@ -91,10 +95,8 @@ def generate_remote(
             st = None
             size = options.size or 512
             wire = {"seed": int(options.seed), "still": bool(options.still), "pose_intensity": float(options.pose_intensity)}
-            if options.transcript is not None:
-                from talkbridge.cli.commands.generate import _read_transcript
-
-                wire["transcript"] = _read_transcript(options.transcript)
+            if transcript is not None:
+                wire["transcript"] = transcript
         sizes = welcome["capabilities"].get("render_sizes", [])
         if size not in sizes:
             raise InputError(f"the sidecar at {target.address} renders {', '.join(map(str, sizes))} px, not --size {size}")

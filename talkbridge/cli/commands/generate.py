@@ -257,7 +257,7 @@ def generate(image: Path, audio: Path, output_dir: Path, options: GenerateOption
             log.warning("--device %s is ignored with --sidecar: the sidecar picks its own device", options.device)
         n_frames = int(round(samples.size / SAMPLE_RATE * FPS))
         paths = (video_path, motion_path, summary_path, mat_path)
-        return generate_remote(options.sidecar, image, audio, n_frames, image_size, options, paths, common)
+        return generate_remote(options.sidecar, image, audio, n_frames, image_size, options, paths, common, transcript)
     if engine_name == "sadtalker":
         return _generate_sadtalker(image, portrait, audio, samples, size, options, video_path, motion_path, summary_path, mat_path, common)
     return _generate_lite(image, audio, samples, size, transcript, options, video_path, motion_path, summary_path, common)
