@@ -1,0 +1,1 @@
+"""Many rows through the job layer: manifests, a resumable ledger, a report, backends."""
