@@ -102,12 +102,10 @@ def handle(args: argparse.Namespace) -> int:
         from talkbridge.exporters.bfm import load_bfm
 
         model = load_bfm(args.bfm)
-    if motion.arkit is None and (model is not None or args.audio):
-        from talkbridge.exporters.retarget import mouth_motion_from_audio, retarget_motion
+    if model is not None or args.audio:
+        from talkbridge.exporters.job_exports import with_arkit
 
-        mouth = mouth_motion_from_audio(args.audio) if model is None else None
-        motion = retarget_motion(motion, model, mouth)
-        log.info("ARKit curves from %s", motion.metadata["expression_source"])
+        motion = with_arkit(motion, model, args.audio)
     if args.save_motion:
         save_motion(motion, args.save_motion, overwrite=args.overwrite)
 

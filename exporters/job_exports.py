@@ -1,0 +1,117 @@
+"""The export files a job can ask for besides its video and motion: one entry point for every caller.
+
+``talkbridge batch`` rows (``exports`` column) and the job writer (``OutputPlan.exports``) name export
+kinds; :func:`write_exports` writes them from a finished :class:`Motion` with the same exporters as
+``talkbridge export``, each file atomically. Kinds and file names:
+
+* ``glb``: ``<name>.glb``, the ``head`` glTF with the motion added as an animation (needs ``head``);
+* ``livelink``: ``<name>.livelink.csv``, Unreal Live Link Face CSV;
+* ``curves``: ``<name>.curves.csv``; ``curves_json``: ``<name>.curves.json`` (plain per-frame curves).
+
+SadTalker motion carries 3DMM expression but no ARKit curves; for ``glb`` and ``livelink`` its mouth
+shapes come from the viseme engine run on the job's ``audio`` (:func:`with_arkit`), as in
+``talkbridge export --audio``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Iterable
+
+from talkbridge.core.errors import InputError
+from talkbridge.core.motion import Motion
+
+log = logging.getLogger(__name__)
+
+EXPORT_SUFFIXES = {
+    "glb": ".glb",
+    "livelink": ".livelink.csv",
+    "curves": ".curves.csv",
+    "curves_json": ".curves.json",
+}
+EXPORT_KINDS = tuple(EXPORT_SUFFIXES)
+_NEEDS_ARKIT = ("glb", "livelink")
+
+
+def parse_export_kinds(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``"glb,livelink curves"`` (comma or space separated; ``-`` or ``_``) as known kinds, in order, once each."""
+    items = text.replace(",", " ").split() if isinstance(text, str) else list(text)
+    kinds: list[str] = []
+    for item in items:
+        kind = item.strip().lower().replace("-", "_")
+        if kind not in EXPORT_SUFFIXES:
+            raise InputError(f"unknown export {item!r}; choose from {', '.join(EXPORT_KINDS)}")
+        if kind not in kinds:
+            kinds.append(kind)
+    return tuple(kinds)
+
+
+def export_targets(kinds: Iterable[str], output_dir: Path, name: str) -> dict[str, Path]:
+    """The file each export kind writes: known before any work, so plans can check them up front."""
+    return {kind: Path(output_dir) / f"{name}{EXPORT_SUFFIXES[kind]}" for kind in parse_export_kinds(kinds)}
+
+
+def check_export_request(kinds: Iterable[str], head: Path | None) -> None:
+    """Fail before any work when a GLB is asked for without a readable head file."""
+    kinds = parse_export_kinds(kinds)
+    if "glb" in kinds:
+        if head is None:
+            raise InputError("the glb export needs a head: a glTF 2.0 file (.glb or .gltf) to animate")
+        if not Path(head).is_file():
+            raise InputError("head file not found", head)
+    elif head is not None:
+        log.warning("a head was given but no glb export was asked for: %s is not used", head)
+
+
+def with_arkit(motion: Motion, model: Any = None, audio: str | Path | None = None) -> Motion:
+    """``motion`` with ARKit curves: unchanged when it has them, else retargeted geometrically with the
+    BFM ``model`` or, without one, with mouth shapes from the viseme engine run on ``audio``."""
+    if motion.arkit is not None or (model is None and audio is None):
+        return motion
+    from talkbridge.exporters.retarget import mouth_motion_from_audio, retarget_motion
+
+    mouth = mouth_motion_from_audio(audio) if model is None else None
+    motion = retarget_motion(motion, model, mouth)
+    log.info("ARKit curves from %s", motion.metadata["expression_source"])
+    return motion
+
+
+def write_exports(
+    motion: Motion,
+    kinds: Iterable[str],
+    head: Path | None,
+    output_dir: Path,
+    name: str,
+    overwrite: bool = False,
+    audio: Path | None = None,
+) -> dict[str, Path]:
+    """Write each requested export of ``motion`` to ``output_dir`` (see :func:`export_targets`); returns kind -> path.
+
+    Every file is written atomically; a failure leaves the files already written and raises.
+    """
+    targets = export_targets(kinds, output_dir, name)
+    if not targets:
+        return {}
+    check_export_request(targets, head)
+    if any(kind in targets for kind in _NEEDS_ARKIT):
+        motion = with_arkit(motion, audio=audio)
+        if motion.arkit is None:
+            raise InputError("glb and livelink exports of motion without ARKit curves need the job's audio")
+    written: dict[str, Path] = {}
+    for kind, path in targets.items():
+        if kind == "glb":
+            from talkbridge.exporters.gltf import add_animation
+
+            add_animation(head, motion, path, overwrite=overwrite)
+        elif kind == "livelink":
+            from talkbridge.exporters.livelink import write_livelink_csv
+
+            write_livelink_csv(motion, path, overwrite=overwrite)
+        else:
+            from talkbridge.exporters.curves import write_curves_csv, write_curves_json
+
+            (write_curves_json if kind == "curves_json" else write_curves_csv)(motion, path, overwrite=overwrite)
+        written[kind] = path
+        log.info("wrote %s", path)
+    return written
