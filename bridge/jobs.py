@@ -1,22 +1,21 @@
 """The seam between the sidecar and whatever makes motion: a job runner.
 
 The server only knows :class:`JobRunner`: given a decoded submit (:class:`JobSpec`), a device and a
-cancel flag, it yields :class:`JobOutput` s (a motion chunk, optionally with rendered frames: the
-lite preview, or SadTalker's face-vid2vid video via :mod:`.video_jobs`).
-:class:`EngineRunner` runs the registered engines and caches them per device, so models load once
-per server; tests and the transport benchmark plug in the deterministic
-:class:`~talkbridge.bridge.synthetic.SyntheticRunner` instead, so protocol behaviour is checked
-without depending on engine speed.
+cancel flag, it yields :class:`JobOutput` s (one step: a motion chunk with the official
+coefficients, plus the frames rendered for it when the submit asked for ``render_size``).
+:class:`EngineRunner` runs every job through the job layer (:func:`~talkbridge.core.jobs.local.open_local_job`)
+with one :class:`~talkbridge.core.jobs.cache.EngineCache`, so each network loads once per device and
+serves motion-only and render jobs alike. Tests and the transport benchmark plug in the
+deterministic :class:`~talkbridge.bridge.synthetic.SyntheticRunner` instead.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import logging
+import os
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
@@ -28,8 +27,12 @@ from talkbridge.core.motion import MotionChunk
 log = logging.getLogger(__name__)
 
 RENDER_SIZES = (256, 512)
+"""SadTalker's face sizes (the lite engine renders any even size the ``size`` option allows)."""
 REFERENCE_INPUTS = ("ref_eyeblink", "ref_pose")
 """SadTalker's reference inputs: the bytes of a video (or of its coefficient ``.mat``) each."""
+JOB_FOLDER_PREFIX = "talkbridge-job-"
+"""Per-job temporary folders are named ``talkbridge-job-<pid>-<random>``, so a server can sweep
+the folders of processes that died without cleaning up."""
 
 
 @dataclass
@@ -51,7 +54,11 @@ class JobSpec:
 
 @dataclass
 class JobOutput:
-    """One step of a job: a chunk of motion, the frames rendered for it (n, H, W, 3) uint8, if any."""
+    """One step of a job: a chunk of motion, the frames rendered for it (n, H, W, 3) uint8, if any.
+
+    ``info`` is JSON-able; the server sends every key of the last one with ``done`` (the job layer
+    puts the job's facts under ``job``).
+    """
 
     chunk: MotionChunk
     frames: np.ndarray | None = None
@@ -79,153 +86,85 @@ def _safe_suffix(name: str, default: str) -> str:
     return suffix if suffix and len(suffix) <= 8 and suffix[1:].isalnum() else default
 
 
-_REQUEST_OPTIONS: dict[str, tuple[type, ...]] = {
-    "pose_style": (int,),
-    "still": (bool,),
-    "expression_scale": (int, float),
-    "seed": (int,),
-    "chunk_frames": (int,),
-    "transcript": (str,),
-    "pose_intensity": (int, float),
-}
-
-
 class EngineRunner:
-    """Runs jobs on the registered engines (``create_engine``), one cached instance per device.
+    """Runs submitted jobs in this process through the job layer.
 
-    ``engine_kwargs`` maps an engine name to its constructor keywords (checkpoint paths for
-    SadTalker); a ``device`` keyword is added when the engine's constructor takes one.
+    ``engine_kwargs`` maps an engine name to its settings: ``{"sadtalker": {"checkpoint_dir": ...}}``
+    names SadTalker's weights (else the model store's are used when present) and ``"lite"`` holds
+    :class:`~talkbridge.core.lite.engine.LiteEngine` keywords.
     """
 
     def __init__(self, engine_kwargs: dict[str, dict[str, Any]] | None = None) -> None:
-        self._engine_kwargs = dict(engine_kwargs or {})
-        self._engines: dict[tuple[str, str], Any] = {}
-        self._renderers: dict[tuple[str, int], Any] = {}
-        self._lock = threading.Lock()
+        from talkbridge.core.jobs.cache import EngineCache
+
+        from talkbridge.core.engine import ENGINE_FACTORIES
+
+        settings = dict(engine_kwargs or {})
+        unknown = sorted(set(settings) - set(ENGINE_FACTORIES))
+        if unknown:
+            raise InputError(f"unknown engine {unknown[0]!r} in the engine settings; known: {', '.join(sorted(ENGINE_FACTORIES))}")
+        sadtalker = dict(settings.pop("sadtalker", {}))
+        checkpoints = sadtalker.pop("checkpoint_dir", None)
+        if sadtalker:
+            raise InputError(f"unknown SadTalker setting {sorted(sadtalker)[0]!r}; known: checkpoint_dir")
+        self.cache = EngineCache(checkpoints, settings)
 
     def capabilities(self) -> dict[str, Any]:
         from talkbridge.core.engine import ENGINE_FACTORIES
 
-        engines = []
-        for name, target in sorted(ENGINE_FACTORIES.items()):
-            try:
-                if importlib.util.find_spec(target.partition(":")[0]) is not None:
-                    engines.append(name)
-            except (ImportError, ValueError):
-                continue
-        render_engines = ["lite"]
-        if "sadtalker" in engines and self._engine_kwargs.get("sadtalker", {}).get("checkpoint_dir"):
-            render_engines.append("sadtalker")
-        return {"engines": engines, "render_sizes": list(RENDER_SIZES), "render_engines": render_engines}
+        render_engines = ["lite"] + (["sadtalker"] if self.cache.checkpoints is not None else [])
+        return {"engines": sorted(ENGINE_FACTORIES), "render_sizes": list(RENDER_SIZES), "render_engines": render_engines}
 
     def engine(self, name: str, device: str) -> Any:
-        """The engine ``name`` on ``device``, built on first use (model loading is cached)."""
-        from talkbridge.core.engine import ENGINE_FACTORIES, create_engine
+        """Load ``name``'s engine or networks on ``device`` now and return them (``--preload``:
+        missing weights stop a server at start, not at its first job)."""
+        if name == "lite":
+            return self.cache.lite()
+        if name == "sadtalker":
+            models = self.cache.sadtalker(device)
+            models.audio()
+            models.recon()
+            return models
+        from talkbridge.core.engine import ENGINE_FACTORIES
 
-        key = (name, device)
-        with self._lock:
-            if key not in self._engines:
-                kwargs = dict(self._engine_kwargs.get(name, {}))
-                target = ENGINE_FACTORIES.get(name)
-                if target is not None and "device" not in kwargs:
-                    module, _, attribute = target.partition(":")
-                    try:
-                        factory = getattr(importlib.import_module(module), attribute)
-                        if "device" in inspect.signature(factory).parameters:
-                            kwargs["device"] = device
-                    except (ImportError, AttributeError, TypeError, ValueError):
-                        pass  # create_engine reports the real problem below
-                log.info("loading engine %s on %s", name, device)
-                self._engines[key] = create_engine(name, **kwargs)
-            return self._engines[key]
-
-    def sadtalker_video(self, size: int, preprocess: str, device: str) -> Any:
-        """The SadTalker video pipeline for ``size`` and ``preprocess``'s MappingNet on ``device``,
-        loaded on first use from the sadtalker engine's ``checkpoint_dir``."""
-        from talkbridge.core.sadtalker.render.windows import uses_full_mapping
-        from talkbridge.pipeline.sadtalker_video import SadTalkerVideo
-
-        folder = self._engine_kwargs.get("sadtalker", {}).get("checkpoint_dir")
-        if not folder:
-            raise InputError("this sidecar has no SadTalker checkpoints, so it cannot render SadTalker frames (start it with --checkpoints)")
-        key = ("sadtalker", size, uses_full_mapping(preprocess), device)
-        with self._lock:
-            if key not in self._renderers:
-                log.info("loading the SadTalker %d px renderer (%s family) on %s", size, preprocess, device)
-                self._renderers[key] = SadTalkerVideo(folder, size, preprocess, device)
-            return self._renderers[key]
-
-    def _renderer(self, engine_name: str, size: int) -> Any:
-        if engine_name != "lite":
-            raise InputError(f"the sidecar renders frames only for the lite and sadtalker engines, not {engine_name!r}; submit without render_size")
-        check_render_size(size)
-        key = (engine_name, size)
-        with self._lock:
-            if key not in self._renderers:
-                from talkbridge.core.lite import preview
-
-                self._renderers[key] = preview.PreviewRenderer(_lite_head(), size=size)
-            return self._renderers[key]
+        if name not in ENGINE_FACTORIES:
+            raise InputError(f"unknown engine {name!r}; choose one of {', '.join(sorted(ENGINE_FACTORIES))}")
+        return self.cache.registered(name, device)
 
     def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
-        if job.engine == "sadtalker" and job.render_size:
-            yield from self._run_sadtalker_video(job, device, cancel)
-            return
-        engine = self.engine(job.engine, device)
-        renderer = self._renderer(job.engine, job.render_size) if job.render_size else None
-        info = {"engine": str(getattr(engine, "name", job.engine)), "engine_version": str(getattr(engine, "version", ""))}
-        with tempfile.TemporaryDirectory(prefix="talkbridge-job-") as folder:
-            request = build_request(job, Path(folder))
-            for chunk in engine.stream_motion(request):
-                if cancel.is_set():
-                    return
-                frames = renderer.render(chunk) if renderer is not None else None
-                yield JobOutput(chunk, frames, info)
+        from talkbridge.core.jobs.local import open_local_job
+
+        with tempfile.TemporaryDirectory(prefix=f"{JOB_FOLDER_PREFIX}{os.getpid()}-") as folder:
+            request = build_request(job, Path(folder), device)
+            stream = open_local_job(request, self.cache, render=bool(job.render_size))
+            try:
+                for step in stream.steps:
+                    if cancel.is_set():
+                        return
+                    yield JobOutput(step.chunk, step.frames, {"job": stream.info.to_wire()})
+            finally:
+                stream.cancel()
 
 
-    def _run_sadtalker_video(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
-        from talkbridge._version import __version__
-        from talkbridge.bridge.video_jobs import pair_frames_with_chunks, video_options
-        from talkbridge.core.sadtalker.engine import with_expression_scale
-
-        check_render_size(job.render_size)
-        with tempfile.TemporaryDirectory(prefix="talkbridge-job-") as folder:
-            request = build_request(job, Path(folder))
-            if request.image is None:
-                raise InputError("rendering SadTalker frames needs the portrait image in the submit ('image')")
-            options = video_options(request)
-            video = self.sadtalker_video(job.render_size, options.preprocess, device)
-            run = video.start(request.image, request.audio, options)
-            info = {"engine": "sadtalker", "engine_version": __version__}
-            for chunk, frames in pair_frames_with_chunks(run.frames(), run.motion_chunks, cancel):
-                yield JobOutput(with_expression_scale(chunk, options.expression_scale), frames, info)
-
-
-def check_render_size(size: int) -> None:
-    if size not in RENDER_SIZES:
-        raise InputError(f"render_size {size} is not supported; choose one of {list(RENDER_SIZES)}")
-
-
-def _lite_head() -> Any:
-    """The lite engine's mannequin head (built once per renderer size, then cached)."""
-    from talkbridge.core.lite.mannequin import build_mannequin
-
-    return build_mannequin()
-
-
-def build_request(job: JobSpec, folder: Path) -> Any:
-    """The engine request for ``job``; file inputs are written into ``folder`` (a per-job temp dir)."""
-    from talkbridge.core.engine import MotionRequest
+def build_request(job: JobSpec, folder: Path, device: str = "auto") -> Any:
+    """The job request for ``job``: file inputs are written into ``folder`` (a per-job temp dir) and
+    every option is checked by the job layer's one definition (out of range -> :class:`InputError`)."""
+    from talkbridge.core.jobs.options import JobOptions
+    from talkbridge.core.jobs.request import JobRequest
 
     if (job.audio_file is None) == (job.audio_pcm is None):
         raise InputError("a job needs exactly one audio input: the bytes of an audio file or 16 kHz float32 samples")
+    if job.render_size is not None and (job.engine == "sadtalker") and job.render_size not in RENDER_SIZES:
+        raise InputError(f"render_size {job.render_size} is not supported by sadtalker; choose one of {list(RENDER_SIZES)}")
+    options = JobOptions.from_wire(job.options, engine=job.engine, size=job.render_size)
+    options = replace(options, device=device)
     if job.audio_file is not None:
         if job.audio_file.size == 0:
             raise InputError(f"the submitted audio {job.audio_name!r} is empty")
         audio: Any = folder / f"audio{_safe_suffix(job.audio_name, '.wav')}"
         audio.write_bytes(memoryview(job.audio_file))
     else:
-        audio = np.array(job.audio_pcm, dtype=np.float32)  # a writable copy owned by the job
+        audio = np.array(job.audio_pcm, dtype=np.float32).reshape(-1)  # a writable copy owned by the job
     image = None
     if job.image_file is not None:
         image = folder / f"image{_safe_suffix(job.image_name, '.png')}"
@@ -238,17 +177,5 @@ def build_request(job: JobSpec, folder: Path) -> Any:
             raise InputError(f"the submitted {name} reference {file_name!r} is empty")
         references[name] = folder / f"{name}{_safe_suffix(file_name, '.mat')}"
         references[name].write_bytes(memoryview(data))
-    known: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
-    for name, value in job.options.items():
-        types = _REQUEST_OPTIONS.get(name)
-        if types is None:
-            extra[name] = value
-            continue
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            raise InputError(f"option {name!r} must be of type {'/'.join(t.__name__ for t in types)}, got {value!r}")
-        known[name] = value
-    if "chunk_frames" in known and not 1 <= known["chunk_frames"] <= 10_000:
-        raise InputError(f"option 'chunk_frames' must be within 1..10000, got {known['chunk_frames']}")
     first_frame = None if job.first_frame is None else np.array(job.first_frame, dtype=np.float32)
-    return MotionRequest(audio=audio, image=image, first_frame=first_frame, options=extra, **references, **known)
+    return JobRequest(audio=audio, image=image, options=options, first_frame=first_frame, **references)

@@ -109,6 +109,20 @@ class MotionChunk:
         return np.concatenate([self.expression, self.pose], axis=1)
 
 
+def scale_expression(chunk: MotionChunk, expression_scale: float) -> MotionChunk:
+    """The chunk as it is shown: 3DMM expression multiplied by the scale the renderer applies.
+
+    Engines and the wire carry the official coefficients plus the scale; this is the one place the
+    scale is applied to motion (motion files, Blender takes), as SadTalker's renderer applies it to
+    the coefficients it reads. Motion without 3DMM expression (the lite engine) is returned as is.
+    """
+    if expression_scale == 1 or chunk.expression is None:
+        return chunk
+    return MotionChunk(
+        chunk.start, chunk.pose, chunk.blink, chunk.expression * np.float32(expression_scale), chunk.arkit, chunk.visemes
+    )
+
+
 @dataclass
 class Motion:
     """A whole clip's motion plus where it came from."""

@@ -65,6 +65,17 @@ class LitePlan:
     def n_frames(self) -> int:
         return int(self.pose.shape[0])
 
+    def chunk(self, start: int, stop: int) -> MotionChunk:
+        """Frames ``start .. stop - 1`` of the planned clip."""
+        return MotionChunk(
+            start=start,
+            pose=self.pose[start:stop],
+            blink=self.blink[start:stop],
+            expression=None,
+            arkit=self.arkit[start:stop],
+            visemes=self.visemes[start:stop],
+        )
+
 
 class LiteEngine:
     """Weight-free motion engine (registered as ``"lite"``)."""
@@ -83,7 +94,6 @@ class LiteEngine:
         self.blinks = blinks or BlinkConfig()
         self.pose = pose or PoseConfig()
         self.gaze = gaze or GazeConfig()
-        self.last_plan: LitePlan | None = None
 
     def plan(self, request: MotionRequest) -> LitePlan:
         """Analyse the request's audio and build the whole clip's motion."""
@@ -130,9 +140,7 @@ class LiteEngine:
             "still": bool(request.still),
             "translation_unit_m": TRANSLATION_UNIT_M,
         }
-        plan = LitePlan(phones, source, pose, blink.astype(np.float32), arkit, visemes, details)
-        self.last_plan = plan
-        return plan
+        return LitePlan(phones, source, pose, blink.astype(np.float32), arkit, visemes, details)
 
     def stream_motion(self, request: MotionRequest) -> Iterator[MotionChunk]:
         """Yield ``request.chunk_frames``-long chunks of the clip's motion, first frame first."""
@@ -140,12 +148,4 @@ class LiteEngine:
             raise InputError(f"chunk_frames must be positive, got {request.chunk_frames}")
         plan = self.plan(request)
         for start in range(0, plan.n_frames, request.chunk_frames):
-            stop = min(plan.n_frames, start + request.chunk_frames)
-            yield MotionChunk(
-                start=start,
-                pose=plan.pose[start:stop],
-                blink=plan.blink[start:stop],
-                expression=None,
-                arkit=plan.arkit[start:stop],
-                visemes=plan.visemes[start:stop],
-            )
+            yield plan.chunk(start, min(plan.n_frames, start + request.chunk_frames))

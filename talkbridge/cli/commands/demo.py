@@ -33,19 +33,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def free_name(output_dir: Path, base: str) -> str:
     """``base``, or ``base-2``, ``base-3``... whichever has no outputs yet in ``output_dir``."""
-    from talkbridge.cli.commands.generate import output_paths
+    from talkbridge.exporters.job_files import OutputPlan
 
     candidate, number = base, 1
-    while any(path.exists() for path in output_paths(output_dir, candidate)):
+    while any(path.exists() for path in OutputPlan(output_dir, candidate).targets("lite").values()):
         number += 1
         candidate = f"{base}-{number}"
     return candidate
 
 
 def handle(args: argparse.Namespace) -> int:
-    from talkbridge.cli.commands.generate import GenerateOptions, generate
+    from talkbridge.api import run_job
+    from talkbridge.core.jobs import JobOptions, JobRequest
     from talkbridge.core.lite.samples import DEMO_TEXT, synthesize_speech, write_portrait
     from talkbridge.exporters.atomic import atomic_output
+    from talkbridge.exporters.job_files import OutputPlan
 
     output_dir: Path = args.output_dir
     inputs = output_dir / "inputs"
@@ -61,15 +63,10 @@ def handle(args: argparse.Namespace) -> int:
     log.info("sample inputs in %s (speech by espeak-ng)", inputs)
 
     name = DEMO_NAME if args.overwrite else free_name(output_dir, DEMO_NAME)
-    options = GenerateOptions(
-        engine="lite",
-        transcript=transcript,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        name=name,
-        progress=not getattr(args, "quiet", False),
-    )
-    result = generate(portrait, speech, output_dir, options)
+    options = JobOptions.from_mapping({"engine": "lite", "seed": args.seed, "transcript": DEMO_TEXT + "\n"})
+    request = JobRequest(audio=speech, image=portrait, options=options, transcript_file=transcript)
+    plan = OutputPlan(output_dir, name, overwrite=args.overwrite)
+    result = run_job(request, plan, progress=not getattr(args, "quiet", False))
     print("talkbridge demo (lite engine, built-in mannequin head):")
     print(f"  video:   {result.video}")
     print(f"  motion:  {result.motion}")

@@ -49,10 +49,10 @@ def _engine_config(path: Path | None) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talkbridge.bridge.jobs import EngineRunner
     from talkbridge.bridge.protocol import Limits
     from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError, load_signing_key
     from talkbridge.bridge.server import Server, ServerConfig, check_bind_is_safe
+    from talkbridge.bridge.workers import DEVICE_PLACEHOLDER, ProcessRunner, WorkerSpec
 
     if (args.curve_secret is None) != (args.allow is None):
         raise SecurityConfigError("CURVE needs both --curve-secret (the server's key pair) and --allow (client keys folder)")
@@ -71,17 +71,18 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoints is not None:
         engine_config.setdefault("sadtalker", {}).setdefault("checkpoint_dir", str(args.checkpoints))
     if "checkpoint_dir" not in engine_config.get("sadtalker", {}):
-        from talkbridge.cli.commands.generate import sadtalker_checkpoints
+        from talkbridge.core.sadtalker.files import default_checkpoint_dir, has_sadtalker_weights
 
-        found = sadtalker_checkpoints(None)  # the model store, as `generate` uses it
-        if found is not None:
+        found = default_checkpoint_dir()  # the model store, as `generate` uses it (found without torch)
+        if has_sadtalker_weights(found):
             engine_config.setdefault("sadtalker", {})["checkpoint_dir"] = str(found)
             log.info("sadtalker checkpoints: %s (model store)", found)
         else:
             log.warning("no SadTalker checkpoints (--checkpoints or `talkbridge models download`): sadtalker jobs will be refused")
-    runner = EngineRunner(engine_config)
-    for name in (n.strip() for n in args.preload.split(",") if n.strip()):
-        for device in devices:
-            runner.engine(name, device)  # errors (missing weights, unknown engine) stop the server here
+    preload = tuple(("engine", (name, DEVICE_PLACEHOLDER)) for name in (n.strip() for n in args.preload.split(",")) if name)
+    spec = WorkerSpec("talkbridge.bridge.jobs:EngineRunner", {"engine_kwargs": engine_config}, preload)
+    # The engines run in one process per device, so none can stall the server's socket; a worker's
+    # start-up errors (missing weights, unknown engine) stop the server here.
+    runner = ProcessRunner(spec, devices).start()
     Server(runner, config).serve_forever()
     return 0

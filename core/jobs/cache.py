@@ -1,0 +1,103 @@
+"""What a long-lived worker keeps between jobs: loaded engines, networks and renderers.
+
+A sidecar worker, a batch run and a Ray actor each own one :class:`EngineCache`; every job they run
+asks it for engines, so weights load once per device and are reused across jobs of any kind. Nothing
+heavy is imported until a job needs it: a lite-only cache never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+class EngineCache:
+    """Engines and renderers by what they were built for, built on first use.
+
+    ``checkpoints`` is SadTalker's weight folder (None: the model store's, when it holds them).
+    ``engine_options`` maps an engine name to its constructor keywords: ``"lite"`` for
+    :class:`~talkbridge.core.lite.engine.LiteEngine`, or any engine registered in
+    :data:`~talkbridge.core.engine.ENGINE_FACTORIES` (a plug-in motion engine).
+    """
+
+    def __init__(self, checkpoints: str | Path | None = None, engine_options: dict[str, dict[str, Any]] | None = None) -> None:
+        self._checkpoints = None if checkpoints is None else Path(checkpoints)
+        self._engine_options = {name: dict(kwargs) for name, kwargs in (engine_options or {}).items()}
+        self._built: dict[tuple, Any] = {}
+        self._lock = threading.RLock()
+
+    def _once(self, key: tuple, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._built:
+                self._built[key] = build()
+            return self._built[key]
+
+    @property
+    def checkpoints(self) -> Path | None:
+        """SadTalker's weight folder when it holds the weights, else None (then only lite runs)."""
+        from talkbridge.core.sadtalker.files import default_checkpoint_dir, has_sadtalker_weights
+
+        folder = self._checkpoints if self._checkpoints is not None else default_checkpoint_dir()
+        return folder if has_sadtalker_weights(folder) else None
+
+    @property
+    def requested_checkpoints(self) -> Path | None:
+        """The folder the caller named (for error messages), or None for the model store."""
+        return self._checkpoints
+
+    def lite(self) -> Any:
+        """The lite engine (pure numpy; safe to share: planning keeps no state between jobs)."""
+        from talkbridge.core.lite.engine import LiteEngine
+
+        return self._once(("lite",), lambda: LiteEngine(**self._engine_options.get("lite", {})))
+
+    def lite_renderer(self, size: int) -> Any:
+        """The mannequin preview renderer at ``size`` px."""
+        from talkbridge.core.lite.mannequin import build_mannequin
+        from talkbridge.core.lite.preview import PreviewRenderer
+
+        return self._once(("lite-render", size), lambda: PreviewRenderer(build_mannequin(), size=size))
+
+    def sadtalker(self, device: str = "auto", precision: str = "fp32") -> Any:
+        """SadTalker's networks on ``device`` (:class:`~talkbridge.core.sadtalker.models.SadTalkerModels`)."""
+        from talkbridge.core.errors import InputError
+
+        folder = self.checkpoints
+        if folder is None:
+            where = self._checkpoints or "the model store"
+            raise InputError(
+                f"no SadTalker checkpoints in {where}; run `talkbridge models download` or pass --checkpoints DIR"
+            )
+
+        def build() -> Any:
+            from talkbridge.core.sadtalker.models import SadTalkerModels
+
+            return SadTalkerModels(folder, device, precision)
+
+        return self._once(("sadtalker", str(folder), device, precision), build)
+
+    def registered(self, name: str, device: str) -> Any:
+        """A plug-in motion engine registered by ``name``, built once per device.
+
+        A ``device`` keyword is passed when the engine's constructor takes one.
+        """
+        import inspect
+
+        from talkbridge.core.engine import ENGINE_FACTORIES, create_engine
+
+        def build() -> Any:
+            kwargs = dict(self._engine_options.get(name, {}))
+            module, _, attribute = ENGINE_FACTORIES[name].partition(":")
+            import importlib
+
+            factory = getattr(importlib.import_module(module), attribute)
+            if "device" in inspect.signature(factory).parameters and "device" not in kwargs:
+                kwargs["device"] = device
+            log.info("loading engine %s on %s", name, device)
+            return create_engine(name, **kwargs)
+
+        return self._once(("registered", name, device), build)

@@ -1,0 +1,52 @@
+"""The lite engine as a job source: phones to ARKit curves, rendered on the built-in mannequin."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from talkbridge.core.engine import MotionRequest
+from talkbridge.core.jobs.cache import EngineCache
+from talkbridge.core.jobs.request import JobRequest
+from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
+from talkbridge.core.motion import FPS
+
+RENDER_STEP_FRAMES = FPS
+"""Frames per step when rendering: one second of video keeps a step's memory small at any size."""
+
+
+def open_lite_job(request: JobRequest, cache: EngineCache, render: bool) -> JobStream:
+    """Plan the whole clip (the phone recogniser needs all of it), then stream it step by step."""
+    options = request.options
+    engine = cache.lite()
+    plan = engine.plan(
+        MotionRequest(
+            audio=request.audio,
+            seed=options.seed,
+            still=options.still,
+            pose_intensity=options.pose_intensity,
+            expression_scale=options.expression_scale,
+            transcript=options.transcript,
+        )
+    )
+    size = options.resolved_size("lite")
+    renderer = cache.lite_renderer(size) if render else None
+    metadata = {**plan.details, "image_used": False, "size": size if render else None}
+    info = JobInfo(
+        engine=engine.name,
+        engine_version=engine.version,
+        n_frames=plan.n_frames,
+        expression_scale=options.expression_scale,
+        frame_size=(size, size) if render else None,
+        metadata=metadata,
+    )
+    step_frames = min(options.chunk_frames, RENDER_STEP_FRAMES) if render else options.chunk_frames
+
+    def steps() -> Iterator[Step]:
+        for start in range(0, plan.n_frames, step_frames):
+            chunk = plan.chunk(start, min(plan.n_frames, start + step_frames))
+            frames = None if renderer is None else np.ascontiguousarray(renderer.render(chunk))
+            yield Step(chunk, frames)
+
+    return JobStream(info, steps())

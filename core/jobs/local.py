@@ -1,0 +1,78 @@
+"""Jobs that run in this process: pick the engine, then open its source.
+
+Every in-process route (``talkbridge generate``, a sidecar worker, a batch row, a Ray actor) comes
+through :func:`open_local_job`, so what a job means is defined once.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from talkbridge.core.errors import InputError
+from talkbridge.core.jobs.cache import EngineCache
+from talkbridge.core.jobs.options import JobOptions, options_for_engine
+from talkbridge.core.jobs.request import JobRequest
+from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
+
+log = logging.getLogger(__name__)
+
+
+def resolve_engine(options: JobOptions, cache: EngineCache) -> str:
+    """The engine that will run: ``auto`` is SadTalker when its checkpoints are found, else lite."""
+    requested = options.engine
+    if requested not in ("auto", "sadtalker"):
+        return requested  # lite, or a plug-in engine registered by name
+    found = cache.checkpoints
+    if requested == "sadtalker":
+        if found is None:
+            where = cache.requested_checkpoints or "the model store"
+            raise InputError(
+                f"no SadTalker checkpoints in {where}; run `talkbridge models download` or pass --checkpoints DIR"
+            )
+        log.info("engine: sadtalker (checkpoints in %s)", found)
+        return "sadtalker"
+    if found is not None:
+        log.info("engine: sadtalker (auto: checkpoints found in %s)", found)
+        return "sadtalker"
+    log.info("engine: lite (auto: no SadTalker checkpoints found; `talkbridge models download` fetches them)")
+    return "lite"
+
+
+def open_local_job(request: JobRequest, cache: EngineCache | None = None, render: bool = True) -> JobStream:
+    """Start ``request`` here; ``render`` adds video frames to every step.
+
+    Input errors (no face, bad audio, an option the engine cannot honour) are raised here, before
+    the first step, so a caller fails before it creates any output.
+    """
+    cache = cache or EngineCache()
+    engine = resolve_engine(request.options, cache)
+    ignored = options_for_engine(request.options, engine)
+    if ignored:
+        log.warning("the %s engine ignores: %s", engine, ", ".join(ignored))
+    if engine == "lite":
+        from talkbridge.core.jobs.lite_job import open_lite_job
+
+        return open_lite_job(request, cache, render)
+    if engine == "sadtalker":
+        from talkbridge.core.jobs.sadtalker_job import open_sadtalker_job
+
+        return open_sadtalker_job(request, cache, render)
+    return open_registered_job(engine, request, cache, render)
+
+
+def open_registered_job(name: str, request: JobRequest, cache: EngineCache, render: bool) -> JobStream:
+    """A plug-in motion engine (see :data:`~talkbridge.core.engine.ENGINE_FACTORIES`): motion only."""
+    from talkbridge.core.engine import MotionRequest
+
+    if render:
+        raise InputError(f"the {name!r} engine makes motion only; ask for frames from lite or sadtalker")
+    options = request.options
+    engine = cache.registered(name, options.device)
+    motion_request = MotionRequest(
+        audio=request.audio, image=request.image, first_frame=request.first_frame, pose_style=options.pose_style,
+        still=options.still, expression_scale=options.expression_scale, seed=options.seed,
+        chunk_frames=options.chunk_frames, transcript=options.transcript, pose_intensity=options.pose_intensity,
+    )
+    info = JobInfo(str(getattr(engine, "name", name)), str(getattr(engine, "version", "")), n_frames=0,
+                   expression_scale=options.expression_scale)
+    return JobStream(info, (Step(chunk) for chunk in engine.stream_motion(motion_request)))

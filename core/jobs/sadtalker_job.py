@@ -1,0 +1,139 @@
+"""SadTalker as a job source: portrait + speech -> streamed coefficients and, when asked, frames.
+
+    portrait --landmarks/crop/align--> recon net --> first-frame row (73) --+
+    speech ---------------------------------------------------------------> Audio2Coeff (streamed)
+                                        coefficients --> FaceRenderer --> paste-back --> frames
+
+The networks come from the worker's :class:`~talkbridge.core.sadtalker.models.SadTalkerModels`.
+Frames come out as coefficients arrive (the renderer looks 13 frames ahead), and each step pairs one
+motion chunk with exactly the frames made from it, so memory stays flat however long the audio is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from talkbridge.core.errors import InputError
+from talkbridge.core.jobs.cache import EngineCache
+from talkbridge.core.jobs.request import JobRequest
+from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
+from talkbridge.core.motion import MotionChunk
+
+ENGINE_NAME = "sadtalker"
+
+
+def engine_version() -> str:
+    from talkbridge._version import __version__
+
+    return __version__
+
+
+class FramePairing:
+    """Hands coefficient chunks to the renderer and pairs each chunk with its finished frames.
+
+    The renderer reads a chunk before it renders that chunk's frames, so the chunks it has taken
+    are kept here (at most two or three) until their frames are all out.
+    """
+
+    def __init__(self, chunks: Iterable[MotionChunk]) -> None:
+        self._chunks = iter(chunks)
+        self._taken: deque[MotionChunk] = deque()
+        self._pending: list[np.ndarray] = []
+        self._buffered = 0
+
+    def coefficients(self) -> Iterator[np.ndarray]:
+        """What the renderer consumes: each chunk's (n, 70) rows."""
+        for chunk in self._chunks:
+            self._taken.append(chunk)
+            yield chunk.coefficients()
+
+    def pair(self, frame_batches: Iterable[np.ndarray]) -> Iterator[Step]:
+        """Steps in order, each as soon as every frame of its chunk has been rendered."""
+        for batch in frame_batches:
+            self._pending.append(batch)
+            self._buffered += len(batch)
+            while self._taken and self._buffered >= self._taken[0].n_frames:
+                chunk = self._taken.popleft()
+                frames = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+                self._pending = [frames[chunk.n_frames :]] if len(frames) > chunk.n_frames else []
+                self._buffered -= chunk.n_frames
+                yield Step(chunk, np.ascontiguousarray(frames[: chunk.n_frames]))
+        if self._buffered or self._taken:
+            raise RuntimeError(f"the renderer stopped with {self._buffered} unpaired frames and {len(self._taken)} chunks left")
+
+
+def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool) -> JobStream:
+    """Find and reconstruct the face (errors surface here, before any step), then stream."""
+    from talkbridge.core.face.extract import extract_first_frame
+    from talkbridge.core.face.image_io import read_image_rgb
+    from talkbridge.core.face.paste import finish_frame, output_size
+    from talkbridge.core.face.preprocess import is_full
+    from talkbridge.core.sadtalker.audio2coeff import CoeffRequest
+    from talkbridge.core.sadtalker.render.renderer import FaceRenderer, free_view_poses
+
+    options = request.options
+    size = options.resolved_size(ENGINE_NAME)
+    models = cache.sadtalker(options.device, options.precision)
+    audio_side = models.audio(size)
+    audio_side.check_style(options.pose_style)  # before seconds of face work
+    renderer_models = models.renderer(size, options.preprocess) if render else None
+    metadata: dict = {"size": size}
+    first = None
+    if request.first_frame is not None and not render:
+        first_row = request.first_frame
+        metadata["image_used"] = False
+    else:
+        if request.image is None:
+            raise InputError("the SadTalker engine needs a portrait image (or, for motion only, a first-frame .mat)")
+        original = read_image_rgb(Path(request.image)) if isinstance(request.image, (str, Path)) else np.asarray(request.image)
+        provider = None if options.landmarks is not None else models.landmarks()
+        first = extract_first_frame(
+            original, models.recon(size), landmarks=options.landmarks, provider=provider,
+            mode=options.preprocess, size=size, image_path=request.image if isinstance(request.image, (str, Path)) else None,
+        )
+        first_row = first.row
+        crop = first.crop
+        metadata["image_used"] = True
+        metadata["crop"] = {"mode": crop.mode, "box": [int(v) for v in crop.box], "image_size": [int(v) for v in crop.image_size]}
+    extracted: dict = {}  # one read when the same video drives both references
+    job = audio_side.prepare(
+        CoeffRequest(
+            audio=request.audio, first_frame=first_row, pose_style=options.pose_style, still=options.still,
+            ref_eyeblink=models.reference_rows(request.ref_eyeblink, size, extracted),
+            ref_pose=models.reference_rows(request.ref_pose, size, extracted),
+            seed=options.seed,
+        )
+    )
+    frame_size = None
+    if render:
+        frame_size = (first.crop.image_size if is_full(first.crop.mode) else output_size(first.crop, size))
+        frame_size = (int(frame_size[0]), int(frame_size[1]))
+    info = JobInfo(
+        engine=ENGINE_NAME,
+        engine_version=engine_version(),
+        n_frames=job.n_frames,
+        expression_scale=options.expression_scale,
+        first_frame=np.asarray(job.first_frame, np.float32) if first is None else first.row,
+        frame_size=frame_size,
+        metadata=metadata,
+    )
+    if not render:
+        return JobStream(info, (Step(chunk) for chunk in job.chunks(options.chunk_frames)))
+
+    renderer = FaceRenderer(
+        renderer_models, first.source_image, first.row, still=options.still,
+        expression_scale=options.expression_scale, batch_size=options.batch_size, size=size,
+    )
+    poses = free_view_poses(job.n_frames, options.yaw, options.pitch, options.roll)
+    pairing = FramePairing(job.chunks(options.chunk_frames))
+
+    def finished_frames() -> Iterator[np.ndarray]:
+        for batch in renderer.stream(pairing.coefficients(), poses):
+            if len(batch):
+                yield np.stack([finish_frame(frame, original, first.crop, size) for frame in batch])
+
+    return JobStream(info, pairing.pair(finished_frames()))

@@ -1,0 +1,106 @@
+"""The one owner of SadTalker's networks: each loads once per device and serves every kind of job.
+
+A sidecar that answers motion-only jobs and video jobs, a batch worker and a Ray actor all hold one
+:class:`SadTalkerModels` per device and ask it for what a job needs: the audio networks
+(ExpNet + PoseVAE), the face reconstruction net, the renderer (MappingNet + face-vid2vid) for a size
+and preprocess family, and the landmark detector. Nothing else in talkbridge opens checkpoint files
+for a job; which file holds what is :mod:`talkbridge.core.sadtalker.files`' business.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from talkbridge.core.errors import InputError
+from talkbridge.core.sadtalker import files
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``None``/``"auto"``: CUDA, then Apple MPS, then CPU."""
+    if device not in (None, "auto"):
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class SadTalkerModels:
+    """SadTalker's networks from one checkpoint folder on one device, each loaded on first use."""
+
+    def __init__(self, checkpoint_dir: str | Path, device: str | None = None, precision: str = "fp32") -> None:
+        self.checkpoint_dir = Path(checkpoint_dir)
+        if not files.has_sadtalker_weights(self.checkpoint_dir):
+            files.AudioCheckpoints.find(self.checkpoint_dir)  # raises the precise CheckpointError
+        self.device = pick_device(device)
+        self.precision = precision
+        self._loaded: dict[tuple, Any] = {}
+        self._lock = threading.RLock()
+
+    def _once(self, key: tuple, load) -> Any:
+        with self._lock:
+            if key not in self._loaded:
+                self._loaded[key] = load()
+            return self._loaded[key]
+
+    def audio(self, size: int = 256) -> Any:
+        """The audio-to-coefficient pipeline (:class:`~talkbridge.core.sadtalker.audio2coeff.Audio2Coeff`)."""
+        from talkbridge.core.sadtalker.audio_models import load_audio2coeff
+
+        found = files.AudioCheckpoints.find(self.checkpoint_dir, size)
+        # Both sizes' combined files hold the same audio networks: key by the files actually read.
+        return self._once(("audio", found.expnet, found.posevae), lambda: load_audio2coeff(found, self.device))
+
+    def recon(self, size: int = 256) -> Any:
+        """The 3DMM reconstruction net that turns a portrait into its first-frame row."""
+        from talkbridge.core.face.extract import load_recon_net
+
+        path = files.recon_file(self.checkpoint_dir, size)
+        return self._once(("recon", path), lambda: load_recon_net(path, self.device))
+
+    def renderer(self, size: int, preprocess: str) -> Any:
+        """MappingNet + face-vid2vid for ``size`` and ``preprocess``'s MappingNet family."""
+        from talkbridge.core.sadtalker.render.models import FaceRenderModels
+        from talkbridge.core.sadtalker.render.windows import uses_full_mapping
+
+        if size not in files.SIZES:
+            raise InputError(f"SadTalker renders {' or '.join(map(str, files.SIZES))} px faces, not {size}")
+        key = ("render", size, uses_full_mapping(preprocess))
+
+        def load() -> Any:
+            log.info("loading the SadTalker %d px renderer (%s family) from %s on %s", size, preprocess, self.checkpoint_dir, self.device)
+            return FaceRenderModels.from_checkpoint_dir(self.checkpoint_dir, size, preprocess, self.device)
+
+        return self._once(key, load)
+
+    def landmarks(self) -> Any:
+        """The face-alignment landmark detector (its weights come from the model store)."""
+        from talkbridge.core.face.landmarks import FaceAlignmentProvider
+
+        return self._once(("landmarks",), lambda: FaceAlignmentProvider(str(self.device)))
+
+    def reference_rows(self, source: Path | np.ndarray | None, size: int = 256, cache: dict | None = None) -> Any:
+        """A reference as the coefficient pipeline takes it; a video is reconstructed frame by frame.
+
+        ``cache`` (a dict owned by one job) lets the same video serve both reference roles after one read.
+        """
+        from talkbridge.core.face.video_coeffs import is_video, video_coefficients
+
+        if not is_video(source):
+            return source
+        key = Path(source).resolve()
+        if cache is not None and key in cache:
+            return cache[key]
+        rows = video_coefficients(source, self.recon(size), self.landmarks())
+        if cache is not None:
+            cache[key] = rows
+        return rows

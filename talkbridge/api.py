@@ -1,0 +1,135 @@
+"""The Python API of a whole job: a request in, every output file out, on any route.
+
+    from talkbridge.api import run_job
+    from talkbridge.core.jobs import JobOptions, JobRequest
+    from talkbridge.exporters.job_files import OutputPlan
+
+    request = JobRequest("speech.wav", "portrait.png", JobOptions(engine="lite", seed=3))
+    result = run_job(request, OutputPlan(Path("out"), "speech"))
+
+``talkbridge generate`` and ``talkbridge demo`` are this function behind argument parsing; batch rows
+call it too. With ``sidecar`` the networks run on a ``talkbridge serve`` and the same files are
+written here, with the same arrays and metadata as a local run (only the route fields differ).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from talkbridge.core.jobs.cache import EngineCache
+from talkbridge.core.jobs.request import JobRequest
+from talkbridge.core.jobs.steps import Step
+from talkbridge.core.motion import FPS
+from talkbridge.exporters.job_files import OutputPlan, write_job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class JobResult:
+    """What a finished job wrote."""
+
+    name: str
+    engine: str
+    files: dict[str, Path]
+    frames: int
+    seconds: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def video(self) -> Path | None:
+        return self.files.get("video")
+
+    @property
+    def motion(self) -> Path:
+        return self.files["motion"]
+
+    @property
+    def summary(self) -> Path:
+        return self.files["summary"]
+
+    @property
+    def coefficients(self) -> Path | None:
+        return self.files.get("coefficients")
+
+
+def run_job(
+    request: JobRequest,
+    plan: OutputPlan,
+    *,
+    sidecar: Any = None,
+    cache: EngineCache | None = None,
+    progress: bool = False,
+) -> JobResult:
+    """Check the inputs, run the job here or on ``sidecar`` (a target with ``.address``/``.client()``)
+    and write every file of ``plan``; nothing is written under a final name unless the job succeeds."""
+    from talkbridge.core.audio import SAMPLE_RATE, load_audio
+    from talkbridge.core.face.image_io import read_image_rgb
+    from talkbridge.core.jobs.local import open_local_job, resolve_engine
+
+    started = time.monotonic()
+    options = request.options.checked()
+    request = replace(request, options=options)
+    cache = cache or EngineCache()
+    engine = None if sidecar is not None else resolve_engine(options, cache)
+    if engine is not None:
+        options.resolved_size(engine)  # a bad size fails before any reading
+    route: dict[str, Any] = {"route": "local"} if sidecar is None else {"route": "sidecar", "sidecar": sidecar.address}
+    described = request.describe()
+    if request.image is not None:
+        portrait = read_image_rgb(Path(request.image))  # checked up front, whichever engine draws it
+        described["image_size"] = [int(portrait.shape[1]), int(portrait.shape[0])]
+    audio_path = Path(request.audio) if isinstance(request.audio, (str, Path)) else None
+    samples = (
+        load_audio(audio_path, allow_silence=engine != "sadtalker") if audio_path is not None else np.asarray(request.audio, np.float32)
+    )
+    if engine is not None:
+        request = replace(request, options=replace(options, engine=engine))  # resolved once, recorded as asked
+    plan.prepare(engine)
+    enhance = _enhancer(options.enhancer, options.device)
+    if sidecar is None:
+        stream = open_local_job(replace(request, audio=samples), cache, render=plan.video)
+    else:
+        from talkbridge.bridge.remote_job import open_remote_job
+
+        stream = open_remote_job(request, sidecar, render=plan.video)
+        try:
+            plan.prepare(stream.info.engine)  # now the engine is known: its own files too
+        except BaseException:
+            stream.cancel()
+            raise
+    if enhance is not None:
+        stream.steps = _enhanced(stream.steps, enhance)
+    expected = stream.info.n_frames or int(round(samples.size / SAMPLE_RATE * FPS))
+    with _progress_bar(expected, progress) as bar:
+        files = write_job(stream, plan, audio=audio_path, request_metadata={**described, **route}, progress=bar.update)
+    from talkbridge.exporters.motion_file import load_motion
+
+    motion = load_motion(files["motion"])
+    return JobResult(plan.name, stream.info.engine, files, motion.n_frames, time.monotonic() - started, motion.metadata)
+
+
+def _enhancer(name: str | None, device: str) -> Any:
+    if name is None:
+        return None
+    from talkbridge.core.face.enhance import GfpganEnhancer
+
+    return GfpganEnhancer(device="cpu" if device in (None, "auto") else device)
+
+
+def _enhanced(steps: Iterator[Step], enhance: Any) -> Iterator[Step]:
+    """The same steps with faces restored in every frame (done where the frames are written)."""
+    for step in steps:
+        yield step if step.frames is None else Step(step.chunk, enhance(np.array(step.frames)))
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="generate", disable=not enabled, leave=False)
