@@ -46,6 +46,11 @@ SUBMIT, ACCEPTED, PROGRESS, CHUNK, DONE = "submit", "accepted", "progress", "chu
 ERROR, CANCEL, CANCELLED, CREDIT = "error", "cancel", "cancelled", "credit"
 PING, PONG = "ping", "pong"
 
+# Between a server and its worker processes only (bridge/workers.py): one engine output, with the
+# runner's JSON ``info``. Never valid on the public socket: the server refuses it from clients and
+# clients drop it.
+OUTPUT = "output"
+
 CLIENT_TYPES = frozenset({HELLO, SUBMIT, CANCEL, CREDIT, PING})
 SERVER_TYPES = frozenset({WELCOME, ACCEPTED, PROGRESS, CHUNK, DONE, ERROR, CANCELLED, PONG})
 TERMINAL_TYPES = frozenset({DONE, ERROR, CANCELLED})
@@ -65,6 +70,7 @@ E_STALLED = "stalled"
 E_SERVER_LOST = "server_lost"
 E_NO_ANSWER = "no_answer"
 E_SHUTTING_DOWN = "shutting_down"
+E_WORKER_LOST = "worker_lost"
 
 ALLOWED_DTYPES = frozenset({"uint8", "int16", "int32", "int64", "float16", "float32", "float64"})
 MAX_NDIM = 4
@@ -97,6 +103,49 @@ class Limits:
     def for_server(cls, max_input_bytes: int = 256 * 1024 * 1024) -> "Limits":
         """What a server takes from clients: inputs (audio and image files) up to ``max_input_bytes``."""
         return cls(max_buffer_bytes=max_input_bytes, max_message_bytes=2 * max_input_bytes)
+
+    @property
+    def socket_max_frame_bytes(self) -> int:
+        """The ``MAXMSGSIZE`` for a socket that applies these limits.
+
+        libzmq drops a peer silently when one frame exceeds ``MAXMSGSIZE``, so the socket limit is set
+        to what no valid message can exceed (a whole message plus its header): anything between the
+        announced buffer limit and that is received and answered ``too_large`` by :func:`decode`.
+        """
+        return self.max_message_bytes + self.max_header_bytes
+
+    @classmethod
+    def from_dict(cls, values: Any) -> "Limits":
+        """The limits a peer announced (``welcome.limits``); missing or odd fields keep the defaults."""
+        known = {}
+        if isinstance(values, dict):
+            for name in ("max_header_bytes", "max_buffers", "max_buffer_bytes", "max_message_bytes"):
+                value = values.get(name)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    known[name] = value
+        return cls(**known)
+
+    def check_outgoing(self, message: "Message") -> None:
+        """Raise ``too_large`` when the peer that announced these limits would refuse ``message``.
+
+        Lets a client fail at once, before sending hundreds of megabytes the server will not take.
+        """
+        if len(message.buffers) > self.max_buffers:
+            raise ProtocolError(E_TOO_LARGE, f"{len(message.buffers)} buffers, the server takes at most {self.max_buffers}", message.job_id)
+        total = 0
+        for name, value in message.buffers.items():
+            nbytes = int(np.asarray(value).nbytes)
+            if nbytes > self.max_buffer_bytes:
+                raise ProtocolError(
+                    E_TOO_LARGE,
+                    f"the {name} input is {nbytes} bytes; the server takes at most {self.max_buffer_bytes} bytes per input",
+                    message.job_id,
+                )
+            total += nbytes
+        if total > self.max_message_bytes:
+            raise ProtocolError(
+                E_TOO_LARGE, f"the inputs add up to {total} bytes; the server takes at most {self.max_message_bytes} per job", message.job_id
+            )
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -167,6 +216,8 @@ _BODY_SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "engine": ((str,), False),
         "engine_version": ((str,), False),
         "metadata": ((dict,), False),
+        "first_frame": ((list,), False),
+        "expression_scale": (_NUM, False),
     },
     ERROR: {"code": ((str,), True), "retryable": ((bool,), True), "message": ((str,), True)},
     CANCEL: {},
@@ -174,9 +225,15 @@ _BODY_SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     CREDIT: {"consumed": ((int,), True)},
     PING: {"t": (_NUM, False)},
     PONG: {"t": (_NUM, False)},
+    OUTPUT: {"start": ((int,), True), "n_frames": ((int,), True), "info": ((dict,), False)},
 }
 
-_JOB_TYPES = frozenset({SUBMIT, ACCEPTED, PROGRESS, CHUNK, DONE, CANCEL, CANCELLED, CREDIT})
+_OPEN_BODIES = frozenset({DONE})
+"""Types whose body may carry further fields: ``done`` relays whatever JSON facts the engine
+reported about the clip (``JobOutput.info``), so a new fact needs no protocol change. The listed
+fields are still type-checked."""
+
+_JOB_TYPES = frozenset({SUBMIT, ACCEPTED, PROGRESS, CHUNK, DONE, CANCEL, CANCELLED, CREDIT, OUTPUT})
 """Types that must name a job (``error`` may or may not)."""
 
 _FLOATS = ("float32",)
@@ -198,6 +255,16 @@ _BUFFER_SCHEMAS: dict[str, dict[str, tuple[tuple[str, ...], tuple[int, ...]]]] =
         "frames": (("uint8",), (4,)),
     },
 }
+_BUFFER_SCHEMAS[OUTPUT] = _BUFFER_SCHEMAS[CHUNK]
+
+
+def done_field_ok(name: str, value: Any) -> bool:
+    """Whether ``value`` may be the ``done`` body's field ``name`` (known fields have fixed types)."""
+    known = _BODY_SCHEMAS[DONE].get(name)
+    if known is None:
+        return True
+    types = known[0]
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
 
 
 def valid_id(value: Any) -> bool:
@@ -239,6 +306,8 @@ def validate_header(header: Any) -> None:
     schema = _BODY_SCHEMAS[kind]
     for name, value in body.items():
         if name not in schema:
+            if kind in _OPEN_BODIES and _ID_PATTERN.match(name):
+                continue
             raise ProtocolError(E_BAD_MESSAGE, f"unknown field {str(name)[:40]!r} in a {kind} message", job_id)
         types, _ = schema[name]
         if isinstance(value, bool) and bool not in types:
@@ -450,6 +519,17 @@ def choose_version(offered: Iterable[int]) -> int | None:
 
 
 _LOOPBACK_HOSTS = {"localhost", "::1", "[::1]"}
+
+
+def is_ipv6_address(address: str) -> bool:
+    """True for a ``tcp://`` address whose host is an IPv6 literal (``tcp://[::1]:5555``, ``tcp://::1:5555``).
+
+    libzmq refuses such an address unless the socket has ``IPV6`` enabled.
+    """
+    if not address.startswith("tcp://"):
+        return False
+    host = address[len("tcp://"):].rpartition(":")[0]
+    return ":" in host or host.startswith("[")
 
 
 def is_local_address(address: str) -> bool:

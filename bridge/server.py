@@ -9,16 +9,25 @@ Threads and who owns what:
   clients), runs it through the :class:`~talkbridge.bridge.jobs.JobRunner`, encodes (and signs)
   each output and parks it in the job's bounded :class:`Outbox`, then rings the I/O thread.
 
+``talkbridge serve`` plugs in a :class:`~talkbridge.bridge.workers.ProcessRunner`, so the engines
+themselves run in one child process per device and cannot hold this process's GIL; a worker thread
+here only relays their outputs.
+
 Back-pressure: a chunk leaves only while its client has credit, and the outbox holds at most a
 couple of chunks, so a paused client stalls its worker instead of growing memory; a client silent
 past ``client_timeout_s`` is presumed dead and its jobs are cancelled; a worker stalled past
-``stall_timeout_s`` gives the device back with a retryable ``stalled`` error.
+``stall_timeout_s`` gives the device back with a retryable ``stalled`` error. Inputs of unfinished
+jobs are capped per client identity (its CURVE key, else its connection) and in total.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -30,10 +39,12 @@ import zmq
 
 from talkbridge._version import __version__
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.jobs import REFERENCE_INPUTS, JobOutput, JobRunner, JobSpec
+from talkbridge.bridge.job_wire import CHUNK_FIELDS, input_bytes, jsonable_info, spec_from_submit
+from talkbridge.bridge.jobs import JobOutput, JobRunner
 from talkbridge.bridge.scheduling import FairQueue, Job, Outbox, Stalled
 from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError
 from talkbridge.bridge.wakeup import Doorbell
+from talkbridge.bridge.workers import RemoteJobError
 from talkbridge.core.errors import TalkbridgeError
 
 log = logging.getLogger(__name__)
@@ -49,21 +60,74 @@ class ServerConfig:
     signing_key: bytes | None = None
     limits: p.Limits = field(default_factory=p.Limits.for_server)
     heartbeat_s: float = 0.5
-    client_timeout_s: float = 10.0
-    stall_timeout_s: float = 300.0
+    client_timeout_s: float = 10.0  # a client silent this long is presumed dead: its jobs are cancelled
+    stall_timeout_s: float = 30.0  # a job whose client grants no credit this long frees its device
     default_credit: int = 4
     max_credit: int = 64
     outbox_chunks: int = 2
     max_chunk_bytes: int = 64 * 1024 * 1024  # larger engine chunks go out as several messages
     max_jobs_per_client: int = 32
     max_queued_jobs: int = 512
+    max_client_input_bytes: int = 1024 * 1024 * 1024  # inputs of one client's unfinished jobs
+    max_total_input_bytes: int = 4 * 1024 * 1024 * 1024  # inputs of all unfinished jobs
     remembered_jobs: int = 4096
+    sweep_job_folders_older_than_s: float = 6 * 3600.0  # old-format talkbridge-job-* folders
 
 
 @dataclass
 class _Peer:
     last_seen: float
+    identity: bytes  # the CURVE public key when the server has CURVE, else the connection's routing id
     jobs: set[str] = field(default_factory=set)
+
+
+_JOB_FOLDER = re.compile(r"^talkbridge-job-(?:(\d+)-[A-Za-z0-9_]+|[A-Za-z0-9_]+)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sweep_stale_job_folders(root: str | None = None, older_than_s: float = 6 * 3600.0) -> list[str]:
+    """Remove job folders a killed server left in the temp folder (they hold uploaded inputs).
+
+    ``talkbridge-job-<pid>-<random>`` folders go when process ``pid`` is gone; folders without a pid
+    (the older naming) when untouched for ``older_than_s``. Only this user's folders are touched.
+    Returns the removed paths.
+    """
+    root = root or tempfile.gettempdir()
+    removed: list[str] = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _JOB_FOLDER.match(entry.name)
+        if match is None:
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            continue
+        pid = match.group(1)
+        stale = not _pid_alive(int(pid)) if pid is not None else now - info.st_mtime > older_than_s
+        if stale:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    if removed:
+        log.info("removed %d job folder(s) a stopped server left behind in %s", len(removed), root)
+    return removed
 
 
 def check_bind_is_safe(bind: str, curve: CurveServerKeys | None) -> None:
@@ -97,6 +161,9 @@ class Server:
         self._jobs: dict[str, Job] = {}
         self._finished: OrderedDict[str, bytes] = OrderedDict()
         self._peers: dict[bytes, _Peer] = {}
+        self._unsent_terminals: list[tuple[bytes, list[Any], float]] = []  # the client's pipe was full
+        self._input_bytes: dict[bytes, int] = {}  # per client identity, for unfinished jobs
+        self._job_input_bytes: dict[str, tuple[bytes, int]] = {}
         self._threads: list[threading.Thread] = []
         self._capabilities = dict(runner.capabilities())
         self.stats = {"messages": 0, "rejected": 0, "chunks_sent": 0, "jobs_done": 0}
@@ -105,6 +172,7 @@ class Server:
 
     def start(self) -> "Server":
         """Bind and start the threads; returns once the socket listens (or raises why it cannot)."""
+        sweep_stale_job_folders(older_than_s=self.config.sweep_job_folders_older_than_s)
         if self.config.curve is not None:
             from zmq.auth.thread import ThreadAuthenticator
 
@@ -140,6 +208,9 @@ class Server:
         alive = any(thread.is_alive() for thread in self._threads)
         self._threads.clear()
         self._shutdown_context(force=alive)
+        close = getattr(self.runner, "close", None)  # a ProcessRunner stops its worker processes
+        if close is not None:
+            close()
 
     def _shutdown_context(self, force: bool = False) -> None:
         if self._authenticator is not None:
@@ -176,7 +247,10 @@ class Server:
         router = self._context.socket(zmq.ROUTER)
         router.linger = 0
         router.router_mandatory = True
-        router.setsockopt(zmq.MAXMSGSIZE, self.config.limits.max_buffer_bytes + 64 * 1024)
+        # Above the announced limits, so an oversized input is answered `too_large` by decode();
+        # only a frame no valid message could hold is dropped by libzmq (with its connection).
+        router.setsockopt(zmq.MAXMSGSIZE, self.config.limits.socket_max_frame_bytes)
+        router.ipv6 = p.is_ipv6_address(self.config.bind)
         router.sndhwm = 1000
         router.rcvhwm = 1000
         if self.config.curve is not None:
@@ -187,7 +261,8 @@ class Server:
             router.bind(self.config.bind)
         except zmq.ZMQError as error:
             router.close()
-            raise p.BridgeError(f"cannot bind {self.config.bind}: {error} (is another server using it?)") from None
+            hint = "is another server using it?" if error.errno == zmq.EADDRINUSE else "is the address right and available on this machine?"
+            raise p.BridgeError(f"cannot bind {self.config.bind}: {error} ({hint})") from None
         self.address = router.getsockopt_string(zmq.LAST_ENDPOINT)
         return router
 
@@ -217,6 +292,7 @@ class Server:
                             log.exception("failed to handle a message; the server carries on")
                 if self._bell.fileno() in ready:
                     self._bell.drain()
+                self._send_unsent_terminals(router)
                 for job in list(self._jobs.values()):
                     self._flush(router, job)
                 self._check_peers(router)
@@ -265,7 +341,7 @@ class Server:
             return
         peer = self._peers.get(client)
         if peer is None:
-            peer = self._peers[client] = _Peer(time.monotonic())
+            peer = self._peers[client] = _Peer(time.monotonic(), self._identity(client, frames))
         peer.last_seen = time.monotonic()
         handler = {
             p.HELLO: self._on_hello,
@@ -279,6 +355,18 @@ class Server:
             self._reply(router, client, message, p.error_message(p.E_BAD_MESSAGE, f"clients cannot send {message.type!r}"))
             return
         handler(router, client, peer, message)
+
+    def _identity(self, client: bytes, frames: list[zmq.Frame]) -> bytes:
+        """Who sent ``frames`` for the per-client caps: the CURVE key (one per person, however many
+        connections), else the connection."""
+        if self.config.curve is not None:
+            try:
+                user = frames[1].get("User-Id")
+            except (zmq.ZMQError, AttributeError, IndexError):
+                user = None
+            if user:
+                return b"curve:" + user.encode()
+        return b"conn:" + client
 
     def _on_hello(self, router: zmq.Socket, client: bytes, peer: _Peer, message: p.Message) -> None:
         version = p.choose_version(message.body["versions"])
@@ -341,29 +429,41 @@ class Server:
             text = "a submit needs exactly one of the buffers 'audio' (file bytes) or 'audio_pcm' (16 kHz float32)"
             self._send(router, client, p.error_message(p.E_BAD_INPUT, text, job_id))
             return
-        spec = JobSpec(
-            job_id=job_id,
-            engine=engine,
-            options=dict(body.get("options", {})),
-            audio_file=message.buffers.get("audio"),
-            audio_name=body.get("audio_name", "audio.wav"),
-            audio_pcm=message.buffers.get("audio_pcm"),
-            image_file=message.buffers.get("image"),
-            image_name=body.get("image_name", "image.png"),
-            first_frame=message.buffers.get("first_frame"),
-            render_size=body.get("render_size"),
-            references={
-                name: (message.buffers[name], body.get(f"{name}_name", f"{name}.mat"))
-                for name in REFERENCE_INPUTS
-                if name in message.buffers
-            },
-        )
+        size = input_bytes(message)
+        refusal = self._input_cap_refusal(peer.identity, size)
+        if refusal is not None:
+            code, text = refusal
+            self._send(router, client, p.error_message(code, text, job_id, code == p.E_BUSY))
+            return
+        spec = spec_from_submit(message)
         window = min(int(body.get("credit", self.config.default_credit)), self.config.max_credit)
         job = Job(spec, client, window, Outbox(self.config.outbox_chunks))
         self._jobs[job_id] = job
         peer.jobs.add(job_id)
+        self._job_input_bytes[job_id] = (peer.identity, size)
+        self._input_bytes[peer.identity] = self._input_bytes.get(peer.identity, 0) + size
         self._send(router, client, p.Message(p.ACCEPTED, job_id, {"position": len(self._queue)}, seq=next(job.seq)))
         self._queue.put(job)
+
+    def _input_cap_refusal(self, identity: bytes, size: int) -> tuple[str, str] | None:
+        """Why a submit with ``size`` input bytes may not queue now (code, text), or None.
+
+        Inputs stay in memory until their job ends, so they are capped per client identity and in
+        total: a job that could never fit is `too_large`, one that must wait for others is `busy`.
+        """
+        config = self.config
+        mine, total = self._input_bytes.get(identity, 0), sum(self._input_bytes.values())
+        if size > min(config.max_client_input_bytes, config.max_total_input_bytes):
+            limit = min(config.max_client_input_bytes, config.max_total_input_bytes)
+            return p.E_TOO_LARGE, f"the job's inputs are {size} bytes; this server holds at most {limit} bytes of inputs per client"
+        if mine + size > config.max_client_input_bytes:
+            return p.E_BUSY, (
+                f"this client's unfinished jobs hold {mine} bytes of inputs; with {size} more that is over "
+                f"the {config.max_client_input_bytes} bytes a client may queue; retry when some finish"
+            )
+        if total + size > config.max_total_input_bytes:
+            return p.E_BUSY, f"the server holds {total} bytes of queued inputs (at most {config.max_total_input_bytes}); retry later"
+        return None
 
     def _on_cancel(self, router: zmq.Socket, client: bytes, peer: _Peer, message: p.Message) -> None:
         job_id = message.job_id
@@ -379,10 +479,9 @@ class Server:
         job.cancel.set()
         job.outbox.drop_chunks()
         if self._queue.remove(job):
-            job.state = "finished"
+            self._forget(job)  # before the client hears of it: what it then sees is settled
             if router is not None and not job.orphaned:
                 self._send(router, job.client, p.Message(p.CANCELLED, job.job_id, {"reason": reason}, seq=next(job.seq)))
-            self._forget(job)
         # a running job: its worker notices within one chunk and posts `cancelled` itself
 
     def _on_credit(self, router: zmq.Socket, client: bytes, peer: _Peer, message: p.Message) -> None:
@@ -404,6 +503,14 @@ class Server:
                 continue
             if kind == p.CHUNK and job.credit <= 0:
                 return
+            if kind in p.TERMINAL_TYPES:
+                # Settle the server's state before the client can hear the job ended, so anyone who
+                # saw the terminal message also sees the job gone and counted.
+                job.outbox.pop()
+                self._forget(job)
+                if not job.orphaned and self._send_frames(router, job.client, frames) == "full":
+                    self._unsent_terminals.append((job.client, frames, time.monotonic()))
+                return
             if not job.orphaned:
                 outcome = self._send_frames(router, job.client, frames)
                 if outcome == "full":
@@ -414,13 +521,24 @@ class Server:
             if kind == p.CHUNK:
                 job.sent += 1
                 self.stats["chunks_sent"] += 1
-            if kind in p.TERMINAL_TYPES:
-                self._forget(job)
-                return
+
+    def _send_unsent_terminals(self, router: zmq.Socket) -> None:
+        """Retry job endings whose client was not reading; give up with the client (``client_timeout_s``)."""
+        waiting, self._unsent_terminals = self._unsent_terminals, []
+        now = time.monotonic()
+        for client, frames, since in waiting:
+            if self._send_frames(router, client, frames) == "full" and now - since < self.config.client_timeout_s:
+                self._unsent_terminals.append((client, frames, since))
 
     def _forget(self, job: Job) -> None:
         job.state = "finished"
         self._jobs.pop(job.job_id, None)
+        identity, size = self._job_input_bytes.pop(job.job_id, (b"", 0))
+        left = self._input_bytes.get(identity, 0) - size
+        if left > 0:
+            self._input_bytes[identity] = left
+        else:
+            self._input_bytes.pop(identity, None)
         peer = self._peers.get(job.client)
         if peer is not None:
             peer.jobs.discard(job.job_id)
@@ -494,12 +612,13 @@ class Server:
             if job.cancel.is_set() or self._stopping.is_set():
                 final = self._stopped_message(job)
             else:
-                body = {"n_frames": n_frames, "n_chunks": n_chunks, **{k: str(v) for k, v in info.items() if k in ("engine", "engine_version")}}
-                final = p.Message(p.DONE, job.job_id, body)
+                final = p.Message(p.DONE, job.job_id, done_body(n_frames, n_chunks, info))
         except Stalled:
             job.outbox.drop_chunks()  # the client is not taking them: the error must not queue behind them
             text = f"the client took no chunk for {self.config.stall_timeout_s:.0f} s; the device was given to other jobs"
             final = p.error_message(p.E_STALLED, text, job.job_id, retryable=True)
+        except RemoteJobError as error:  # the runner's own verdict (a worker process lost, its engine failed)
+            final = p.error_message(error.code, str(error), job.job_id, retryable=error.retryable)
         except TalkbridgeError as error:
             final = p.error_message(p.E_BAD_INPUT, str(error), job.job_id)
         except Exception as error:  # an engine bug must not take the sidecar down
@@ -512,7 +631,20 @@ class Server:
         self._post(job, final)
 
 
-_CHUNK_FIELDS = ("pose", "blink", "expression", "arkit", "visemes")
+def done_body(n_frames: int, n_chunks: int, info: dict[str, Any]) -> dict[str, Any]:
+    """The ``done`` body: the counts, then every JSON fact the runner put in ``JobOutput.info``.
+
+    ``engine`` and ``engine_version`` are always text (clients have always read them so).
+    """
+    body: dict[str, Any] = {}
+    for key, value in jsonable_info(info).items():
+        if key in ("n_frames", "n_chunks") or not p.valid_id(key):
+            continue
+        body[key] = str(value) if key in ("engine", "engine_version") else value
+    checked = {k: v for k, v in body.items() if p.done_field_ok(k, v)}
+    for key in set(body) - set(checked):
+        log.warning("left %r out of a done message: it has the wrong type for that field", key)
+    return {"n_frames": n_frames, "n_chunks": n_chunks, **checked}
 
 
 def chunk_messages(job_id: str, output: JobOutput, max_bytes: int) -> Iterator[p.Message]:
@@ -523,7 +655,7 @@ def chunk_messages(job_id: str, output: JobOutput, max_bytes: int) -> Iterator[p
     """
     chunk = output.chunk
     arrays: dict[str, np.ndarray] = {}
-    for name in _CHUNK_FIELDS:
+    for name in CHUNK_FIELDS:
         value = getattr(chunk, name)
         if value is not None:
             arrays[name] = value
