@@ -37,7 +37,7 @@ def _audio(scene, settings) -> tuple[str, int | None, bool]:
         strip = editor.strips_all.get(settings.sound_strip) if editor and settings.sound_strip else None
         if strip is None or strip.type != "SOUND" or strip.sound is None:
             raise TalkbridgeError(f"no sound strip called {settings.sound_strip!r} on the sequencer")
-        return bpy.path.abspath(strip.sound.filepath, library=strip.sound.library), int(strip.frame_start), False
+        return bpy.path.abspath(strip.sound.filepath, library=strip.sound.library), int(sequencer.content_start(strip)), False
     return bpy.path.abspath(settings.audio), None, True
 
 

@@ -13,43 +13,11 @@ turns them into Blender's (w, x, y, z). Nothing here imports bpy, so it is teste
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 
-_POSE_MODULE = "talkbridge.exporters.gltf.pose"
-_PRIVATE_NAME = "_talkbridge_addon_gltf_pose"
-
-
-def load_pose_module() -> ModuleType:
-    """The exporters' pose module, without importing the rest of ``talkbridge.exporters.gltf``.
-
-    That package's ``__init__`` pulls in pygltflib, which the add-on does not bundle; ``pose.py``
-    itself needs only numpy, so it is loaded straight from its file when the package is not imported.
-    """
-    if _POSE_MODULE in sys.modules:
-        return sys.modules[_POSE_MODULE]
-    if _PRIVATE_NAME in sys.modules:
-        return sys.modules[_PRIVATE_NAME]
-    spec = importlib.util.find_spec("talkbridge.exporters")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("talkbridge.exporters is not installed (the add-on bundles it as a wheel)")
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / "gltf" / "pose.py"
-        if path.is_file():
-            file_spec = importlib.util.spec_from_file_location(_PRIVATE_NAME, path)
-            assert file_spec is not None and file_spec.loader is not None
-            module = importlib.util.module_from_spec(file_spec)
-            sys.modules[_PRIVATE_NAME] = module
-            file_spec.loader.exec_module(module)
-            return module
-    raise ImportError("talkbridge.exporters.gltf.pose not found in the installed talkbridge package")
-
-
-pose_math = load_pose_module()
+# numpy only: importing the pose module does not pull in the glTF writer (pygltflib), which the
+# add-on does not bundle; see talkbridge/exporters/gltf/__init__.py.
+from talkbridge.exporters.gltf import pose as pose_math
 
 GLTF_TO_BLENDER = np.array([np.sin(np.pi / 4), 0.0, 0.0, np.cos(np.pi / 4)])
 """(x, y, z, w) of +90 degrees about X: glTF's +Y-up head frame -> Blender's +Z-up frame."""

@@ -1,4 +1,10 @@
-"""The take's rendered frames and its audio on the Video Sequencer (bpy; called from the main thread)."""
+"""The take's rendered frames and its audio on the Video Sequencer (bpy; called from the main thread).
+
+Strip timing names changed in Blender 5.2: ``left_handle``/``right_handle``/``duration`` replace
+``frame_final_start``/``frame_final_end``/``frame_final_duration`` and ``content_start`` replaces
+``frame_start`` (the old names warn that they go in 6.0). The helpers below pick whichever the
+running Blender has, by looking at the strip's RNA properties rather than at version numbers.
+"""
 
 from __future__ import annotations
 
@@ -34,12 +40,44 @@ def match_scene_rate(scene: "bpy.types.Scene", fps: int = FPS) -> bool:
     return True
 
 
+def _has(strip: "bpy.types.Strip", name: str) -> bool:
+    return name in strip.bl_rna.properties
+
+
+def strip_start(strip: "bpy.types.Strip") -> int:
+    """The first frame the strip shows on the timeline (its left handle)."""
+    return strip.left_handle if _has(strip, "left_handle") else strip.frame_final_start
+
+
+def strip_end(strip: "bpy.types.Strip") -> int:
+    """The first frame after the strip (its right handle)."""
+    return strip.right_handle if _has(strip, "right_handle") else strip.frame_final_end
+
+
+def strip_duration(strip: "bpy.types.Strip") -> int:
+    """Frames from the left handle to the right handle."""
+    return strip.duration if _has(strip, "duration") else strip.frame_final_duration
+
+
+def set_strip_duration(strip: "bpy.types.Strip", frames: int) -> None:
+    """Move the right handle so the strip shows ``frames`` frames."""
+    if _has(strip, "duration"):
+        strip.duration = frames
+    else:
+        strip.frame_final_duration = frames
+
+
+def content_start(strip: "bpy.types.Strip") -> float:
+    """The timeline frame where the strip's source (e.g. the sound file's first sample) begins."""
+    return strip.content_start if _has(strip, "content_start") else strip.frame_start
+
+
 def _free_channel(editor: "bpy.types.SequenceEditor", start: int, end: int) -> int:
     """The lowest channel with no strip overlapping frames ``start .. end`` (the artist's strips stay put)."""
     used = {
         strip.channel
         for strip in editor.strips_all
-        if strip.frame_final_start < end and strip.frame_final_end > start
+        if strip_start(strip) < end and strip_end(strip) > start
     }
     channel = 1
     while channel in used or channel + 1 in used:
@@ -73,7 +111,7 @@ def place_take(
             )
             for file_name in frame_files[1:]:
                 video.elements.append(file_name)
-            video.frame_final_duration = n
+            set_strip_duration(video, n)
             placed.video = video.name
         except RuntimeError as error:  # the curves are done: a strip problem must not fail the take
             warnings.append(f"{folder}: could not add the video strip ({error})")

@@ -1,11 +1,16 @@
-"""The built extension installed into a clean Blender (pip bpy 4.5), driven against a real lite sidecar.
+"""The built extension installed into a clean Blender (pip bpy), driven against a real lite sidecar.
+
+Runs on whichever bpy this Python has: 4.5 in the project venv, 5.3 in ``.venv-blender5``
+(``./scripts/dev test`` runs both). The zip is the one ``talkbridge addon build`` writes for this
+Python's Blenders, installed through Blender's own extension install.
 
 One Blender subprocess runs every scenario in turn (startup and install dominate the cost): it sees
 only bpy and numpy from this environment, so talkbridge and pyzmq come from the wheels inside the
 zip, exactly as for an artist. Scenarios: generate onto the mannequin (action channels, frame
 range, values, head bone rotation, sequencer strips, the artist's keys untouched), cancel mid-job,
-closing the file mid-job, a sidecar killed mid-job, a wrong address. The subprocess writes what it
-saw to JSON/NPZ and this file checks it against the lite engine run in-process.
+closing the file mid-job, a sidecar killed mid-job, a wrong address, then disabling the add-on.
+The subprocess writes what it saw to JSON/NPZ and this file checks it against the lite engine's
+motion (computed by the engine Python, as is the sidecar: see ``tests/blender_support.py``).
 
 The Blender side lives in ``tests/test_addon_inside_blender.py`` (no tests there: it is the script
 the subprocess runs).
@@ -14,13 +19,16 @@ the subprocess runs).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests import blender_support
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,19 +39,6 @@ INSIDE = Path(__file__).with_name("test_addon_inside_blender.py")
 
 
 # =================================================================================== pytest side
-
-
-def _isolated_site(folder: Path) -> Path:
-    """A site folder exposing only bpy and numpy from this environment (talkbridge/pyzmq must come from the zip)."""
-    import bpy  # noqa: F401 - fails clearly when the test extra is not installed
-    import numpy
-
-    site = Path(numpy.__file__).resolve().parents[1]
-    folder.mkdir()
-    for name in ("bpy", "numpy", "numpy.libs"):
-        if (site / name).exists():
-            (folder / name).symlink_to(site / name)
-    return folder
 
 
 def _make_keys(folder: Path) -> dict[str, str]:
@@ -68,8 +63,8 @@ def _start_sidecar(address: str, keys: dict[str, str]) -> subprocess.Popen:
     from talkbridge.bridge.security import load_keypair, load_public_key, load_signing_key
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "talkbridge.cli", "-q", "serve", "--bind", address, "--curve-secret", keys["server_secret"],
-         "--allow", keys["allowed"], "--signing-key", keys["signing"]],
+        [blender_support.engine_python(), "-m", "talkbridge.cli", "-q", "serve", "--bind", address,
+         "--curve-secret", keys["server_secret"], "--allow", keys["allowed"], "--signing-key", keys["signing"]],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     credentials = {
@@ -95,35 +90,21 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def blender_run(tmp_path_factory):
-    from talkbridge.cli.commands import addon as build_command
-    from talkbridge.core.lite.mannequin import build_mannequin
-    from talkbridge.core.lite.samples import write_portrait
-    from talkbridge.exporters.gltf import write_head_glb
-    from tests.speech import speech_like, write_wav
-
     work = tmp_path_factory.mktemp("addon")
-    built = build_command.build(work / "dist", ["local"], cache=work / "no-cache", offline=True)
-    head = write_head_glb(build_mannequin(), work / "head.glb")
-    audio = write_wav(work / "speech.wav", speech_like(4.0, seed=3))
-    long_audio = write_wav(work / "long.wav", speech_like(12.0, seed=4))
-    image = write_portrait(work / "portrait.png")
+    inputs = json.loads(blender_support.run_engine(["-m", "tests.blender_support", "inputs", str(work / "inputs")]).stdout)
+    built = blender_support.build_local_zip(work / "dist")
     address = f"tcp://127.0.0.1:{_free_port()}"
     keys = _make_keys(work / "keys")
     sidecar = _start_sidecar(address, keys)
     out = work / "out"
     out.mkdir()
     config = {
-        "zip": str(built[0].path), "head": str(head), "audio": str(audio), "long_audio": str(long_audio),
-        "image": str(image), "address": address, "sidecar_pid": sidecar.pid,
+        **inputs, "zip": str(built), "address": address, "sidecar_pid": sidecar.pid,
         "wrong_address": f"tcp://127.0.0.1:{_free_port()}", "out": str(out),
-        "sidecar_command": f"{sys.executable} -m talkbridge.cli", "keys": keys,
+        "sidecar_command": f"{blender_support.engine_python()} -m talkbridge.cli", "keys": keys,
     }
     (work / "config.json").write_text(json.dumps(config))
-    site = _isolated_site(work / "site")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "BLENDER_"))}
-    env["BLENDER_USER_RESOURCES"] = str(work / "user")
-    env["TMPDIR"] = str(work / "tmp")  # frames of unsaved files go to the system temp folder: keep them here
-    (work / "tmp").mkdir()
+    site = blender_support.isolated_site(work / "site")
     launcher = (
         "import sys; sys.path.append(sys.argv[1]); sys.argv = sys.argv[2:];"
         "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"
@@ -131,7 +112,7 @@ def blender_run(tmp_path_factory):
     try:
         done = subprocess.run(
             [sys.executable, "-S", "-s", "-c", launcher, str(site), str(INSIDE), str(work / "config.json")],
-            cwd=work, env=env, capture_output=True, text=True, timeout=240,
+            cwd=work, env=blender_support.blender_env(work), capture_output=True, text=True, timeout=240,
         )
     finally:
         if sidecar.poll() is None:
@@ -143,16 +124,12 @@ def blender_run(tmp_path_factory):
     results = json.loads(results_path.read_text())
     arrays = dict(np.load(out / "arrays.npz"))
     assert not results["errors"], "\n".join(f"[{name}]\n{trace}" for name, trace in results["errors"])
-    return {"results": results, "arrays": arrays, "config": config, "work": work}
+    return {"results": results, "arrays": arrays, "config": config, "work": work, "output": done.stdout + done.stderr}
 
 
-def _lite_reference(audio: str):
-    from talkbridge.core.engine import MotionRequest
-    from talkbridge.core.lite.engine import LiteEngine
-    from talkbridge.core.motion import Motion
-
-    chunks = list(LiteEngine().stream_motion(MotionRequest(audio=Path(audio), chunk_frames=50)))
-    return Motion.from_chunks(chunks, engine="lite", engine_version="1.0")
+def _lite_reference(config: dict):
+    """The lite engine's motion for the 4 s speech (computed by the engine Python)."""
+    return dict(np.load(config["reference"]))
 
 
 def test_the_zip_installs_and_uses_its_own_wheels(blender_run):
@@ -161,6 +138,34 @@ def test_the_zip_installs_and_uses_its_own_wheels(blender_run):
     assert r["install"] == ["FINISHED"] and MODULE in r["addons"]
     assert r["talkbridge_file"].startswith(user) and r["zmq_file"].startswith(user)
     assert not r["pygltflib_loaded"]  # the add-on imports neither the glTF writer nor torch
+
+
+def test_the_zip_built_for_this_python_covers_this_blender(blender_run):
+    r = blender_run["results"]
+    assert r["python"] == list(sys.version_info[:2])
+    with zipfile.ZipFile(blender_run["config"]["zip"]) as archive:
+        manifest = tomllib.loads(archive.read("blender_manifest.toml").decode())
+    version = tuple(r["bpy_version"])
+    assert version >= tuple(int(x) for x in manifest["blender_version_min"].split("."))
+    if "blender_version_max" in manifest:
+        assert version < tuple(int(x) for x in manifest["blender_version_max"].split("."))
+    pyzmq = next(w for w in manifest["wheels"] if "/pyzmq-" in w)
+    tags = pyzmq.split("-")[-3:-1]  # python tag, abi tag
+    assert tags == [f"cp{sys.version_info[0]}{sys.version_info[1]}"] * 2 or (tags[1] == "abi3" and int(tags[0][3:]) <= sys.version_info[1])
+
+
+def test_the_panel_registers_on_enable(blender_run):
+    r = blender_run["results"]
+    assert r["panel_registered"] == ["Generate Talking Head", "VIEW_3D", "UI"]
+    assert r["operators_registered"] == [True, True]
+
+
+def test_no_deprecated_blender_api_is_used(blender_run):
+    r = blender_run["results"]
+    blender_api = [w for w in r["warnings"] if "expected to be removed" in w[1] or "deprecated" in w[1].lower()]
+    ours = [w for w in r["warnings"] if "talkbridge" in w[2] or "/extensions/" in w[2]]
+    assert not blender_api and not ours, blender_api + ours
+    assert "expected to be removed" not in blender_run["output"] and "DeprecationWarning" not in blender_run["output"]
 
 
 def test_generate_writes_a_new_take_with_the_engines_values(blender_run):
@@ -177,12 +182,12 @@ def test_generate_writes_a_new_take_with_the_engines_values(blender_run):
     assert sorted(map(tuple, take["rig_paths"])) == [('pose.bones["head"].rotation_quaternion', i) for i in range(4)]
     assert take["interpolations"] == ["LINEAR"]
 
-    motion = _lite_reference(blender_run["config"]["audio"])
-    n = motion.n_frames
+    motion = _lite_reference(blender_run["config"])
+    n = len(motion["arkit"])
     assert n == 100
     assert take["frame_range"] == [1.0, float(n)] and r["scene_frame_end"] >= n
     np.testing.assert_array_equal(a["shape_frames"], np.tile(np.arange(1, n + 1), (52, 1)))
-    expected = np.stack([motion.arkit[:, ARKIT_52.index(name)] for name in r["shape_names"]])
+    expected = np.stack([motion["arkit"][:, ARKIT_52.index(name)] for name in r["shape_names"]])
     assert np.abs(expected).max() > 0.2  # a speaking mouth, not a flat line
     np.testing.assert_allclose(a["shape_keys"], expected, atol=1e-6)
     rows = a["sample_frames"] - 1
@@ -193,8 +198,8 @@ def test_head_bone_turns_by_the_engines_pose_in_blenders_frame(blender_run):
     a = blender_run["arrays"]
     from talkbridge.exporters.gltf.pose import rotation_matrices
 
-    motion = _lite_reference(blender_run["config"]["audio"])
-    reference = rotation_matrices(motion.pose[:, :3])
+    motion = _lite_reference(blender_run["config"])
+    reference = rotation_matrices(motion["pose"][:, :3])
     c = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], np.float64)  # glTF +Y up -> Blender +Z up
     head_rest, neck_rest = a["head_rest"][:3, :3], a["neck_rest"][:3, :3]
     turned = 0.0
@@ -296,5 +301,9 @@ def test_the_sidecar_is_reached_with_curve_keys_and_a_stranger_is_refused(blende
 
 
 def test_disabling_the_addon_unregisters_everything_and_stops_its_sidecar(blender_run):
-    assert blender_run["results"]["disabled"] is True
-    assert blender_run["results"]["local_sidecar_stopped"] is True
+    r = blender_run["results"]
+    assert r["disabled"] is True
+    assert r["local_sidecar_stopped"] is True
+    assert r["after_disable"] == {
+        "panel": False, "operators": [False, False], "status": False, "timer": False, "load_pre_removed": 1, "load_pre_left": [],
+    }

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,24 @@ def main(config_path: str) -> None:
         (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
         np.savez(out / "arrays.npz", **arrays)
 
+    # Every deprecation warning from here on is recorded (Blender's API ones say "expected to be removed").
+    results["warnings"] = []
+    warnings.simplefilter("always", DeprecationWarning)
+    warnings.simplefilter("always", PendingDeprecationWarning)
+
+    def record_warning(message, category, filename, lineno, file=None, line=None):
+        results["warnings"].append([category.__name__, str(message), f"{filename}:{lineno}"])
+
+    warnings.showwarning = record_warning
+
+    results["bpy_version"] = list(bpy.app.version)
+    results["python"] = list(sys.version_info[:2])
     installed = bpy.ops.extensions.package_install_files(filepath=config["zip"], repo="user_default", enable_on_install=True)
     results["install"] = list(installed)
     results["addons"] = list(bpy.context.preferences.addons.keys())
+    panel_class = getattr(bpy.types, "VIEW3D_PT_talkbridge", None)
+    results["panel_registered"] = None if panel_class is None else [panel_class.bl_label, panel_class.bl_space_type, panel_class.bl_region_type]
+    results["operators_registered"] = [hasattr(bpy.types, name) for name in ("TALKBRIDGE_OT_generate", "TALKBRIDGE_OT_cancel")]
     import talkbridge
     import zmq
 
@@ -174,9 +190,11 @@ def main(config_path: str) -> None:
         arrays["neck_rest"] = np.array(rig.data.bones["neck"].matrix_local)
         strips = []
         for strip in scene.sequence_editor.strips_all:
+            new_names = "left_handle" in strip.bl_rna.properties  # Blender 5.2 renamed the handle properties
             strips.append({
                 "name": strip.name, "type": strip.type, "channel": strip.channel,
-                "start": strip.frame_final_start, "duration": strip.frame_final_duration,
+                "start": strip.left_handle if new_names else strip.frame_final_start,
+                "duration": strip.duration if new_names else strip.frame_final_duration,
                 "elements": len(strip.elements) if strip.type == "IMAGE" else None,
                 "path": bpy.path.abspath(strip.directory) if strip.type == "IMAGE" else bpy.path.abspath(strip.sound.filepath),
             })
@@ -320,9 +338,18 @@ def main(config_path: str) -> None:
 
     # ---------------------------------------------------------------- 6. disable the add-on
     try:
+        load_pre_before = len(bpy.app.handlers.load_pre)
         bpy.ops.preferences.addon_disable(module=MODULE)
         results["disabled"] = MODULE not in bpy.context.preferences.addons.keys() and not hasattr(bpy.types.Scene, "talkbridge")
         results["local_sidecar_stopped"] = local_process is not None and local_process.poll() is not None
+        results["after_disable"] = {
+            "panel": hasattr(bpy.types, "VIEW3D_PT_talkbridge"),
+            "operators": [hasattr(bpy.types, name) for name in ("TALKBRIDGE_OT_generate", "TALKBRIDGE_OT_cancel")],
+            "status": hasattr(bpy.types.WindowManager, "talkbridge_status"),
+            "timer": bpy.app.timers.is_registered(runtime.timer_tick),
+            "load_pre_removed": load_pre_before - len(bpy.app.handlers.load_pre),
+            "load_pre_left": [getattr(h, "__module__", "") for h in bpy.app.handlers.load_pre if "talkbridge" in getattr(h, "__module__", "")],
+        }
     except Exception:  # noqa: BLE001
         import traceback
 

@@ -141,3 +141,23 @@ def test_cancel_before_the_job_was_submitted_ends_at_once(tmp_path):
     controller.cancel()
     assert controller.state == job.CANCELLED and controller.finished
     controller.close()
+
+
+def test_the_pose_module_and_posemath_import_without_pygltflib(tmp_path):
+    """The add-on bundles talkbridge without pygltflib: ``exporters.gltf`` must not import it eagerly."""
+    import subprocess
+
+    script = (
+        "import sys; sys.modules['pygltflib'] = None\n"  # any import of pygltflib now raises ImportError
+        "from talkbridge.exporters.gltf import pose\n"
+        "import talkbridge.exporters.gltf as gltf\n"
+        "assert 'talkbridge.exporters.gltf.writer' not in sys.modules\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from talkbridge_addon import posemath\n"
+        "assert posemath.pose_math is pose\n"
+        "try:\n    gltf.write_head_glb\nexcept ImportError:\n    print('LAZY-OK')\n"
+    )
+    packages = tmp_path  # holds talkbridge_addon -> addon/ (its __init__ imports bpy, which the test extra installs)
+    (packages / "talkbridge_addon").symlink_to(ROOT / "addon", target_is_directory=True)
+    done = subprocess.run([sys.executable, "-c", script, str(packages)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "LAZY-OK" in done.stdout, done.stdout + done.stderr

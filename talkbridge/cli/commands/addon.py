@@ -1,14 +1,23 @@
-"""`talkbridge addon build`: the installable Blender extension zips, one per platform, in `dist/`.
+"""`talkbridge addon build`: the installable Blender extension zips in `dist/`, two per platform.
+
+Blender 4.4 .. 5.0 embed Python 3.11 and Blender 5.1 and later Python 3.13. pyzmq is a compiled
+wheel, and Blender derives the Pythons an extension accepts from its wheels' file names, so one zip
+cannot serve both: each platform gets one zip per :data:`TARGETS` entry, with that Python's pyzmq
+wheel and a manifest whose ``blender_version_min``/``blender_version_max`` let only the matching
+Blenders take it (a repository lists both; each Blender installs the one for its version).
 
 Each zip holds the add-on (`addon/` at the zip's root), a `blender_manifest.toml` narrowed to one
-platform, and the wheels Blender installs on enable (no pip at run time): the talkbridge wheel built
-from this checkout (pure Python; the add-on uses only its client, naming and pose modules) and that
-platform's pyzmq wheel.
+platform and one Blender range, and the wheels Blender installs on enable (no pip at run time): the
+talkbridge wheel built from this checkout (pure Python; the add-on uses only its client, naming and
+pose modules) and that platform's pyzmq wheel for that Python.
 
 pyzmq wheels come from a cache folder. A missing one is downloaded with
-`pip download --only-binary=:all: --platform ...` unless `--offline` is given; offline, the local
-platform's wheel can instead be repacked from the pyzmq installed in this Python (same version,
-same files), which is what the tests do so they never need the network.
+`pip download --only-binary=:all: --platform ... --python-version ...` unless `--offline` is given;
+offline, the local platform's wheel for the running Python can instead be repacked from the pyzmq
+installed in it (same version, same files), which is what the tests do so they never need the network.
+
+The output folder also gets ``index.json``, the repository listing Blender's
+``extension server-generate`` writes, so the folder can be hosted as a remote extension repository.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import base64
 import csv
 import hashlib
 import io
+import json
 import logging
 import os
 import platform as host_platform
@@ -27,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -38,7 +49,26 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[3]
 PLATFORMS = ("linux-x64", "windows-x64", "macos-arm64", "macos-x64")
-PYTHON_TAG = "cp311"  # Blender 4.2 .. 4.5 embed Python 3.11
+
+
+@dataclass(frozen=True)
+class BlenderTarget:
+    """One embedded Python and the Blender releases that ship it (``blender_max`` is the first one that does not)."""
+
+    python: str
+    blender_min: str
+    blender_max: str | None
+    label: str
+
+    @property
+    def python_tag(self) -> str:
+        return "cp" + self.python.replace(".", "")
+
+
+TARGETS = {
+    "3.11": BlenderTarget("3.11", "4.4.0", "5.1.0", "blender4.4-5.0"),  # slotted actions arrived in 4.4
+    "3.13": BlenderTarget("3.13", "5.1.0", None, "blender5.1-and-later"),
+}
 PIP_PLATFORMS = {
     "linux-x64": "manylinux_2_28_x86_64",
     "windows-x64": "win_amd64",
@@ -64,8 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("-o", "--output", type=Path, default=ROOT / "dist", help="output folder (default: %(default)s)")
     build.add_argument("--platform", action="append", choices=PLATFORMS + ("local",), help="platform(s) to build (default: all four)")
+    build.add_argument(
+        "--python", action="append", choices=tuple(TARGETS), dest="pythons",
+        help="Blender Python(s) to build for: 3.11 = Blender 4.4-5.0, 3.13 = Blender 5.1 and later (default: both)",
+    )
     build.add_argument("--wheel-cache", type=Path, default=DEFAULT_CACHE, help="folder of downloaded pyzmq wheels (default: %(default)s)")
-    build.add_argument("--offline", action="store_true", help="never download; repack the installed pyzmq for the local platform")
+    build.add_argument("--offline", action="store_true", help="never download; repack the installed pyzmq for the local platform and this Python")
     build.add_argument("--overwrite", action="store_true", help="replace existing zips")
     build.set_defaults(func=handle_build)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -117,14 +151,42 @@ def local_platform() -> str:
     return f"{system}-{machine}"
 
 
-def manifest_for_platform(text: str, platform_name: str, wheels: list[str]) -> str:
-    """The repository manifest with ``platforms`` and ``wheels`` narrowed to one platform."""
+def manifest_for_platform(text: str, platform_name: str, wheels: list[str], target: BlenderTarget | None = None) -> str:
+    """The repository manifest with ``platforms`` and ``wheels`` narrowed to one platform.
+
+    With a ``target``, ``blender_version_min``/``blender_version_max`` become that target's range.
+    """
     wheel_lines = "".join(f'  "./wheels/{name}",\n' for name in wheels)
     text, n_platforms = re.subn(r"(?m)^platforms\s*=\s*\[[^\]]*\]", f'platforms = ["{platform_name}"]', text)
     text, n_wheels = re.subn(r"(?ms)^wheels\s*=\s*\[.*?\]", "wheels = [\n" + wheel_lines + "]", text)
     if n_platforms != 1 or n_wheels != 1:
         raise BuildError("blender_manifest.toml must have one `platforms = [...]` and one `wheels = [...]` list")
+    if target is not None:
+        versions = f'blender_version_min = "{target.blender_min}"'
+        if target.blender_max:
+            versions += f'\nblender_version_max = "{target.blender_max}"'
+        text = re.sub(r"(?m)^blender_version_max\s*=.*\n", "", text)
+        text, n_min = re.subn(r"(?m)^blender_version_min\s*=.*$", versions, text)
+        if n_min != 1:
+            raise BuildError("blender_manifest.toml must have one `blender_version_min = ...` line")
     return text
+
+
+def wheel_fits_python(filename: str, python: str) -> bool:
+    """Whether a wheel (by its python and abi tags) imports on CPython ``python`` ("3.13")."""
+    parts = filename.removesuffix(".whl").split("-")
+    if len(parts) not in (5, 6):
+        return False
+    major, minor = (int(x) for x in python.split("."))
+    for python_tag in parts[-3].split("."):
+        for abi_tag in parts[-2].split("."):
+            if python_tag == f"cp{major}{minor}" and abi_tag in (f"cp{major}{minor}", "none"):
+                return True
+            if abi_tag == f"abi{major}" and python_tag.startswith(f"cp{major}") and int(python_tag[3:] or 0) <= minor:
+                return True
+            if abi_tag == "none" and python_tag in (f"py{major}", f"py{major}{minor}"):
+                return True
+    return False
 
 
 # ---------------------------------------------------------------------------------- wheels
@@ -170,25 +232,33 @@ def pyzmq_version() -> str:
     raise BuildError("blender_manifest.toml lists no pyzmq wheel")
 
 
-def find_pyzmq_wheel(platform_name: str, cache: Path, offline: bool, scratch: Path) -> Path:
-    """This platform's pyzmq wheel: cached, downloaded, or (offline, local platform) repacked."""
+def find_pyzmq_wheel(platform_name: str, cache: Path, offline: bool, scratch: Path, python: str = "3.11") -> Path:
+    """This platform's pyzmq wheel for Blender's ``python``: cached, downloaded, or (offline, local platform and Python) repacked.
+
+    A wheel built for exactly that Python wins over a stable-ABI (abi3) one, so the 3.11 zip keeps
+    its cp311 wheel (Blender reads the accepted Pythons from the wheel names).
+    """
     version = pyzmq_version()
-    for candidate in sorted(cache.glob(f"pyzmq-{version}-{PYTHON_TAG}-*.whl")) if cache.is_dir() else []:
-        if platform_name in wheel_platforms(candidate.name):
-            return candidate
+    tag = TARGETS[python].python_tag
+    candidates = [
+        c for c in (sorted(cache.glob(f"pyzmq-{version}-*.whl")) if cache.is_dir() else [])
+        if platform_name in wheel_platforms(c.name) and wheel_fits_python(c.name, python)
+    ]
+    if candidates:
+        return sorted(candidates, key=lambda c: f"-{tag}-{tag}-" not in c.name)[0]
     if not offline:
         cache.mkdir(parents=True, exist_ok=True)
         command = [
             sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
-            "--no-deps", "--python-version", "3.11", "--implementation", "cp", "--abi", PYTHON_TAG,
+            "--no-deps", "--python-version", python, "--implementation", "cp", "--abi", tag, "--abi", "abi3",
             "--platform", PIP_PLATFORMS[platform_name], "--dest", str(cache), f"pyzmq=={version}",
         ]
-        log.info("downloading pyzmq %s for %s", version, platform_name)
+        log.info("downloading pyzmq %s for %s, Python %s", version, platform_name, python)
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if result.returncode == 0:
-            return find_pyzmq_wheel(platform_name, cache, True, scratch)
+            return find_pyzmq_wheel(platform_name, cache, True, scratch, python)
         log.warning("pip download failed: %s", result.stderr.strip()[-400:])
-    if platform_name == local_platform() and sys.version_info[:2] == (3, 11):
+    if platform_name == local_platform() and f"{sys.version_info[0]}.{sys.version_info[1]}" == python:
         try:
             installed = metadata.version("pyzmq")
         except metadata.PackageNotFoundError:
@@ -196,8 +266,8 @@ def find_pyzmq_wheel(platform_name: str, cache: Path, offline: bool, scratch: Pa
         if installed == version:
             return repack_installed("pyzmq", scratch)
     raise BuildError(
-        f"no pyzmq {version} wheel for {platform_name} in {cache}; run without --offline (downloads from PyPI) "
-        f"or put pyzmq-{version}-{PYTHON_TAG}-*.whl for that platform there"
+        f"no pyzmq {version} wheel for {platform_name} and Python {python} in {cache}; run without --offline "
+        f"(downloads from PyPI) or put pyzmq-{version}-{tag}-*.whl (or a cp3x-abi3 one) for that platform there"
     )
 
 
@@ -237,6 +307,7 @@ class BuiltZip:
     platform: str
     path: Path
     wheels: list[str]
+    python: str = "3.11"
 
 
 def addon_files(folder: Path = ROOT / "addon") -> list[Path]:
@@ -260,18 +331,28 @@ def write_zip(path: Path, manifest_text: str, wheels: list[Path], overwrite: boo
         os.chmod(temp, 0o644)  # mkstemp makes private files; a release zip is meant to be shared
 
 
+def zip_name(manifest: dict, platform_name: str, target: BlenderTarget) -> str:
+    """``talkbridge-0.1.0-blender4.4-5.0-linux_x64.zip``: the Blender range is in the name so artists pick the right one."""
+    return f"{manifest['id']}-{manifest['version']}-{target.label}-{platform_name.replace('-', '_')}.zip"
+
+
 def build(
     output: Path,
     platforms: list[str] | None = None,
     cache: Path = DEFAULT_CACHE,
     offline: bool = False,
     overwrite: bool = False,
+    pythons: list[str] | None = None,
 ) -> list[BuiltZip]:
-    """Build the extension zip for each platform; returns what was written."""
+    """Build the extension zip for each platform and Blender Python, then the repository index; returns the zips."""
     platforms = [local_platform() if p == "local" else p for p in (platforms or list(PLATFORMS))]
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown:
         raise BuildError(f"unsupported platform(s) {unknown}; choose from {list(PLATFORMS)}")
+    pythons = list(dict.fromkeys(pythons or TARGETS))
+    unknown = [p for p in pythons if p not in TARGETS]
+    if unknown:
+        raise BuildError(f"unsupported Blender Python(s) {unknown}; choose from {list(TARGETS)}")
     manifest_path = ROOT / "blender_manifest.toml"
     if not (ROOT / "addon").is_dir() or not manifest_path.is_file() or not (ROOT / "setup.py").is_file():
         raise BuildError(f"{ROOT}: not a talkbridge source checkout (addon/, blender_manifest.toml); run the build from one")
@@ -279,28 +360,94 @@ def build(
     manifest = read_manifest(manifest_path)
     if not output.is_dir():
         output.mkdir(parents=True)
-    targets = {p: output / f"{manifest['id']}-{manifest['version']}-{p.replace('-', '_')}.zip" for p in platforms}
+    targets = {(p, py): output / zip_name(manifest, p, TARGETS[py]) for p in platforms for py in pythons}
     for target in targets.values():
         if target.exists() and not overwrite:
             raise InputError("already exists; pass --overwrite to replace it", target)
     built: list[BuiltZip] = []
     with tempfile.TemporaryDirectory(prefix="talkbridge-addon-") as folder:
         scratch = Path(folder)
+        # Find every pyzmq wheel first: a missing one fails fast and leaves no half-built set.
+        chosen = {key: find_pyzmq_wheel(key[0], cache, offline, scratch, key[1]) for key in targets}
         talkbridge_wheel = build_talkbridge_wheel(scratch)
         expected = f"talkbridge-{manifest['version']}-py3-none-any.whl"
         if talkbridge_wheel.name != expected:
             raise BuildError(f"built {talkbridge_wheel.name} but the manifest version expects {expected}")
-        for platform_name in platforms:
-            pyzmq = find_pyzmq_wheel(platform_name, cache, offline, scratch)
-            wheels = [pyzmq, talkbridge_wheel]
-            text = manifest_for_platform(manifest_text, platform_name, [w.name for w in wheels])
-            write_zip(targets[platform_name], text, wheels, overwrite)
-            built.append(BuiltZip(platform_name, targets[platform_name], [w.name for w in wheels]))
-            log.info("wrote %s (%s)", targets[platform_name], ", ".join(w.name for w in wheels))
+        for (platform_name, python), path in targets.items():
+            wheels = [chosen[platform_name, python], talkbridge_wheel]
+            text = manifest_for_platform(manifest_text, platform_name, [w.name for w in wheels], TARGETS[python])
+            write_zip(path, text, wheels, overwrite)
+            built.append(BuiltZip(platform_name, path, [w.name for w in wheels], python))
+            log.info("wrote %s (%s)", path, ", ".join(w.name for w in wheels))
+    write_index(output)
     return built
 
 
+# ---------------------------------------------------------------------------------- repository index
+
+
+def python_versions(wheels: list[str]) -> list[str]:
+    """The Pythons a set of wheels needs, as Blender's repository listing writes them ("3.11", or "3" for abi3)."""
+    found: set[tuple[int, ...]] = set()
+    for wheel in wheels:
+        parts = Path(wheel).name.removesuffix(".whl").split("-")
+        abi_tags, python_tags = parts[-2].split("."), parts[-3].split(".")
+        stable = {(int(t[3:]),) for t in abi_tags if re.fullmatch(r"abi\d+", t)}
+        if stable:
+            found |= stable
+            continue
+        for tag in python_tags:
+            match = re.fullmatch(r"(?:cp|py)(\d)(\d*)", tag)
+            if match:
+                found.add((int(match.group(1)), int(match.group(2))) if match.group(2) else (int(match.group(1)),))
+    found = {v for v in found if v[0] > 2}
+    found -= {(v[0],) for v in found if len(v) == 2}
+    return [".".join(map(str, v)) for v in sorted(found)]
+
+
+# The manifest fields Blender's listing carries, in its order (``wheels`` is left out of listings).
+INDEX_FIELDS = (
+    "schema_version", "id", "name", "tagline", "version", "type", "maintainer", "license", "blender_version_min",
+    "blender_version_max", "website", "copyright", "permissions", "tags", "platforms",
+)
+
+
+def index_entry(path: Path) -> dict:
+    """One ``data`` row of ``index.json`` for an extension zip: its manifest plus where and what the archive is."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            manifest = tomllib.loads(archive.read("blender_manifest.toml").decode("utf-8"))
+    except (OSError, KeyError, zipfile.BadZipFile, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise BuildError(f"{path}: not an extension zip with a readable blender_manifest.toml ({error})") from None
+    entry = {key: manifest[key] for key in INDEX_FIELDS if manifest.get(key) is not None}
+    if manifest.get("wheels"):
+        entry["python_versions"] = python_versions(manifest["wheels"])
+    data = path.read_bytes()
+    entry["archive_url"] = "./" + urllib.request.pathname2url(path.name)
+    entry["archive_size"] = len(data)
+    entry["archive_hash"] = "sha256:" + hashlib.sha256(data).hexdigest()
+    return entry
+
+
+def write_index(folder: Path) -> Path:
+    """Write ``index.json`` (listing format v1) for every extension zip in ``folder``; returns its path.
+
+    Same content as ``blender --command extension server-generate --repo-dir folder`` writes, so the
+    folder can be served as a remote repository (Blender picks the zip whose version range fits it).
+    """
+    from talkbridge.exporters.atomic import atomic_output
+
+    zips = sorted(p for p in folder.glob("*.zip") if not p.name.startswith("."))
+    listing = {"version": "v1", "blocklist": [], "data": [index_entry(p) for p in zips]}
+    target = folder / "index.json"
+    with atomic_output(target, overwrite=True) as temp:
+        Path(temp).write_text(json.dumps(listing, indent=2), encoding="utf-8")
+    log.info("wrote %s (%d packages)", target, len(zips))
+    return target
+
+
 def handle_build(args: argparse.Namespace) -> int:
-    for item in build(args.output, args.platform, args.wheel_cache, args.offline, args.overwrite):
+    for item in build(args.output, args.platform, args.wheel_cache, args.offline, args.overwrite, args.pythons):
         print(item.path)
+    print(args.output / "index.json")
     return 0
