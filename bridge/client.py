@@ -13,6 +13,11 @@ same job), and routes incoming events. Two ways to consume them:
 
 Taking a chunk event (either way) tells the server one more chunk was consumed, so a consumer that
 stops reading stops the stream after ``credit`` chunks instead of letting data pile up.
+
+A submit whose inputs exceed the limits the server announced in its welcome fails at once with
+``too_large`` (:class:`InputTooLarge`) instead of being sent. When the server stops answering, every
+unfinished job ends with ``server_lost`` and the client asks the server to cancel those jobs (at
+once, and again when the server is heard from), so a lost job never keeps a device busy.
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ class ServerUnavailable(p.BridgeError):
 
 class AuthenticationFailed(p.BridgeError):
     """The server refused this client's CURVE key or signature."""
+
+
+class InputTooLarge(p.ProtocolError):
+    """The submit's inputs exceed the limits the server announced; nothing was sent."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(p.E_TOO_LARGE, message, job_id)
 
 
 class ServerRefused(p.BridgeError):
@@ -219,6 +231,8 @@ class Client:
         self.server_alive = False
         self._pings: dict[int, tuple[float, threading.Event, list[float]]] = {}
         self._ping_ids = itertools.count(1)
+        self._lost_jobs: set[str] = set()  # ended by server_lost; cancelled on the server when it answers
+        self._connections = 0  # transport connections made (for telling a wrong key from no server)
 
     # -------------------------------------------------------------------------------- public API
 
@@ -233,11 +247,31 @@ class Client:
             if self._connect_error is not None:
                 raise self._connect_error
             if time.monotonic() > deadline:
-                raise ServerUnavailable(f"{self.address}: no answer to hello within {timeout:.1f} s (is `talkbridge serve` running there?)")
+                raise ServerUnavailable(self._no_answer_text(timeout))
         if self._connect_error is not None:
             raise self._connect_error
         assert self.welcome is not None
         return self.welcome
+
+    def _no_answer_text(self, timeout: float) -> str:
+        text = f"{self.address}: no answer to hello within {timeout:.1f} s"
+        if self._server_key is not None and self._connections:
+            return text + " although the address accepts connections; " + self._key_hint()
+        return text + " (is `talkbridge serve` running there?)"
+
+    def _key_hint(self) -> str:
+        """Which CURVE keys this client used, for messages about a handshake that failed."""
+        assert self._server_key is not None and self._client_keypair is not None
+        server, mine = self._server_key.decode("ascii", "replace"), self._client_keypair[0].decode("ascii", "replace")
+        return (
+            f"the CURVE handshake failed: is {server} (the --server-key this client uses) really that server's "
+            f"public key? This client's public key is {mine}; it must be in the server's --allow folder."
+        )
+
+    @property
+    def server_limits(self) -> p.Limits | None:
+        """The limits the server announced in its welcome (None before a welcome)."""
+        return None if self.welcome is None else p.Limits.from_dict(self.welcome.get("limits"))
 
     def submit(self, engine: str, **inputs: Any) -> JobHandle:
         """Queue a job and return a handle to iterate its events (blocking API).
@@ -352,7 +386,14 @@ class Client:
         for name in ("ref_eyeblink", "ref_pose"):
             if inputs.get(name) is not None:
                 buffers[name], body[f"{name}_name"] = _read_input(inputs[name], name.replace("_", " ") + " reference")
-        frames = p.encode(p.Message(p.SUBMIT, job_id, body, buffers), self._signing_key)
+        message = p.Message(p.SUBMIT, job_id, body, buffers)
+        limits = self.server_limits
+        if limits is not None:
+            try:
+                limits.check_outgoing(message)
+            except p.ProtocolError as error:
+                raise InputTooLarge(f"{self.address}: {error}", job_id) from None
+        frames = p.encode(message, self._signing_key)
         job = _PendingJob(job_id, frames, sink)
         with self._jobs_lock:
             if job_id in self._jobs and not self._jobs[job_id].finished:
@@ -375,17 +416,29 @@ class Client:
         else:
             self.events.put(event)
 
-    def _finish_all(self, code: str, message: str, retryable: bool) -> None:
+    def _finish_all(self, code: str, message: str, retryable: bool) -> list[str]:
+        """End every unfinished job with an error event; returns their ids."""
         with self._jobs_lock:
             pending = [job for job in self._jobs.values() if not job.finished]
         for job in pending:
             job.finished = True
             self._emit(job, _error_event(job.job_id, code, message, retryable))
+        return [job.job_id for job in pending]
+
+    def _cancel_lost_jobs(self, dealer: zmq.Socket) -> None:
+        """Ask the server to cancel jobs this client gave up on, so none keeps a device or credit.
+
+        Sent when the server is declared lost (libzmq holds it until the connection works) and
+        again when the server is heard from; a cancel of a finished job is answered harmlessly.
+        """
+        for job_id in sorted(self._lost_jobs):
+            self._send(dealer, p.encode(p.Message(p.CANCEL, job_id), self._signing_key))
 
     def _socket(self) -> tuple[zmq.Socket, zmq.Socket | None]:
         dealer = self._context.socket(zmq.DEALER)
         dealer.linger = 0
-        dealer.setsockopt(zmq.MAXMSGSIZE, self._limits.max_buffer_bytes + 64 * 1024)
+        dealer.setsockopt(zmq.MAXMSGSIZE, self._limits.socket_max_frame_bytes)
+        dealer.ipv6 = p.is_ipv6_address(self.address)
         dealer.rcvhwm = 1000
         dealer.sndhwm = 1000
         monitor = None
@@ -393,7 +446,11 @@ class Client:
             dealer.curve_serverkey = self._server_key
             dealer.curve_publickey, dealer.curve_secretkey = self._client_keypair
             monitor = dealer.get_monitor_socket(
-                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                | zmq.EVENT_HANDSHAKE_SUCCEEDED
+                | zmq.EVENT_CONNECTED
             )
         dealer.connect(self.address)
         return dealer, monitor
@@ -426,6 +483,8 @@ class Client:
                             last_heard = time.monotonic()
                             if lost_reported:
                                 log.info("%s answers again", self.address)
+                                self._cancel_lost_jobs(dealer)
+                                self._lost_jobs.clear()
                             lost_reported = False
                             self.server_alive = True
                 if monitor is not None and monitor in ready:
@@ -442,7 +501,8 @@ class Client:
                     lost_reported = True
                     self.server_alive = False
                     text = f"{self.address}: the server stopped answering (no message for {self._server_timeout_s:.1f} s)"
-                    self._finish_all(p.E_SERVER_LOST, text, True)
+                    self._lost_jobs.update(self._finish_all(p.E_SERVER_LOST, text, True))
+                    self._cancel_lost_jobs(dealer)  # queued by libzmq until the server can read it
                     self.events.put(_error_event(None, p.E_SERVER_LOST, text, True))
                 self._retry(dealer, now)
         finally:
@@ -524,10 +584,18 @@ class Client:
                 event = recv_monitor_message(monitor, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if event["event"] in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+            if event["event"] == zmq.EVENT_CONNECTED:
+                self._connections += 1
+            elif event["event"] == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and not self._welcomed.is_set():
+                # The server could not even decrypt our hello: it holds another key pair.
+                error = AuthenticationFailed(f"{self.address}: {self._key_hint()}")
+                if self._connect_error is None:
+                    self._connect_error = error
+                    self._finish_all("auth_failed", str(error), False)
+            elif event["event"] in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
                 error = AuthenticationFailed(
                     f"{self.address}: the server refused the CURVE handshake (is this client's public key in its "
-                    "allow-list, and is the server key right?)"
+                    f"allow-list, and is the server key right?) {self._key_hint()}"
                 )
                 if self._connect_error is None:
                     self._connect_error = error
