@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-RAY_FREE_FOLDERS = ("core", "exporters", "bridge", "addon", "talkbridge/batch", "talkbridge/pipeline")
+RAY_FREE_FOLDERS = ("core", "exporters", "bridge", "addon", "talkbridge/batch", "talkbridge/cli")
 
 
 def ray_imports(path: Path) -> list[str]:

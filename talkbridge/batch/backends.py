@@ -1,0 +1,123 @@
+"""Where batch rows run: in this process (the default) or on one or more sidecars.
+
+Both call :func:`talkbridge.api.run_job`, exactly as ``talkbridge generate`` does, so a row's files
+are those ``generate`` would write. The Ray backend lives in :mod:`talkbridge.cluster.batch_backend`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import queue
+import threading
+from pathlib import Path
+from typing import Any
+
+from talkbridge.batch.manifest import BatchRow
+from talkbridge.batch.runner import RowInterrupted, RowResult
+from talkbridge.core.errors import InputError
+from talkbridge.exporters.job_files import OutputPlan
+
+log = logging.getLogger(__name__)
+
+
+class InProcessBackend:
+    """Rows one after another in this process; one engine cache, so weights load once per batch."""
+
+    name = "in-process"
+    slots = 1
+    inline = True
+
+    def __init__(self, checkpoints: Path | None = None) -> None:
+        from talkbridge.core.jobs.cache import EngineCache
+
+        self.cache = EngineCache(checkpoints)
+
+    def run_row(self, row: BatchRow, plan: OutputPlan, stop: threading.Event) -> RowResult:
+        from talkbridge.api import run_job
+
+        assert row.request is not None
+        result = run_job(row.request, plan, cache=self.cache)
+        return RowResult(result.files, result.engine)
+
+    def close(self) -> None:
+        pass
+
+
+def sidecar_slots(target: Any) -> int:
+    """How many rows a sidecar takes at once: its devices not already busy with queued jobs (at least 1)."""
+    client = target.client()
+    try:
+        capabilities = client.connect(timeout=10.0)["capabilities"]
+    except Exception as error:
+        raise InputError(f"cannot reach the sidecar at {target.address}: {error}") from None
+    finally:
+        client.close()
+    devices = len(capabilities.get("devices", [])) or 1
+    return max(1, devices - int(capabilities.get("queued_jobs", 0)))
+
+
+def _interrupt_thread(thread_id: int) -> None:
+    """Raise :class:`RowInterrupted` in another thread at its next Python step; the writer then
+    cancels the remote job and removes its partial files, as on Ctrl-C in the main thread."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(RowInterrupted))
+
+
+class SidecarBackend:
+    """Rows spread over sidecars by free capacity: each sidecar has a slot per free device, and a
+    row takes whichever slot frees first, so a faster or larger sidecar takes more rows."""
+
+    inline = False
+
+    def __init__(self, targets: list[Any]) -> None:
+        if not targets:
+            raise InputError("--sidecar needs at least one address")
+        self._free: queue.Queue = queue.Queue()
+        for target in targets:
+            slots = sidecar_slots(target)
+            log.info("sidecar %s: %d slots", target.address, slots)
+            for _ in range(slots):
+                self._free.put(target)
+        self.slots = self._free.qsize()
+        self.name = "sidecar " + " ".join(target.address for target in targets)
+        self._running: dict[int, threading.Event] = {}
+        self._lock = threading.Lock()
+        self._watch: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def run_row(self, row: BatchRow, plan: OutputPlan, stop: threading.Event) -> RowResult:
+        from talkbridge.api import run_job
+
+        assert row.request is not None
+        target = self._free.get()
+        self._start_watch(stop)
+        with self._lock:
+            self._running[threading.get_ident()] = stop
+        try:
+            if stop.is_set():
+                raise RowInterrupted("interrupted before this row started")
+            result = run_job(row.request, plan, sidecar=target)
+            return RowResult(result.files, result.engine, {"sidecar": target.address})
+        finally:
+            with self._lock:
+                self._running.pop(threading.get_ident(), None)
+            self._free.put(target)
+
+    def _start_watch(self, stop: threading.Event) -> None:
+        """One thread that, once the batch stops, interrupts every row still running on a sidecar."""
+        with self._lock:
+            if self._watch is not None:
+                return
+            self._watch = threading.Thread(target=self._interrupt_on_stop, args=(stop,), name="batch-stop", daemon=True)
+            self._watch.start()
+
+    def _interrupt_on_stop(self, stop: threading.Event) -> None:
+        while not stop.wait(0.2):
+            if self._closed.is_set():
+                return
+        with self._lock:
+            for thread_id in list(self._running):
+                _interrupt_thread(thread_id)
+
+    def close(self) -> None:
+        self._closed.set()

@@ -1,0 +1,230 @@
+"""Batch manifests: which clips to make, one row each, read from CSV, JSON Lines or a folder of audio.
+
+Columns (CSV header or JSON keys): ``audio`` (required), ``portrait``, ``name`` (default: the audio's
+stem), the file inputs ``transcript``, ``landmarks``, ``ref_eyeblink``, ``ref_pose``, the exports
+``head`` (a glTF head to animate) and ``exports`` (``glb,livelink,curves``), and any job option under
+its long name with ``_`` or ``-`` (``seed``, ``pose-style``, ``expression_scale``, ``still``, ...).
+Option cells are parsed and checked by the job layer's one definition (:data:`OPTIONS`), so the
+limits are those of ``generate``. Paths resolve relative to the manifest's folder.
+
+Problems that concern the whole manifest (unreadable file, no ``audio`` column, an unknown column,
+duplicate names) raise :class:`InputError` before any work. Problems of one row (a bad option value,
+a missing file) are recorded on that row, which then fails alone while the others run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from talkbridge.core.errors import InputError, TalkbridgeError
+from talkbridge.core.jobs.options import OPTIONS, JobOptions, option_name
+from talkbridge.core.jobs.request import JobRequest, read_transcript
+from talkbridge.exporters.job_exports import parse_export_kinds
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".wma", ".aiff", ".aif")
+FILE_COLUMNS = ("audio", "portrait", "transcript", "landmarks", "ref_eyeblink", "ref_pose", "head")
+OTHER_COLUMNS = ("name", "exports")
+# Options that are files on the command line (generate --transcript FILE, --landmarks FILE) are file
+# columns here too; `device` is the backend's choice, not a row's.
+ROW_OPTIONS = tuple(name for name in OPTIONS if name not in ("transcript", "landmarks", "device"))
+_NAME_FORBIDDEN = set('/\\:*?"<>|\0')
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """One clip of a batch: its name, the job to run and its exports, or why it cannot run.
+
+    ``where`` names the source (``lines.csv:4``) for messages. A row with an ``error`` has no
+    ``request``; it is reported as failed without running.
+    """
+
+    name: str
+    where: str
+    request: JobRequest | None = None
+    exports: tuple[str, ...] = ()
+    head: Path | None = None
+    error: str | None = None
+
+    @property
+    def audio(self) -> Path | None:
+        if self.request is None or not isinstance(self.request.audio, Path):
+            return None
+        return self.request.audio
+
+
+@dataclass
+class ManifestDefaults:
+    """Values every row gets unless it sets its own: a portrait, a head, exports, options (typed values or cell text)."""
+
+    portrait: Path | None = None
+    head: Path | None = None
+    exports: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def check_name(name: str, where: str) -> str:
+    """``name`` if it is usable as an output base name (no folders, nothing hidden)."""
+    name = name.strip()
+    if not name or name in (".", "..") or name.startswith(".") or _NAME_FORBIDDEN & set(name):
+        raise InputError(f"{where}: name {name!r} is not a plain file name (no folders, no leading dot)")
+    return name
+
+
+def _cell_text(value: Any) -> str:
+    """A JSON value as the text a CSV cell would hold (lists as space-separated items)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return " ".join(_cell_text(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _resolve(base: Path, text: str) -> Path:
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def build_row(cells: Mapping[str, str], base: Path, where: str, defaults: ManifestDefaults) -> BatchRow:
+    """One row from its non-empty cells (canonical column names, text values); never raises for the row's own problems."""
+    audio_text = cells.get("audio", "").strip()
+    fallback = Path(audio_text).stem if audio_text else where.replace(":", "_line_")
+    try:
+        name = check_name(cells.get("name") or fallback, where)
+    except InputError as error:
+        return BatchRow(name=fallback, where=where, error=str(error))
+    try:
+        if not audio_text:
+            raise InputError(f"{where}: the 'audio' cell is empty")
+        files = {column: _resolve(base, cells[column]) for column in FILE_COLUMNS if cells.get(column, "").strip()}
+        for column, path in files.items():
+            if not path.is_file():
+                raise InputError(f"{where}: {column} file not found: {path}")
+        option_cells = {**defaults.options, **{k: v for k, v in cells.items() if k in ROW_OPTIONS}}
+        options = JobOptions.from_mapping(option_cells, parse_text=True)
+        transcript_file = files.get("transcript")
+        landmarks_file = files.get("landmarks")
+        if transcript_file is not None:
+            options = replace(options, transcript=OPTIONS["transcript"].check(read_transcript(transcript_file)))
+        if landmarks_file is not None:
+            from talkbridge.core.face.landmarks import load_landmark_file
+
+            options = replace(options, landmarks=load_landmark_file(landmarks_file))
+        exports = parse_export_kinds(cells.get("exports") or defaults.exports)
+        head = files.get("head", defaults.head)
+        if "glb" in exports and head is None:
+            raise InputError(f"{where}: the glb export needs a 'head' (a .glb or .gltf file to animate)")
+        request = JobRequest(
+            audio=files["audio"],
+            image=files.get("portrait", defaults.portrait),
+            options=options,
+            ref_eyeblink=files.get("ref_eyeblink"),
+            ref_pose=files.get("ref_pose"),
+            transcript_file=transcript_file,
+            landmarks_file=landmarks_file,
+        )
+    except TalkbridgeError as error:
+        text = str(error)
+        return BatchRow(name=name, where=where, error=text if text.startswith(where) else f"{where}: {text}")
+    return BatchRow(name=name, where=where, request=request, exports=exports, head=head)
+
+
+def _canonical_columns(columns: Iterable[str], path: Path) -> dict[str, str]:
+    """Raw column -> canonical name; unknown columns are a manifest error (a typo would hit every row)."""
+    known = set(FILE_COLUMNS) | set(OTHER_COLUMNS) | set(ROW_OPTIONS)
+    mapping: dict[str, str] = {}
+    for raw in columns:
+        name = option_name(raw)
+        if name == "image":
+            name = "portrait"
+        if name not in known:
+            raise InputError(
+                f"unknown column {raw!r}; columns are {', '.join(FILE_COLUMNS + OTHER_COLUMNS)} and the options "
+                f"{', '.join(ROW_OPTIONS)}",
+                path,
+            )
+        if name in mapping.values():
+            raise InputError(f"column {name!r} appears twice", path)
+        mapping[raw] = name
+    if "audio" not in mapping.values():
+        raise InputError("the manifest has no 'audio' column", path)
+    return mapping
+
+
+def _csv_cells(text: str, path: Path) -> list[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise InputError("the CSV manifest is empty (it needs a header row naming its columns)", path)
+    mapping = _canonical_columns([c for c in reader.fieldnames if c is not None], path)
+    rows = []
+    for record in reader:
+        if None in record:
+            raise InputError(f"line {reader.line_num} has more cells than the header has columns", path)
+        cells = {mapping[k]: v.strip() for k, v in record.items() if v is not None and v.strip()}
+        if cells:
+            rows.append((reader.line_num, cells))
+    return rows
+
+
+def _jsonl_cells(text: str, path: Path) -> list[tuple[int, dict[str, str]]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"line {number} is not valid JSON ({error.msg})", path) from None
+        if not isinstance(record, dict):
+            raise InputError(f"line {number} is not a JSON object", path)
+        mapping = _canonical_columns(record, path)
+        rows.append((number, {mapping[k]: _cell_text(v).strip() for k, v in record.items() if _cell_text(v).strip()}))
+    return rows
+
+
+def read_manifest(path: Path, defaults: ManifestDefaults | None = None) -> list[BatchRow]:
+    """The rows of a CSV (with a header) or JSON Lines manifest, or of a folder of audio files."""
+    defaults = defaults or ManifestDefaults()
+    path = Path(path)
+    if path.is_dir():
+        rows = folder_rows(path, defaults)
+    else:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise InputError("manifest not found", path) from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"cannot read the manifest ({error})", path) from None
+        jsonl = path.suffix.lower() in (".jsonl", ".ndjson") or text.lstrip().startswith("{")
+        records = _jsonl_cells(text, path) if jsonl else _csv_cells(text, path)
+        base = path.resolve().parent
+        rows = [build_row(cells, base, f"{path.name}:{number}", defaults) for number, cells in records]
+    if not rows:
+        raise InputError("the manifest lists no rows", path)
+    check_unique_names(rows, path)
+    return rows
+
+
+def folder_rows(folder: Path, defaults: ManifestDefaults) -> list[BatchRow]:
+    """One row per audio file in ``folder`` (sorted by name), all with the defaults' portrait and options."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise InputError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in the folder", folder)
+    return [build_row({"audio": str(p.resolve())}, folder, f"{folder.name}/{p.name}", defaults) for p in files]
+
+
+def check_unique_names(rows: list[BatchRow], path: Path) -> None:
+    """Two rows writing the same outputs would overwrite each other: refuse before any work."""
+    seen: dict[str, str] = {}
+    for row in rows:
+        key = row.name.lower()  # outputs on case-insensitive file systems collide too
+        if key in seen:
+            raise InputError(f"rows {seen[key]} and {row.where} both write outputs named {row.name!r}; give each a unique 'name'", path)
+        seen[key] = row.where

@@ -1,0 +1,173 @@
+"""`talkbridge batch` in this process: outputs, the report, exit status, resume, redo, interrupts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from talkbridge.api import run_job
+from talkbridge.batch.backends import InProcessBackend
+from talkbridge.batch.manifest import read_manifest
+from talkbridge.batch.runner import run_batch
+from talkbridge.cli import main
+from talkbridge.core.jobs.options import JobOptions
+from talkbridge.core.jobs.request import JobRequest
+from talkbridge.exporters.job_files import OutputPlan
+from talkbridge.exporters.motion_file import load_motion
+from tests.speech import speech_like, write_wav
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "clips").mkdir()
+    for i, seconds in enumerate((1.0, 1.4, 0.8)):
+        write_wav(tmp_path / "clips" / f"line{i}.wav", speech_like(seconds, seed=i))
+    (tmp_path / "clips" / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
+    manifest = tmp_path / "lines.csv"
+    manifest.write_text(
+        "audio,name,seed,size,exports\n"
+        "clips/line0.wav,,1,64,livelink\n"
+        "clips/line1.wav,second,2,64,curves\n"
+        "clips/line2.wav,,3,64,\n"
+        "clips/broken.wav,,0,64,\n"
+        "clips/line0.wav,bad_style,0,65,\n"
+    )
+    return tmp_path
+
+
+def report(out: Path) -> dict:
+    return json.loads((out / "batch_report.json").read_text())
+
+
+def statuses(out: Path) -> dict[str, str]:
+    return {row["name"]: row["status"] for row in report(out)["rows"]}
+
+
+def mtimes(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "batch_report.json"}
+
+
+def test_rows_report_resume_and_redo(project, capsys):
+    out = project / "out"
+    assert main(["-q", "batch", str(project / "lines.csv"), "-o", str(out), "--engine", "lite"]) == 1
+    assert statuses(out) == {"line0": "done", "second": "done", "line2": "done", "broken": "failed", "bad_style": "failed"}
+    rows = {row["name"]: row for row in report(out)["rows"]}
+    assert rows["line0"]["files"] == {"livelink": "line0.livelink.csv", "motion": "line0.motion.npz",
+                                      "summary": "line0.motion.json", "video": "line0.mp4"}
+    assert rows["second"]["files"]["curves"] == "second.curves.csv" and rows["line0"]["seconds"] > 0
+    assert rows["broken"]["reason"].startswith("lines.csv:5: ") and "cannot decode audio" in rows["broken"]["reason"]
+    assert rows["bad_style"]["reason"] == "lines.csv:6: option 'size' (--size) must be an even number of pixels, got 65"
+    assert report(out)["counts"] == {"done": 3, "skipped": 0, "failed": 2}
+    assert "failed broken: lines.csv:5" in capsys.readouterr().out
+    for name in ("line0", "second", "line2"):
+        assert (out / f"{name}.batch.json").is_file() and (out / f"{name}.mp4").is_file()
+    assert not [p for p in out.iterdir() if "partial" in p.name or p.name.startswith("broken")]
+
+    # A row's files are what run_job (generate) writes for the same request.
+    alone = run_job(JobRequest(project / "clips/line1.wav", options=JobOptions(engine="lite", seed=2, size=64)),
+                    OutputPlan(project / "alone", "second"))
+    assert np.array_equal(load_motion(alone.motion).arkit, load_motion(out / "second.motion.npz").arkit)
+    assert (project / "alone/second.mp4").read_bytes() == (out / "second.mp4").read_bytes()
+
+    before = mtimes(out)
+    assert main(["-q", "batch", str(project / "lines.csv"), "-o", str(out), "--engine", "lite"]) == 1
+    assert statuses(out) == {"line0": "skipped", "second": "skipped", "line2": "skipped", "broken": "failed", "bad_style": "failed"}
+    assert mtimes(out) == before  # nothing complete was made again
+
+    # Changed: one row's option, another's input audio, a third's output damaged.
+    text = (project / "lines.csv").read_text().replace("clips/line1.wav,second,2,", "clips/line1.wav,second,5,")
+    (project / "lines.csv").write_text(text)
+    write_wav(project / "clips/line2.wav", speech_like(0.8, seed=9))
+    with open(out / "line0.livelink.csv", "a") as handle:
+        handle.write("tampered\n")
+    assert main(["-q", "batch", str(project / "lines.csv"), "-o", str(out), "--engine", "lite"]) == 1
+    assert statuses(out) == {"line0": "done", "second": "done", "line2": "done", "broken": "failed", "bad_style": "failed"}
+    assert json.loads((out / "second.batch.json").read_text())["inputs"]["options"]["seed"] == 5
+    assert "tampered" not in (out / "line0.livelink.csv").read_text()
+
+
+def test_all_good_rows_exit_zero_and_a_folder_takes_the_portrait(project):
+    from tests.heads import arkit_head
+    from talkbridge.exporters.gltf import write_head_glb
+
+    (project / "clips/broken.wav").unlink()
+    head = write_head_glb(arkit_head(), project / "head.glb")
+    out = project / "out"
+    code = main(["-q", "batch", str(project / "clips"), "-o", str(out), "--engine", "lite", "--size", "64",
+                 "--exports", "glb", "--head", str(head)])
+    assert code == 0 and statuses(out) == {"line0": "done", "line1": "done", "line2": "done"}
+    assert (out / "line1.glb").is_file()
+
+
+def test_duplicate_names_stop_the_batch_before_any_output(project):
+    (project / "dup.csv").write_text("audio,name\nclips/line0.wav,a\nclips/line1.wav,a\n")
+    assert main(["-q", "batch", str(project / "dup.csv"), "-o", str(project / "out")]) == 1
+    assert not (project / "out").exists()
+
+
+class InterruptingBackend(InProcessBackend):
+    """Ctrl-C arrives while the second row runs (after its video started)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows = 0
+
+    def run_row(self, row, plan, stop):
+        self.rows += 1
+        if self.rows == 2:
+            raise KeyboardInterrupt
+        return super().run_row(row, plan, stop)
+
+
+def test_ctrl_c_loses_only_the_row_in_flight(project):
+    out = project / "out"
+    rows = read_manifest(project / "lines.csv")[:3]
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(rows, out, InterruptingBackend(), progress=False)
+    content = report(out)
+    assert content["interrupted"] is True
+    assert statuses(out) == {"line0": "done", "second": "failed", "line2": "failed"}
+    assert "interrupted" in content["rows"][1]["reason"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith("line0")) == ["batch_report.json"]
+    run_batch(rows, out, InProcessBackend(), progress=False)
+    assert statuses(out) == {"line0": "skipped", "second": "done", "line2": "done"}
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_mid_batch_keeps_finished_rows_and_leaves_no_partial_files(tmp_path):
+    lines = ["audio,seed,size"]
+    for i in range(8):
+        write_wav(tmp_path / f"l{i}.wav", speech_like(2.0, seed=i))
+        lines.append(f"l{i}.wav,{i},64")
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "talkbridge.cli", "-q", "batch", str(tmp_path / "m.csv"), "-o", str(out),
+                                "--engine", "lite"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    deadline = time.monotonic() + 90
+    while not list(out.glob("*.batch.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err.decode()[-2000:]
+    content = report(out)
+    assert content["interrupted"] is True
+    done = {row["name"] for row in content["rows"] if row["status"] == "done"}
+    assert 1 <= len(done) < 8
+    assert {p.name.split(".")[0] for p in out.glob("*.batch.json")} == done
+    assert not [p.name for p in out.iterdir() if "partial" in p.name]
+    for name in {f"l{i}" for i in range(8)} - done:  # rows not done left no files at all
+        assert not list(out.glob(f"{name}.*"))
+    assert main(["-q", "batch", str(tmp_path / "m.csv"), "-o", str(out), "--engine", "lite"]) == 0
+    assert {row["name"] for row in report(out)["rows"] if row["status"] == "skipped"} == done
