@@ -82,6 +82,16 @@ class SadTalkerModels:
 
         return self._once(key, load)
 
+    def provide_renderer(self, size: int, preprocess: str, render_models: Any) -> None:
+        """Use ``render_models`` for ``size`` and ``preprocess``'s family instead of loading them.
+
+        For benchmarks and tests that run a narrowed face-vid2vid with the official file layout.
+        """
+        from talkbridge.core.sadtalker.render.windows import uses_full_mapping
+
+        with self._lock:
+            self._loaded[("render", size, uses_full_mapping(preprocess))] = render_models.to(self.device)
+
     def landmarks(self) -> Any:
         """The face-alignment landmark detector (its weights come from the model store)."""
         from talkbridge.core.face.landmarks import FaceAlignmentProvider
