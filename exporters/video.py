@@ -11,11 +11,16 @@ works without a system ffmpeg.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -33,6 +38,30 @@ FINISH_TIMEOUT_S = 300.0
 
 class VideoError(TalkbridgeError):
     """ffmpeg failed or could not be started."""
+
+
+_RUNNING: set[subprocess.Popen] = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def _kill_running_encoders() -> None:
+    """At interpreter exit: no ffmpeg outlives the writer that started it, whatever path was taken."""
+    with _RUNNING_LOCK:
+        running = list(_RUNNING)
+    for process in running:
+        if process.poll() is None:
+            process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)
+
+
+atexit.register(_kill_running_encoders)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the ffmpeg child before exec
+    """In the ffmpeg child (Linux): be killed when the writing process dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def ffmpeg_executable() -> str:
@@ -105,8 +134,11 @@ class VideoWriter:
             self._temp = self._stack.enter_context(atomic_output(self.path, overwrite=self.overwrite))
             self._log_file = self._stack.enter_context(tempfile.TemporaryFile())
             self._process = subprocess.Popen(
-                self._command(self._temp), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file
+                self._command(self._temp), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
+            with _RUNNING_LOCK:
+                _RUNNING.add(self._process)
         except BaseException as failure:
             # The failure must reach atomic_output: a plain close() would commit the partial file.
             self._abort(failure)
@@ -114,12 +146,31 @@ class VideoWriter:
         return self
 
     def _abort(self, failure: BaseException) -> None:
-        """Stop ffmpeg if it runs and hand ``failure`` to the atomic output, which drops the file."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.wait(timeout=10)
-        assert self._stack is not None
-        self._stack.__exit__(type(failure), failure, failure.__traceback__)
+        """Stop ffmpeg if it runs and hand ``failure`` to the atomic output, which drops the file.
+
+        Runs on every failing exit (errors, Ctrl-C, SIGTERM via the CLI): the file is dropped even
+        when killing ffmpeg itself is interrupted.
+        """
+        try:
+            self._stop_ffmpeg()
+        finally:
+            assert self._stack is not None
+            self._stack.__exit__(type(failure), failure, failure.__traceback__)
+
+    def _stop_ffmpeg(self) -> None:
+        process = self._process
+        if process is None:
+            return
+        try:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+        finally:
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+            with _RUNNING_LOCK:
+                _RUNNING.discard(process)
 
     def _ffmpeg_message(self) -> str:
         if self._log_file is None:
@@ -154,6 +205,8 @@ class VideoWriter:
         except subprocess.TimeoutExpired as error:
             self._process.kill()
             raise VideoError(f"ffmpeg did not finish {self.path} within {FINISH_TIMEOUT_S:.0f} s") from error
+        with _RUNNING_LOCK:
+            _RUNNING.discard(self._process)
         if code != 0:
             raise VideoError(f"ffmpeg failed writing {self.path} (exit {code}): {self._ffmpeg_message()}")
         if self.frames_written == 0:

@@ -149,3 +149,46 @@ def test_ping_command_with_keys_reports_success_or_the_refusal(keys, capsys, cap
         assert "both --server-key and --client-key" in caplog.text
     finally:
         server.stop()
+
+
+def test_a_wrong_server_key_is_reported_naming_both_keys_not_as_a_missing_server(keys):
+    server = _curve_server(keys)
+    wrong_server_key = load_public_key(keys / "strangers" / "intruder.key")  # not the server's key
+    mine = load_keypair(keys / "allowed" / "artist.key_secret")
+    client = Client(server.address, server_key=wrong_server_key, client_keypair=mine)
+    try:
+        started = time.monotonic()
+        with pytest.raises(AuthenticationFailed) as raised:
+            client.connect(timeout=5)
+        assert time.monotonic() - started < 3
+        text = str(raised.value)
+        assert wrong_server_key.decode() in text and mine[0].decode() in text and "--server-key" in text
+        assert "running there" not in text
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_the_curve_cap_on_queued_inputs_counts_a_key_not_a_connection(keys):
+    """Two connections with one CURVE key share one per-client input cap."""
+    import threading
+
+    curve = CurveServerKeys.load(keys / "server" / "server.key_secret", keys / "allowed")
+    runner = SyntheticRunner(gates={"g": threading.Event()})
+    config = ServerConfig(bind="tcp://127.0.0.1:*", curve=curve, max_client_input_bytes=150_000, limits=p.Limits.for_server(1 << 20))
+    server = Server(runner, config).start()
+    options = {"server_key": load_public_key(keys / "server" / "server.key"), "client_keypair": load_keypair(keys / "allowed" / "artist.key_secret")}
+    first, second = Client(server.address, **options), Client(server.address, **options)
+    try:
+        first.connect(timeout=5)
+        second.connect(timeout=5)
+        held = first.submit("synthetic", audio=bytes(100_000), options={"hold": "g"})
+        assert next(iter(held)).type == p.ACCEPTED
+        refused = second.submit("synthetic", audio=bytes(100_000)).result().final
+        assert refused.code == p.E_BUSY and "this client's unfinished jobs hold 100000 bytes" in refused.body["message"]
+        runner.gates["g"].set()
+        assert list(held)[-1].type == p.DONE
+    finally:
+        first.close()
+        second.close()
+        server.stop()

@@ -2,24 +2,63 @@
 
 Each sub-command lives in its own module under :mod:`talkbridge.cli.commands` and exposes
 ``register(subparsers)``; modules are discovered, so adding a command never edits this file. Command
-handlers return an exit code. Errors raised on purpose (:class:`TalkbridgeError`) print as one clear
-line instead of a traceback.
+handlers return an exit code. Errors raised on purpose (:class:`TalkbridgeError`) and file-system
+errors (a folder that cannot be created, a read-only place) print as one clear line instead of a
+traceback. SIGTERM (job schedulers, `timeout`) is handled exactly like Ctrl-C: it raises
+:class:`Terminated`, a ``KeyboardInterrupt``, so every cleanup path (ffmpeg stopped, partial files
+removed) runs; the exit code is 143 instead of 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Any, Iterator, Sequence
 
 from talkbridge._version import __version__
 
 log = logging.getLogger("talkbridge")
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived; raised where Ctrl-C's KeyboardInterrupt would be, so cleanup is the same."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated` in the main thread (once: a second
+    SIGTERM while cleaning up is ignored, so the cleanup itself is never cut short)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a file-system error: the path, what failed, and the system's reason."""
+    reason = error.strerror or str(error)
+    if error.filename is None:
+        return reason
+    where = str(error.filename) + (f" -> {error.filename2}" if error.filename2 else "")
+    return f"{where}: cannot create or write there ({reason})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,10 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from talkbridge.core.errors import TalkbridgeError
 
     try:
-        return int(args.func(args) or 0)
+        with sigterm_as_interrupt():
+            return int(args.func(args) or 0)
     except TalkbridgeError as error:
         log.error("%s", error)
         return 1
+    except OSError as error:  # e.g. an output folder under /proc or on a read-only file system
+        log.error("%s", describe_os_error(error))
+        return 1
+    except Terminated:
+        log.error("terminated (SIGTERM)")
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         log.error("interrupted")
         return EXIT_INTERRUPTED
