@@ -20,9 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.blender, pytest.mark.timeout(180)]
 
 SCRIPT = r"""
-import json, sys
+import json, sys, warnings
 import numpy as np
 import bpy
+
+deprecations = []  # Blender's API deprecations ("... is expected to be removed in Blender 6.0") and our own
+warnings.simplefilter("always", DeprecationWarning)
+warnings.showwarning = lambda message, category, filename, lineno, *rest: deprecations.append(f"{filename}:{lineno}: {message}")
 
 sys.path.insert(0, sys.argv[1])  # holds talkbridge_addon -> the checkout's addon/ (a plain package import)
 from talkbridge_addon import apply
@@ -195,6 +199,7 @@ try:
     out["nothing"] = None
 except InputError as error:
     out["nothing"] = str(error)
+out["deprecations"] = [d for d in deprecations if "talkbridge_addon" in d or "expected to be removed" in d]
 print("RESULT " + json.dumps(out))
 """
 
@@ -265,3 +270,7 @@ def test_head_movement_follows_the_clip_translation_in_blenders_frame(results):
             np.testing.assert_allclose(world[row] - world[0], expected, atol=1e-4, err_msg=f"{kind} frame {frame}")
     assert not any("location" in path for path in moved["turn_only_paths"])
     assert "head movement must be between 0 and 100" in results["bad_movement"]
+
+
+def test_no_deprecated_blender_api_is_used(results):
+    assert results["deprecations"] == []
