@@ -74,11 +74,9 @@ def test_a_sigkilled_sidecar_is_reported_within_three_seconds(tmp_path):
 def test_serve_and_ping_commands_run_both_engines_for_another_process(tmp_path, capsys):
     from tests.speech import speech_like, write_wav
 
-    from tests.sadtalker_weights import write_combined_safetensors
+    from tests.official_checkpoints import write_official_checkpoint_dir
 
-    checkpoints = tmp_path / "checkpoints"
-    checkpoints.mkdir()
-    write_combined_safetensors(checkpoints, seed=7)
+    checkpoints = write_official_checkpoint_dir(tmp_path / "checkpoints", seed=7, render=False)  # --preload loads the recon net too
     address = f"ipc://{tmp_path}/serve.sock"
     command = [sys.executable, "-m", "talkbridge.cli", "serve", "--bind", address, "--checkpoints", str(checkpoints), "--preload", "lite,sadtalker"]
     serve = _start(command, address)
@@ -108,7 +106,7 @@ def test_serve_and_ping_commands_run_both_engines_for_another_process(tmp_path, 
 def test_serve_refuses_to_start_with_an_engine_it_cannot_load(tmp_path, caplog):
     address = f"ipc://{tmp_path}/never.sock"
     assert main(["serve", "--bind", address, "--preload", "sadtalker"]) == 1  # no checkpoints given
-    assert "checkpoint folder" in caplog.text
+    assert "the worker for cpu could not start" in caplog.text and "no SadTalker checkpoints" in caplog.text
     bad_config = tmp_path / "engines.json"
     bad_config.write_text("{not json")
     assert main(["serve", "--bind", address, "--engine-config", str(bad_config)]) == 1
