@@ -245,6 +245,9 @@ class ProcessRunner:
 
     def _ready_worker(self, device: str) -> _Worker:
         worker = self._worker(device)
+        if worker.ready and worker.process.poll() is not None:  # it died between jobs: nothing was lost
+            self._replace(worker, "died while idle")
+            worker = self._worker(device)
         if not worker.ready:
             try:
                 worker.wait_ready(self.start_timeout_s)
