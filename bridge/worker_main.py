@@ -10,6 +10,7 @@ The process exits when its parent does (``PR_SET_PDEATHSIG`` on Linux, a parent-
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import importlib
 import logging
@@ -151,7 +152,8 @@ def serve(socket: zmq.Socket, runner: Any, device: str) -> None:
             socket.send_multipart(outbox.popleft(), copy=False)
         now = time.monotonic()
         if now - last_beat >= HEARTBEAT_S:
-            socket.send_multipart(p.encode(p.Message(p.PONG, body={"t": now})))
+            with contextlib.suppress(zmq.Again):  # the server is not reading (a paused client): skip a beat
+                socket.send_multipart(p.encode(p.Message(p.PONG, body={"t": now})), zmq.NOBLOCK)
             last_beat = now
             if os.getppid() != parent:
                 log.info("the server went away; the worker exits")

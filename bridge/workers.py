@@ -286,7 +286,10 @@ class ProcessRunner:
         return dict(self._capabilities)
 
     def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
-        worker = self._ready_worker(device)
+        try:
+            worker = self._ready_worker(device)
+        except WorkerStartError as error:  # a replacement that cannot start is the server's trouble, not the input's
+            raise RemoteJobError(p.E_WORKER_LOST, str(error), retryable=True) from None
         worker.send(submit_from_spec(job))
         state = _JobState()
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.jobs import JobOutput
@@ -197,3 +198,19 @@ def test_a_60_s_lite_job_never_delays_another_clients_pings(tmp_path):
     assert result.final.body["n_frames"] == 1500
     assert len(pings) >= 10 and max(pings) < 0.5, max(pings)
     assert lost == []
+
+
+def test_outputs_cross_the_process_boundary_without_copies():
+    """The runner's frames arrive as read-only views on the received message, not as copies."""
+    from talkbridge.bridge.jobs import JobSpec
+
+    with ProcessRunner(SYNTHETIC) as runner:
+        job = JobSpec("zero-copy", "synthetic", {"n_frames": 30, "chunk_frames": 10}, audio_pcm=AUDIO, render_size=64)
+        outputs = list(runner.run(job, "cpu", threading.Event()))
+    assert [o.chunk.start for o in outputs] == [0, 10, 20]
+    frames = outputs[1].frames
+    owner = frames
+    while isinstance(owner, np.ndarray):
+        owner = owner.base
+    assert not frames.flags.owndata and isinstance(owner, memoryview) and isinstance(owner.obj, zmq.Frame)
+    assert np.array_equal(frames, synthetic_frames(10, 10, 64))
