@@ -66,6 +66,15 @@ def tiny_recipe_models(seed: int = 1, config: RenderConfig | None = None):
     return models
 
 
+def sn_u_x10(models):
+    """The golden cases' ``sn_u_x10`` adjustment (generator ``weight_u`` x 10): a well-conditioned output."""
+    with torch.no_grad():
+        for name, tensor in models.generator.state_dict().items():
+            if name.endswith("weight_u"):
+                tensor.mul_(10.0)
+    return models
+
+
 def landmarks_y_down(case_name: str = "h_align_img") -> tuple[np.ndarray, np.ndarray]:
     """The 256x256 astronaut crop and its 68 landmarks in image pixels (y down)."""
     case = golden_case(case_name)

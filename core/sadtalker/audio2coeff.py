@@ -38,6 +38,7 @@ from talkbridge.core.sadtalker.config import PoseVAEConfig
 from talkbridge.core.sadtalker.nets.expnet import ExpNet
 from talkbridge.core.sadtalker.nets.fusion import folded_encoder
 from talkbridge.core.sadtalker.nets.posevae import PoseVAE
+from talkbridge.core.sadtalker.precision import DEFAULT_PRECISION, cast_module, module_dtype, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,11 @@ def predict_expression(
 ) -> np.ndarray:
     """ExpNet over (n, 80, 16) windows with per-frame (n, 64) reference and (n, 1) blink -> (n, 64).
 
-    ``encoder`` may replace ``model.audio_encoder`` with an equivalent (e.g. batch-norm folded) copy.
+    ``encoder`` may replace ``model.audio_encoder`` with an equivalent (e.g. batch-norm folded) copy;
+    it runs in its own dtype (see ``core.sadtalker.precision``), the linear head in float32.
     """
     encoder = model.audio_encoder if encoder is None else encoder
+    dtype = module_dtype(encoder)
     outputs = []
     with torch.inference_mode():
         for lo in range(0, len(windows), batch):
@@ -106,7 +109,7 @@ def predict_expression(
             mel = torch.from_numpy(np.ascontiguousarray(windows[lo:hi])).to(device).unsqueeze(1)
             ref = torch.from_numpy(np.ascontiguousarray(ref_expression[lo:hi], np.float32)).to(device)
             eye = torch.from_numpy(np.ascontiguousarray(blink[lo:hi], np.float32)).to(device)
-            audio = encoder(mel).flatten(1)
+            audio = encoder(mel.to(dtype)).flatten(1).float()
             outputs.append(model.mapping1(torch.cat([audio, ref, eye], dim=1)).float().cpu().numpy())
     return np.concatenate(outputs, axis=0) if outputs else np.zeros((0, EXPRESSION_DIM), np.float32)
 
@@ -157,8 +160,8 @@ class PoseSequence:
                 pieces.append(reuse)
                 cursor = first + len(reuse)
         if cursor < stop:
-            mel = torch.from_numpy(self.windows(cursor, stop)).to(self.device)
-            pieces.append(self.encoder(mel.unsqueeze(1)).flatten(1))
+            mel = torch.from_numpy(self.windows(cursor, stop)).to(self.device, module_dtype(self.encoder))
+            pieces.append(self.encoder(mel.unsqueeze(1)).flatten(1).float())
         embedding = torch.cat(pieces, dim=0)
         self._embedding_cache = (first, embedding)
         return embedding
@@ -252,16 +255,31 @@ class CoeffJob:
 
 
 class Audio2Coeff:
-    """ExpNet + PoseVAE on one device: prepares :class:`CoeffJob` s and streams their motion."""
+    """ExpNet + PoseVAE on one device: prepares :class:`CoeffJob` s and streams their motion.
 
-    def __init__(self, expnet: ExpNet, posevae: PoseVAE, device: str | torch.device = "cpu", expnet_batch: int = DEFAULT_EXPNET_BATCH) -> None:
+    ``precision`` (``fp32`` | ``fp16`` | ``bf16``, see :mod:`talkbridge.core.sadtalker.precision`) is
+    the dtype of the two (batch-norm folded) audio encoders, nearly all of the audio FLOPs; the ExpNet
+    head and the PoseVAE decoder stay float32, and the checkpoint modules themselves are not cast.
+    """
+
+    def __init__(
+        self,
+        expnet: ExpNet,
+        posevae: PoseVAE,
+        device: str | torch.device = "cpu",
+        expnet_batch: int = DEFAULT_EXPNET_BATCH,
+        precision: str = DEFAULT_PRECISION,
+        *,
+        allow_cpu_fp16: bool = False,
+    ) -> None:
         self.device = torch.device(device)
+        self.precision = resolve_precision(precision, self.device, allow_cpu_fp16=allow_cpu_fp16).name
         self.expnet = expnet.to(self.device).eval()
         self.posevae = posevae.to(self.device).eval()
         self.expnet_batch = expnet_batch
         self.num_styles = posevae.config.num_styles
-        self.expnet_encoder = folded_encoder(self.expnet.audio_encoder)
-        self.posevae_encoder = folded_encoder(self.posevae.audio_encoder.audio_encoder)
+        self.expnet_encoder = cast_module(folded_encoder(self.expnet.audio_encoder), self.precision)
+        self.posevae_encoder = cast_module(folded_encoder(self.posevae.audio_encoder.audio_encoder), self.precision)
 
     def check_style(self, pose_style: int) -> int:
         return check_pose_style(pose_style, self.num_styles)

@@ -21,6 +21,7 @@ from talkbridge.core.sadtalker.audio2coeff import Audio2Coeff
 from talkbridge.core.sadtalker.checkpoints import load_strict, read_safetensors_prefix, read_torch_checkpoint
 from talkbridge.core.sadtalker.nets.expnet import ExpNet
 from talkbridge.core.sadtalker.nets.posevae import PoseVAE
+from talkbridge.core.sadtalker.precision import DEFAULT_PRECISION, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,15 @@ class AudioCheckpoints:
         return cls(expnet, posevae)
 
 
-def load_audio2coeff(checkpoints: AudioCheckpoints, device: str | torch.device = "cpu") -> Audio2Coeff:
-    """The audio-to-coefficient pipeline with both networks loaded strictly on ``device``."""
+def load_audio2coeff(
+    checkpoints: AudioCheckpoints, device: str | torch.device = "cpu", precision: str = DEFAULT_PRECISION
+) -> Audio2Coeff:
+    """The audio-to-coefficient pipeline with both networks loaded strictly on ``device``.
+
+    ``precision`` is checked before any file is read, so a bad value fails fast.
+    """
+    resolve_precision(precision, device)
     log.info("loading ExpNet from %s and PoseVAE from %s", checkpoints.expnet.name, checkpoints.posevae.name)
-    return Audio2Coeff(load_expnet(checkpoints.expnet), load_posevae(checkpoints.posevae), device=device)
+    return Audio2Coeff(
+        load_expnet(checkpoints.expnet), load_posevae(checkpoints.posevae), device=device, precision=precision
+    )

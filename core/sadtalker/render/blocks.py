@@ -59,7 +59,13 @@ class DownBlock3d(nn.Module):
         self.norm = nn.BatchNorm3d(cout, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool3d(F.relu(self.norm(self.conv(x))), (1, 2, 2))
+        out = F.relu(self.norm(self.conv(x)))
+        if out.dtype == torch.float32:
+            return F.avg_pool3d(out, (1, 2, 2))
+        # Half dtypes: the same pooling as 2-D over (depth x channels) planes (CPU has no bf16 avg_pool3d).
+        bs, channels, depth, height, width = out.shape
+        pooled = F.avg_pool2d(out.reshape(bs, channels * depth, height, width), 2)
+        return pooled.reshape(bs, channels, depth, height // 2, width // 2)
 
 
 class UpBlock3d(nn.Module):
@@ -139,9 +145,11 @@ class SpectralNormConv2d(nn.Module):
         self.register_buffer("weight_v", F.normalize(torch.randn(cin * kernel * kernel), dim=0))
 
     def normalised_weight(self) -> torch.Tensor:
-        matrix = self.weight_orig.reshape(self.weight_orig.shape[0], -1)
-        sigma = torch.dot(self.weight_u, torch.mv(matrix, self.weight_v))
-        return self.weight_orig / sigma
+        """W / sigma, with sigma and the division in float32 and the result in the weight's dtype."""
+        weight = self.weight_orig.float()
+        matrix = weight.reshape(weight.shape[0], -1)
+        sigma = torch.dot(self.weight_u.float(), torch.mv(matrix, self.weight_v.float()))
+        return (weight / sigma).to(self.weight_orig.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.normalised_weight(), self.bias, padding=self.padding)

@@ -98,8 +98,8 @@ class DenseMotionNetwork(nn.Module):
 
     def prepare_source(self, feature_3d: torch.Tensor, kp_source: torch.Tensor) -> SourceMotionCache:
         """Compress the source volume and make its heatmaps once per source image."""
-        compressed = F.relu(self.norm(self.compress(feature_3d)))
-        grid = coordinate_grid(tuple(compressed.shape[2:]), compressed.dtype, compressed.device)
+        compressed = F.relu(self.norm(self.compress(feature_3d.to(self.compress.weight.dtype))))
+        grid = coordinate_grid(tuple(compressed.shape[2:]), torch.float32, compressed.device)
         return SourceMotionCache(compressed, grid, self._heat(grid, kp_source), kp_source)
 
     def forward(
@@ -108,7 +108,9 @@ class DenseMotionNetwork(nn.Module):
         return self.forward_cached(self.prepare_source(feature_3d, kp_source), kp_driving)
 
     def forward_cached(self, source: SourceMotionCache, kp_driving: torch.Tensor) -> dict[str, torch.Tensor]:
-        compressed, grid = source.compressed, source.grid
+        """Keypoints, heatmaps, sampling grids, the mask softmax and the deformation are float32; the
+        hourglass and the mask/occlusion convs run in the weights' dtype (see ``core.sadtalker.precision``)."""
+        compressed, grid = source.compressed.float(), source.grid
         bs, channels, d, h, w = compressed.shape
         slots = self.num_kp + 1
         # Sparse motions: identity, then per keypoint a translation taking driving to source.
@@ -123,9 +125,9 @@ class DenseMotionNetwork(nn.Module):
         heat = torch.cat([torch.zeros_like(heat[:, :1]), heat], dim=1).unsqueeze(2)
         stacked = torch.cat([heat, deformed], dim=2).view(bs, slots * (channels + 1), d, h, w)
 
-        prediction = self.hourglass(stacked)
-        mask = F.softmax(self.mask(prediction), dim=1)
+        prediction = self.hourglass(stacked.to(self.mask.weight.dtype))
+        mask = F.softmax(self.mask(prediction).float(), dim=1)
         kept = torch.where(mask < self.config.mask_floor, torch.zeros_like(mask), mask)
         deformation = (kept.unsqueeze(-1) * sparse).sum(dim=1)  # (bs, d, h, w, 3)
-        occlusion = torch.sigmoid(self.occlusion(prediction.reshape(bs, -1, h, w)))
+        occlusion = torch.sigmoid(self.occlusion(prediction.reshape(bs, -1, h, w)).float())
         return {"mask": mask, "deformation": deformation, "occlusion_map": occlusion}

@@ -29,7 +29,7 @@ class SPADE(nn.Module):
         self.mlp_beta = nn.Conv2d(hidden, norm_nc, kernel_size=3, padding=1)
 
     def forward(self, x: torch.Tensor, segmap: torch.Tensor) -> torch.Tensor:
-        normalised = F.instance_norm(x, eps=1e-5)
+        normalised = F.instance_norm(x.float(), eps=1e-5).to(x.dtype)  # statistics in float32
         if segmap.shape[2:] != x.shape[2:]:
             segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
         hidden = self.mlp_shared(segmap)
@@ -74,12 +74,13 @@ class SPADEDecoder(nn.Module):
         self.conv_img = nn.Conv2d(out_channels, image_channel, kernel_size=3, padding=1)
 
     def forward(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feature = feature.to(self.fc.weight.dtype)
         x = self.fc(feature)
         for i in range(self.middle_blocks):
             x = getattr(self, f"G_middle_{i}")(x, feature)
         x = self.up_0(F.interpolate(x, scale_factor=2), feature)
         x = self.up_1(F.interpolate(x, scale_factor=2), feature)
-        logits = self.conv_img(F.leaky_relu(x, 0.2))
+        logits = self.conv_img(F.leaky_relu(x, 0.2)).float()
         return torch.sigmoid(logits), logits
 
 
@@ -114,8 +115,17 @@ class OcclusionAwareSPADEGenerator(nn.Module):
         self.fourth = nn.Conv2d(bottleneck, bottleneck, kernel_size=1)
         self.decoder = SPADEDecoder(bottleneck, e, config.image_channel, config.spade_middle_blocks, config.spade_hidden)
 
+    def per_frame_modules(self) -> list[nn.Module]:
+        """The modules run for every driving frame: the ones a half precision casts.
+
+        The source-only part (appearance volume, dense motion's compress conv) runs once per portrait
+        and stays in float32: it costs nothing per frame, and bf16 there alone costs ~5 dB of PSNR.
+        """
+        motion = self.dense_motion_network
+        return [motion.hourglass, motion.mask, motion.occlusion, self.third, self.fourth, self.decoder]
+
     def appearance_volume(self, source_image: torch.Tensor) -> torch.Tensor:
-        out = self.first(source_image)
+        out = self.first(source_image.to(self.second.weight.dtype))
         for block in self.down_blocks:
             out = block(out)
         out = self.second(out)
@@ -149,12 +159,13 @@ class OcclusionAwareSPADEGenerator(nn.Module):
             )
         dense = self.dense_motion_network.forward_cached(motion, kp_driving)
         deformation, occlusion = dense["deformation"], dense["occlusion_map"]
-        warped = F.grid_sample(feature_3d, deformation, align_corners=False)
+        # Sampling in float32 (the volume is upcast); the convs after it run in the weights' dtype.
+        warped = F.grid_sample(feature_3d.float(), deformation, align_corners=False).to(self.fourth.weight.dtype)
         bs, c, d, h, w = warped.shape
         out = self.fourth(self.third(warped.reshape(bs, c * d, h, w)))
         if occlusion.shape[2:] != out.shape[2:]:
             occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear")
-        out = out * occlusion
+        out = out * occlusion.to(out.dtype)
         prediction, logits = self.decoder(out)
         return {
             "prediction": prediction,

@@ -81,8 +81,9 @@ class KPDetector(nn.Module):
         self.down = AntiAliasDownsample(config.image_channel, config.scale_factor)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        features = self.predictor(self.down(image))
-        heatmap = self.kp(features)
+        """Runs in the dtype of the weights; the heatmap softmax and soft-argmax always in float32."""
+        features = self.predictor(self.down(image.to(self.kp.weight.dtype)))
+        heatmap = self.kp(features).float()
         bs, num_kp = heatmap.shape[:2]
         volume = heatmap.shape[2:]
         probabilities = F.softmax(heatmap.view(bs, num_kp, -1) / self.config.temperature, dim=2)

@@ -18,6 +18,7 @@ import torch
 
 from talkbridge.core.errors import CheckpointError
 from talkbridge.core.sadtalker.checkpoints import load_strict, read_safetensors_prefix, read_torch_checkpoint
+from talkbridge.core.sadtalker.precision import DEFAULT_PRECISION, cast_module, resolve_precision
 from talkbridge.core.sadtalker.render.config import MappingConfig, RenderConfig
 from talkbridge.core.sadtalker.render.generator import OcclusionAwareSPADEGenerator
 from talkbridge.core.sadtalker.render.he_estimator import HEEstimator
@@ -77,18 +78,34 @@ def load_combined(path: str | os.PathLike) -> tuple[KPDetector, OcclusionAwareSP
 
 @dataclass
 class FaceRenderModels:
-    """The networks the renderer runs, on one device, in eval mode."""
+    """The networks the renderer runs, on one device, in eval mode.
+
+    ``precision`` (see :mod:`talkbridge.core.sadtalker.precision`) is the dtype of the generator's
+    per-frame modules; MappingNet, the KPDetector and the generator's source-only part stay float32.
+    """
 
     mapping: MappingNet
     kp_detector: KPDetector
     generator: OcclusionAwareSPADEGenerator
     device: torch.device = torch.device("cpu")
+    precision: str = DEFAULT_PRECISION
 
     def to(self, device: str | torch.device) -> "FaceRenderModels":
         device = torch.device(device)
         for net in (self.mapping, self.kp_detector, self.generator):
             net.to(device)
         self.device = device
+        return self
+
+    def with_precision(self, precision: str, *, allow_cpu_fp16: bool = False) -> "FaceRenderModels":
+        """Cast the generator's per-frame modules to ``precision`` in place (checked against the device).
+
+        Going back to fp32 after a half cast does not restore the rounded weights: load again instead.
+        """
+        checked = resolve_precision(precision, self.device, allow_cpu_fp16=allow_cpu_fp16).name
+        for net in self.generator.per_frame_modules():
+            cast_module(net, checked)
+        self.precision = checked
         return self
 
     @property
@@ -103,10 +120,13 @@ class FaceRenderModels:
         preprocess: str = "crop",
         device: str | torch.device = "cpu",
         prefer_safetensors: bool = True,
+        precision: str = DEFAULT_PRECISION,
     ) -> "FaceRenderModels":
         """Pick files like the official code: the combined safetensors for ``size`` when present,
-        else the face-vid2vid pickle (256 weights only); the mapping file by preprocess mode."""
+        else the face-vid2vid pickle (256 weights only); the mapping file by preprocess mode.
+        ``precision`` is checked first, so a bad value fails before any file is read."""
         folder = Path(folder)
+        resolve_precision(precision, device)
         if size not in SIZES:
             raise CheckpointError(f"render size must be one of {SIZES}, got {size}")
         still = uses_full_mapping(preprocess)
@@ -123,7 +143,7 @@ class FaceRenderModels:
             if size != 256:
                 log.warning("%s holds 256 weights only; rendering at %d with them", FACEVID2VID_FILE, size)
             kp, generator, _ = load_facevid2vid(pickle)
-        return cls(mapping, kp, generator).to(device)
+        return cls(mapping, kp, generator).to(device).with_precision(precision)
 
     @classmethod
     def untrained(cls, config: RenderConfig | None = None) -> "FaceRenderModels":

@@ -12,27 +12,14 @@ import logging
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
-from talkbridge.core.sadtalker.render.animate import SourceState, StageTimer, drive_frames, prepare_source
+from talkbridge.core.sadtalker.render.animate import SourceState, StageTimer
+from talkbridge.core.sadtalker.render.job import RenderJob
 from talkbridge.core.sadtalker.render.models import FaceRenderModels
-from talkbridge.core.sadtalker.render.windows import (
-    MOTION_COLUMNS,
-    SEMANTIC_RADIUS,
-    camera_pose_sequence,
-    driving_coefficients,
-    semantic_window,
-    source_image_tensor,
-    source_window,
-)
+from talkbridge.core.sadtalker.render.shared_pass import render_slices, to_uint8  # noqa: F401 - to_uint8 re-exported
+from talkbridge.core.sadtalker.render.windows import SEMANTIC_RADIUS, camera_pose_sequence
 
 log = logging.getLogger(__name__)
-
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(n, 3, S, S) in [0, 1] -> (n, S, S, 3) uint8, rounding to nearest."""
-    array = frames.permute(0, 2, 3, 1).float().cpu().numpy()
-    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
 def free_view_poses(
@@ -55,7 +42,11 @@ class FaceRenderer:
     """Streaming renderer for one source portrait.
 
     ``still`` keeps the source's head pose; ``expression_scale`` scales expression coefficients;
-    ``batch_size`` frames go through the generator together (memory versus per-call overhead).
+    ``batch_size`` frames go through the generator together (memory versus per-call overhead);
+    ``fixed_batch`` pads every pass to ``batch_size`` rows (fixed shapes: the frames then equal a
+    cross-job pass of that size bit for bit, and compiled graphs never see a new shape).
+    The per-job state lives in :class:`~.job.RenderJob` and every pass goes through
+    :func:`~.shared_pass.render_slices`, the same call a cross-job scheduler uses.
     """
 
     def __init__(
@@ -70,50 +61,32 @@ class FaceRenderer:
         size: int = 256,
         radius: int = SEMANTIC_RADIUS,
         timer: StageTimer | None = None,
+        fixed_batch: bool = False,
     ) -> None:
         self.models = models
-        self.full = models.still_mapping
-        self.columns = models.mapping.config.coeff_nc
-        first = np.asarray(first_row, dtype=np.float32).reshape(1, -1)
-        if first.shape[1] < self.columns:
-            raise ValueError(f"first-frame row has {first.shape[1]} values; this MappingNet needs {self.columns}")
-        self.first = first[:, : self.columns]
-        self.still = still
-        self.expression_scale = expression_scale
         self.batch_size = max(1, int(batch_size))
-        self.radius = radius
         self.timer = timer
-        device = models.device
-        image = torch.from_numpy(source_image_tensor(source_image, size))[None].to(device)
-        semantics = torch.from_numpy(source_window(self.first[0], radius).astype(np.float32))[None].to(device)
-        self.state: SourceState = prepare_source(
-            image, semantics, models.kp_detector, models.mapping, models.generator, timer
+        self.pad_to = self.batch_size if fixed_batch else None
+        self.job = RenderJob(
+            models, source_image, first_row, still=still, expression_scale=expression_scale, size=size,
+            radius=radius, timer=timer,
         )
+        self.full, self.columns, self.first = self.job.full, self.job.columns, self.job.first
+        self.still, self.expression_scale, self.radius = still, expression_scale, radius
+
+    @property
+    def state(self) -> SourceState:
+        return self.job.source
 
     def _rows(self, coeffs: np.ndarray) -> np.ndarray:
-        coeffs = np.asarray(coeffs, dtype=np.float32)
-        if coeffs.ndim != 2 or coeffs.shape[1] < MOTION_COLUMNS:
-            raise ValueError(f"coefficient chunks must be (T, >=70), got {coeffs.shape}")
-        return driving_coefficients(
-            self.first, coeffs, full=self.full, still=self.still, expression_scale=self.expression_scale
-        )
+        return self.job.driving_rows(coeffs)
 
     def _render_indices(self, rows: np.ndarray, indices: Sequence[int], poses: np.ndarray | None) -> np.ndarray:
+        indices = list(indices)
         out = []
-        device = self.models.device
         for start in range(0, len(indices), self.batch_size):
-            chunk = list(indices[start : start + self.batch_size])
-            windows = torch.from_numpy(np.stack([semantic_window(rows, i, self.radius) for i in chunk]))
-            override = [None, None, None]
-            if poses is not None:
-                override = [
-                    None if np.isnan(poses[axis, chunk[0]]) else torch.from_numpy(poses[axis, chunk]).to(device)
-                    for axis in range(3)
-                ]
-            frames, _ = drive_frames(
-                self.state, windows.to(device), self.models.mapping, self.models.generator, *override, timer=self.timer
-            )
-            out.append(to_uint8(frames))
+            piece = self.job.frame_slice(rows, indices[start : start + self.batch_size], poses)
+            out.extend(render_slices(self.models, [piece], self.timer, self.pad_to))
         if not out:
             side = self.state.features.feature_3d.shape[-1] * 4  # the decoder upsamples the volume 4x
             return np.zeros((0, side, side, 3), np.uint8)
@@ -138,14 +111,16 @@ class FaceRenderer:
         ``poses`` is an optional (3, total frames) array of free-view yaw/pitch/roll degrees (NaN: the
         driving pose), e.g. from :func:`free_view_poses`; the total must be known up front.
         """
-        rows = np.zeros((0, self.columns), dtype=np.float32)
-        done = 0
+        job = self.job.fork(poses)
         for chunk in chunks:
-            rows = np.concatenate([rows, self._rows(chunk)])
-            ready = rows.shape[0] - self.radius  # frames whose look-ahead is complete
-            if ready > done:
-                # Frames near the end clamp at the last row, so only render those with full look-ahead.
-                yield self._render_indices(rows, range(done, ready), poses)
-                done = ready
-        if rows.shape[0] > done:
-            yield self._render_indices(rows, range(done, rows.shape[0]), poses)
+            if job.feed(chunk):
+                yield self._take_ready(job)
+        if job.close():
+            yield self._take_ready(job)
+
+    def _take_ready(self, job: RenderJob) -> np.ndarray:
+        """Render every ready frame of ``job``, ``batch_size`` frames per pass."""
+        out = []
+        while job.ready:
+            out.extend(render_slices(self.models, [job.take(self.batch_size)], self.timer, self.pad_to))
+        return np.concatenate(out)
