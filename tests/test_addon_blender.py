@@ -88,18 +88,36 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _other_range_copy(built: Path, target: Path) -> Path:
+    """The zip with the other Blender Python's version range in its manifest (same wheels): Blender must refuse it."""
+    from talkbridge.cli.commands import addon as build_command
+
+    other = next(t for t in build_command.TARGETS.values() if t.python != blender_support.blender_python())
+    target.parent.mkdir(parents=True)
+    with zipfile.ZipFile(built) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename == "blender_manifest.toml":
+                manifest = tomllib.loads(data.decode())
+                wheels = [Path(w).name for w in manifest["wheels"]]
+                data = build_command.manifest_for_platform(data.decode(), manifest["platforms"][0], wheels, other).encode()
+            copy.writestr(info, data)
+    return target
+
+
 @pytest.fixture(scope="module")
 def blender_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("addon")
     inputs = json.loads(blender_support.run_engine(["-m", "tests.blender_support", "inputs", str(work / "inputs")]).stdout)
     built = blender_support.build_local_zip(work / "dist")
+    other = _other_range_copy(built, work / "other" / built.name)
     address = f"tcp://127.0.0.1:{_free_port()}"
     keys = _make_keys(work / "keys")
     sidecar = _start_sidecar(address, keys)
     out = work / "out"
     out.mkdir()
     config = {
-        **inputs, "zip": str(built), "address": address, "sidecar_pid": sidecar.pid,
+        **inputs, "zip": str(built), "other_zip": str(other), "address": address, "sidecar_pid": sidecar.pid,
         "wrong_address": f"tcp://127.0.0.1:{_free_port()}", "out": str(out),
         "sidecar_command": f"{blender_support.engine_python()} -m talkbridge.cli", "keys": keys,
     }
@@ -152,6 +170,14 @@ def test_the_zip_built_for_this_python_covers_this_blender(blender_run):
     pyzmq = next(w for w in manifest["wheels"] if "/pyzmq-" in w)
     tags = pyzmq.split("-")[-3:-1]  # python tag, abi tag
     assert tags == [f"cp{sys.version_info[0]}{sys.version_info[1]}"] * 2 or (tags[1] == "abi3" and int(tags[0][3:]) <= sys.version_info[1])
+
+
+def test_this_blender_refuses_the_zip_for_the_other_range(blender_run):
+    refused = blender_run["results"]["other_zip"]
+    assert refused["enabled"] is False and refused["installed"] is False, refused
+    # 4.x: "doesn't meet the minimum supported version (5.1.0)"; 5.1+: "must be less than the maximum version (5.1.0)"
+    said = blender_run["output"] + " ".join(map(str, refused["result"]))
+    assert "This Blender version" in said and "(5.1.0)" in said
 
 
 def test_the_panel_registers_on_enable(blender_run):

@@ -44,6 +44,16 @@ def main(config_path: str) -> None:
 
     results["bpy_version"] = list(bpy.app.version)
     results["python"] = list(sys.version_info[:2])
+    # The zip built for the other Blender range must be refused (and leave nothing behind).
+    try:
+        refused = list(bpy.ops.extensions.package_install_files(filepath=config["other_zip"], repo="user_default", enable_on_install=True))
+    except RuntimeError as error:
+        refused = ["RuntimeError", str(error)]
+    extensions = Path(bpy.utils.user_resource("EXTENSIONS", path="user_default"))
+    results["other_zip"] = {
+        "result": refused, "enabled": MODULE in bpy.context.preferences.addons.keys(),
+        "installed": (extensions / "talkbridge").exists(),
+    }
     installed = bpy.ops.extensions.package_install_files(filepath=config["zip"], repo="user_default", enable_on_install=True)
     results["install"] = list(installed)
     results["addons"] = list(bpy.context.preferences.addons.keys())
