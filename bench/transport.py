@@ -4,9 +4,10 @@
    synthetic runner (one pre-made buffer, so only transport is measured) to a client that copies
    every chunk into its own buffer, as the Blender add-on does. The in-process baseline does the
    same copy straight from the runner. Reported as frames/s and MB/s, for tcp loopback and ipc,
-   unsigned and HMAC-signed. Target: >= 1 GB/s on loopback.
+   unsigned and HMAC-signed, and with the runner in a worker process behind the server (the
+   extra hop `talkbridge serve` adds, see bridge/workers.py). Target: >= 1 GB/s on loopback.
 2. Share of job time: a lite-engine job with 512x512 preview frames, run in-process and through a
-   sidecar process on tcp loopback (interleaved, fastest of several); the protocol's share is
+   sidecar process on tcp loopback (engine in a worker process, as `talkbridge serve` runs it) (interleaved, fastest of several); the protocol's share is
    (sidecar wall - in-process wall) / sidecar wall. Because that difference drowns in noise on a
    shared CPU, it also prints the share estimated from the isolated transport cost per frame
    measured in part 1. Target: < 5%.
@@ -42,11 +43,16 @@ FRAME_BYTES = SIZE * SIZE * 3
 
 SERVER_SCRIPT = """
 import sys, time
-from talkbridge.bridge.jobs import EngineRunner
 from talkbridge.bridge.server import Server, ServerConfig
 from talkbridge.bridge.synthetic import SyntheticRunner
+from talkbridge.bridge.workers import ProcessRunner, WorkerSpec
 kind, bind, key = sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]) if len(sys.argv) > 3 else None
-runner = SyntheticRunner() if kind == "synthetic" else EngineRunner()
+if kind == "synthetic":
+    runner = SyntheticRunner()
+elif kind == "synthetic-process":
+    runner = ProcessRunner(WorkerSpec("talkbridge.bridge.synthetic:SyntheticRunner")).start()
+else:  # the engines in a worker process, as `talkbridge serve` runs them
+    runner = ProcessRunner(WorkerSpec("talkbridge.bridge.jobs:EngineRunner", {"engine_kwargs": {}})).start()
 Server(runner, ServerConfig(bind=bind, signing_key=key)).start()
 while True:
     time.sleep(1)
@@ -101,9 +107,21 @@ def report(label: str, n_frames: int, seconds: float, baseline: float | None = N
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds another process has used so far (Linux /proc)."""
+    """User + system CPU seconds another process and its running children (the server's engine
+    workers) have used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += process_cpu_seconds(int(child))
+            except OSError:
+                pass
+    return total
 
 
 def speech_samples(seconds: float) -> np.ndarray:
@@ -173,12 +191,13 @@ def main() -> int:
     key = os.urandom(32)
     best_loopback = loopback_s_per_frame = 0.0
     with tempfile.TemporaryDirectory() as folder:
-        for label, bind, signing in (
-            ("tcp loopback", "tcp://127.0.0.1:5591", None),
-            ("ipc", f"ipc://{folder}/bench.sock", None),
-            ("tcp loopback, HMAC-signed", "tcp://127.0.0.1:5592", key),
+        for label, kind, bind, signing in (
+            ("tcp loopback", "synthetic", "tcp://127.0.0.1:5591", None),
+            ("ipc", "synthetic", f"ipc://{folder}/bench.sock", None),
+            ("tcp loopback, HMAC-signed", "synthetic", "tcp://127.0.0.1:5592", key),
+            ("tcp, runner in a worker", "synthetic-process", "tcp://127.0.0.1:5594", None),
         ):
-            server = start_server("synthetic", bind, signing)
+            server = start_server(kind, bind, signing)
             try:
                 sidecar_frames(bind, args.chunk * 4, args.chunk, signing, args.credit)  # warm-up
                 seconds = min(sidecar_frames(bind, args.frames, args.chunk, signing, args.credit) for _ in range(args.repeats))
