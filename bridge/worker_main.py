@@ -105,7 +105,7 @@ class _JobThread(threading.Thread):
                 final = p.Message(p.DONE, job_id, {"n_frames": n_frames, "n_chunks": n_outputs})
         except TalkbridgeError as error:
             final = p.error_message(p.E_BAD_INPUT, str(error), job_id)
-        except Exception as error:  # an engine bug fails the job, never the worker
+        except BaseException as error:  # an engine bug (even sys.exit in a library) fails the job, never the worker
             log.exception("job %s failed", job_id)
             final = p.error_message(p.E_ENGINE_FAILED, f"{type(error).__name__}: {error}", job_id, retryable=True)
         finally:

@@ -43,6 +43,16 @@ class InfoRunner(SyntheticRunner):
             yield JobOutput(output.chunk, output.frames, info)
 
 
+class ExitingRunner(SyntheticRunner):
+    """An engine whose library calls sys.exit() (or os._exit with option "hard") mid-job."""
+
+    def run(self, job, device, cancel):
+        yield JobOutput(synthetic_chunk(0, 5), None, {"engine": "synthetic"})
+        if job.options.get("hard"):
+            os._exit(3)
+        sys.exit("a library gave up")
+
+
 class StubbornRunner(SyntheticRunner):
     """Yields one chunk, then sits in a call that never looks at the cancel flag."""
 
@@ -214,3 +224,14 @@ def test_outputs_cross_the_process_boundary_without_copies():
         owner = owner.base
     assert not frames.flags.owndata and isinstance(owner, memoryview) and isinstance(owner.obj, zmq.Frame)
     assert np.array_equal(frames, synthetic_frames(10, 10, 64))
+
+
+def test_an_engine_that_exits_fails_its_job_and_the_worker_carries_on_or_is_replaced():
+    with serve_in_processes(WorkerSpec("tests.test_bridge_workers:ExitingRunner")) as (server, runner), connect(server) as client:
+        soft = client.submit("synthetic", audio=AUDIO).result().final
+        assert soft.code == p.E_ENGINE_FAILED and "SystemExit: a library gave up" in soft.body["message"]
+        assert runner.restarts == 0
+        hard = client.submit("synthetic", audio=AUDIO, options={"hard": True}).result().final
+        assert hard.code == p.E_WORKER_LOST and "exited with code 3" in hard.body["message"]
+        assert client.submit("synthetic", audio=AUDIO).result().final.code == p.E_ENGINE_FAILED  # a fresh worker took it
+        assert runner.restarts == 1
