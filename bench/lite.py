@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     recognition = timed(motion(None), args.repeats)
     alignment = timed(motion(text), args.repeats)
-    source = engine.last_plan.phone_source
+    source = engine.plan(MotionRequest(audio=samples, transcript=text)).phone_source
     build = timed(build_mannequin)
     chunks = motion(None)()
     renderer = PreviewRenderer(build_mannequin(), 512)

@@ -141,7 +141,8 @@ class EngineRunner:
                 for step in stream.steps:
                     if cancel.is_set():
                         return
-                    yield JobOutput(step.chunk, step.frames, {"job": stream.info.to_wire()})
+                    facts = stream.info
+                    yield JobOutput(step.chunk, step.frames, {"engine": facts.engine, "engine_version": facts.engine_version, "job": facts.to_wire()})
             finally:
                 stream.cancel()
 

@@ -47,12 +47,9 @@ class OutputPlan:
     def targets(self, engine: str | None) -> dict[str, Path]:
         """Every file the job will write, by kind; ``engine=None`` before the engine is known."""
         folder, name = Path(self.output_dir), self.name
-        targets = {
-            "motion": folder / f"{name}.motion.npz",
-            "summary": folder / f"{name}.motion.json",
-        }
-        if self.video:
-            targets["video"] = folder / f"{name}.mp4"
+        targets = {"video": folder / f"{name}.mp4"} if self.video else {}
+        targets["motion"] = folder / f"{name}.motion.npz"
+        targets["summary"] = folder / f"{name}.motion.json"
         if engine in ENGINES_WITH_COEFFICIENTS:
             targets["coefficients"] = folder / f"{name}.mat"
         if self.exports:

@@ -1,4 +1,4 @@
-"""SadTalker frames from the sidecar: chunk/frame pairing, option checks, and a whole job.
+"""SadTalker frames: the job layer's chunk/frame pairing, wire option checks, and a whole sidecar job.
 
 The whole-job test writes checkpoints in the official layout (recipe weights) and then narrows the
 face renderer to the tiny test configuration so 50 frames take seconds on CPU; every other stage
@@ -8,7 +8,6 @@ face renderer to the tiny test configuration so 50 frames take seconds on CPU; e
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,18 +17,17 @@ from talkbridge.bridge import protocol as p
 from talkbridge.bridge.client import Client
 from talkbridge.bridge.jobs import EngineRunner, JobSpec
 from talkbridge.bridge.server import Server, ServerConfig
-from talkbridge.bridge.video_jobs import pair_frames_with_chunks, video_options
-from talkbridge.core.engine import MotionRequest
 from talkbridge.core.errors import InputError
+from talkbridge.core.jobs import JobOptions
+from talkbridge.core.jobs.sadtalker_job import FramePairing
 from talkbridge.core.motion import MotionChunk
-from talkbridge.pipeline.sadtalker_video import SadTalkerOptions
 from tests.speech import speech_like, write_wav
 
 
 def _chunks(sizes: list[int]) -> list[MotionChunk]:
     chunks, start = [], 0
     for n in sizes:
-        chunks.append(MotionChunk(start, np.zeros((n, 6), np.float32), np.zeros(n, np.float32)))
+        chunks.append(MotionChunk(start, np.zeros((n, 6), np.float32), np.zeros(n, np.float32), np.zeros((n, 64), np.float32)))
         start += n
     return chunks
 
@@ -45,53 +43,42 @@ def _numbered_frames(start: int, n: int) -> np.ndarray:
 )
 def test_each_chunk_gets_exactly_its_frames(chunk_sizes, batch_sizes):
     chunks = _chunks(chunk_sizes)
-    visible: list[MotionChunk] = []
+    pairing = FramePairing(chunks)
+    coefficients = pairing.coefficients()
 
     def batches():
-        start = 0
+        start, read = 0, 0
         for n in batch_sizes:
-            while len(visible) < len(chunks) and chunks[len(visible)].start <= start + n:
-                visible.append(chunks[len(visible)])  # the renderer reads motion before rendering it
+            while read < len(chunks) and chunks[read].start <= start + n:
+                next(coefficients)  # the renderer reads motion before rendering it
+                read += 1
             yield _numbered_frames(start, n)
             start += n
 
-    pairs = list(pair_frames_with_chunks(batches(), visible))
-    assert [chunk.start for chunk, _ in pairs] == [chunk.start for chunk in chunks]
-    for chunk, frames in pairs:
+    steps = list(pairing.pair(batches()))
+    assert [step.chunk.start for step in steps] == [chunk.start for chunk in chunks]
+    for chunk, frames in ((step.chunk, step.frames) for step in steps):
         assert frames.shape == (chunk.n_frames, 2, 2, 3)
         assert np.array_equal(frames, _numbered_frames(chunk.start, chunk.n_frames))
 
 
 def test_pairing_reports_frames_the_motion_does_not_cover():
+    pairing = FramePairing(_chunks([10]))
+    list(pairing.coefficients())
     with pytest.raises(RuntimeError, match="unpaired"):
-        list(pair_frames_with_chunks(iter([_numbered_frames(0, 12)]), _chunks([10])))
+        list(pairing.pair(iter([_numbered_frames(0, 12)])))
 
 
-def test_pairing_stops_when_cancelled():
-    cancel = threading.Event()
-    chunks = _chunks([2, 2, 2])
-
-    def batches():
-        for i in range(3):
-            if i == 1:
-                cancel.set()
-            yield _numbered_frames(2 * i, 2)
-
-    assert len(list(pair_frames_with_chunks(batches(), chunks, cancel))) == 1
-
-
-def test_wire_options_become_sadtalker_options():
+def test_wire_options_become_job_options():
     landmarks = np.random.default_rng(0).uniform(0, 200, (68, 2)).tolist()
-    request = MotionRequest(
-        audio=Path("a.wav"), pose_style=7, still=True, expression_scale=1.5, seed=3, chunk_frames=40,
-        options={"preprocess": "extfull", "batch_size": 4, "landmarks": landmarks, "yaw": [0, 20.5], "roll": [-5]},
-    )
-    options = video_options(request)
-    assert isinstance(options, SadTalkerOptions)
+    wire = {"pose_style": 7, "still": True, "expression_scale": 1.5, "seed": 3, "chunk_frames": 40,
+            "preprocess": "extfull", "batch_size": 4, "landmarks": landmarks, "yaw": [0, 20.5], "roll": [-5]}
+    options = JobOptions.from_wire(wire, engine="sadtalker", size=256)
     assert (options.preprocess, options.batch_size, options.pose_style, options.still) == ("extfull", 4, 7, True)
-    assert (options.expression_scale, options.seed, options.chunk_frames) == (1.5, 3, 40)
+    assert (options.expression_scale, options.seed, options.chunk_frames, options.size) == (1.5, 3, 40, 256)
     assert options.landmarks.shape == (68, 2) and options.landmarks.dtype == np.float32
-    assert options.yaw == [0.0, 20.5] and options.pitch is None and options.roll == [-5.0]
+    assert options.yaw == (0.0, 20.5) and options.pitch is None and options.roll == (-5.0,)
+    assert JobOptions.from_wire(options.to_wire(), engine="sadtalker", size=256) == options  # the wire round-trips
 
 
 @pytest.mark.parametrize(
@@ -108,25 +95,32 @@ def test_wire_options_become_sadtalker_options():
         ({"yaw": []}, "yaw"),
         ({"pitch": [1, "up"]}, "pitch"),
         ({"roll": 5}, "roll"),
+        ({"zoom": 2}, "unknown option 'zoom'"),
+        ({"seed": 2**40}, "seed"),
     ],
 )
 def test_bad_render_options_are_refused_by_name(extra, message):
     with pytest.raises(InputError, match=message):
-        video_options(MotionRequest(audio=Path("a.wav"), options=extra))
+        JobOptions.from_wire(extra, engine="sadtalker", size=256)
 
 
-def test_render_without_a_portrait_or_checkpoints_is_a_clear_error(tmp_path):
+def test_render_without_a_portrait_or_checkpoints_is_a_clear_error(tmp_path, monkeypatch):
+    from tests.official_checkpoints import write_official_checkpoint_dir
+
+    monkeypatch.setenv("TALKBRIDGE_MODELS", str(tmp_path / "empty_store"))
+    folder = write_official_checkpoint_dir(tmp_path / "ckpt", render=False)
     audio = np.zeros(16000, np.float32)
     job = JobSpec("j1", "sadtalker", audio_pcm=audio, render_size=256)
     with pytest.raises(InputError, match="no SadTalker checkpoints"):
         list(EngineRunner().run(JobSpec("j0", "sadtalker", audio_pcm=audio, image_file=np.ones(4, np.uint8), render_size=256), "cpu", threading.Event()))
     with pytest.raises(InputError, match="portrait image"):
-        list(EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path)}}).run(job, "cpu", threading.Event()))
+        list(EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}}).run(job, "cpu", threading.Event()))
     with pytest.raises(InputError, match="render_size 128"):
-        list(EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path)}}).run(
+        list(EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}}).run(
             JobSpec("j2", "sadtalker", audio_pcm=audio, render_size=128), "cpu", threading.Event()
         ))
-    assert "sadtalker" in EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path)}}).capabilities()["render_engines"]
+    assert "sadtalker" in EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}}).capabilities()["render_engines"]
+    assert "sadtalker" not in EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path)}}).capabilities()["render_engines"]
     assert "sadtalker" not in EngineRunner().capabilities()["render_engines"]
 
 
@@ -135,7 +129,9 @@ def test_render_without_a_portrait_or_checkpoints_is_a_clear_error(tmp_path):
 def test_sidecar_sadtalker_frames_equal_the_in_process_video(tmp_path):
     import cv2
 
-    from talkbridge.pipeline.sadtalker_video import SadTalkerVideo
+    from talkbridge.core.jobs import JobRequest
+    from talkbridge.core.jobs.cache import EngineCache
+    from talkbridge.core.jobs.local import open_local_job
     from tests.official_checkpoints import write_official_checkpoint_dir
     from tests.render_helpers import landmarks_y_down, tiny_recipe_models
 
@@ -151,7 +147,7 @@ def test_sidecar_sadtalker_frames_equal_the_in_process_video(tmp_path):
         options = {"chunk_frames": 20, "seed": 2, "expression_scale": 1.25, "landmarks": landmarks.tolist(), "batch_size": 3, "yaw": [0, 15]}
 
         runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}})
-        runner.sadtalker_video(256, "crop", "cpu").render_models = tiny
+        runner.cache.sadtalker("cpu").provide_renderer(256, "crop", tiny)
         with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*", devices=("cpu",))) as server:
             client = Client(server.address)
             try:
@@ -164,25 +160,24 @@ def test_sidecar_sadtalker_frames_equal_the_in_process_video(tmp_path):
                 client.close()
         assert result.final.type == p.DONE, result.final
 
-        video = SadTalkerVideo(folder, 256, "crop", "cpu")
-        video.render_models = tiny
-        run = video.start(
-            portrait, speech,
-            SadTalkerOptions(landmarks=landmarks, chunk_frames=20, seed=2, expression_scale=1.25, batch_size=3, yaw=[0, 15]),
-        )
-        expected_frames = np.concatenate(list(run.frames()))
+        cache = EngineCache(folder)
+        cache.sadtalker("cpu").provide_renderer(256, "crop", tiny)
+        local = open_local_job(JobRequest(speech, portrait, JobOptions.from_mapping({**options, "engine": "sadtalker", "device": "cpu"})), cache)
+        local_steps = list(local.steps)
+        expected_frames = np.concatenate([step.frames for step in local_steps])
     finally:
         torch.set_num_threads(previous)
 
     streamed = result.chunks
     got_frames = np.concatenate([event.arrays["frames"] for event in streamed])
     assert got_frames.shape == expected_frames.shape and got_frames.shape[0] == 50
-    assert (got_frames.shape[2], got_frames.shape[1]) == run.frame_size
+    assert (got_frames.shape[2], got_frames.shape[1]) == local.info.frame_size
     assert np.array_equal(got_frames, expected_frames)
     for event in streamed:  # each message's frames belong to its own motion frames
         assert event.arrays["frames"].shape[0] == event.body["n_frames"]
     motion = result.motion()
     assert motion.engine == "sadtalker" and motion.n_frames == 50
-    official = np.concatenate([chunk.expression for chunk in run.motion_chunks])
-    assert np.allclose(motion.expression, official * np.float32(1.25), atol=1e-6)
-    assert np.array_equal(motion.pose, np.concatenate([chunk.pose for chunk in run.motion_chunks]))
+    official = np.concatenate([step.chunk.expression for step in local_steps])
+    assert np.array_equal(motion.expression, official)  # the wire carries the official rows ...
+    assert result.final.body["job"]["expression_scale"] == 1.25  # ... and the scale beside them
+    assert np.array_equal(motion.pose, np.concatenate([step.chunk.pose for step in local_steps]))

@@ -60,7 +60,7 @@ def test_bad_pose_style_leaves_nothing_behind(setup):
     result = run(str(wav), "--first-frame", str(folder / "portrait.mat"), "--checkpoints", str(checkpoints),
                  "-o", str(out), "--pose-style", "46")
     assert result.returncode == 1
-    assert "pose style 46 is out of range" in result.stderr
+    assert "option 'pose_style' (--pose-style) must be within [0, 45], got 46" in result.stderr
     assert not out.exists() and not list(folder.glob(".bad*"))
 
 

@@ -105,7 +105,7 @@ def test_crop_mode_keeps_outputs_and_refuses_bad_input(inputs, tmp_path):
 
     fresh = tmp_path / "fresh"
     bad_style = generate(inputs, fresh, "--pose-style", "46")
-    assert bad_style.returncode == 1 and "pose style 46" in bad_style.stderr
+    assert bad_style.returncode == 1 and "option 'pose_style' (--pose-style) must be within [0, 45], got 46" in bad_style.stderr
     assert not any(fresh.glob("*.mp4")) and not any(fresh.glob(".*partial*"))
 
 

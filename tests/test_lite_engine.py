@@ -163,8 +163,8 @@ def test_transcript_alignment_closes_lips_at_each_bilabial_in_real_speech(papa_w
     engine = create_engine("lite")
     request = MotionRequest(audio=papa_wav, transcript="Papa mama, papa mama.", seed=1)
     motion = Motion.from_chunks(engine.stream_motion(request), engine="lite", engine_version="t")
-    plan = engine.last_plan
-    assert plan.phone_source == "alignment"
+    plan = engine.plan(request)
+    assert plan.phone_source == "alignment" and np.array_equal(plan.arkit, motion.arkit)
     bilabials = [p for p in plan.phones if p.phone in ("P", "M")]
     assert len(bilabials) == 8
     aperture = lip_aperture(motion.arkit)
@@ -194,8 +194,8 @@ def test_same_seed_same_motion_and_chunks_equal_whole(papa_wav):
 def test_unalignable_transcript_falls_back_with_a_warning(papa_wav, caplog):
     engine = create_engine("lite")
     with caplog.at_level(logging.WARNING):
-        list(engine.stream_motion(MotionRequest(audio=papa_wav, transcript="papa qzxvv")))
-    assert engine.last_plan.phone_source == "recognition"
+        plan = engine.plan(MotionRequest(audio=papa_wav, transcript="papa qzxvv"))
+    assert plan.phone_source == "recognition"
     assert "qzxvv" in caplog.text
 
 

@@ -44,10 +44,23 @@ class EngineCache:
         folder = self._checkpoints if self._checkpoints is not None else default_checkpoint_dir()
         return folder if has_sadtalker_weights(folder) else None
 
-    @property
-    def requested_checkpoints(self) -> Path | None:
-        """The folder the caller named (for error messages), or None for the model store."""
-        return self._checkpoints
+    def require_checkpoints(self) -> Path:
+        """SadTalker's weight folder, or an error saying what is missing and how to get it."""
+        from talkbridge.core.errors import CheckpointError, InputError
+        from talkbridge.core.sadtalker.files import AudioCheckpoints, default_checkpoint_dir
+
+        folder = self.checkpoints
+        if folder is not None:
+            return folder
+        where = "the model store" if self._checkpoints is None else str(self._checkpoints)
+        try:
+            AudioCheckpoints.find(self._checkpoints or default_checkpoint_dir())
+        except CheckpointError as error:
+            reason = str(error).removeprefix(f"{error.path}: ") if error.path is not None else str(error)
+            raise InputError(
+                f"no SadTalker checkpoints in {where}: it {reason}; run `talkbridge models download` or pass --checkpoints DIR"
+            ) from None
+        raise InputError(f"no SadTalker checkpoints in {where}; run `talkbridge models download` or pass --checkpoints DIR")
 
     def lite(self) -> Any:
         """The lite engine (pure numpy; safe to share: planning keeps no state between jobs)."""
@@ -64,14 +77,7 @@ class EngineCache:
 
     def sadtalker(self, device: str = "auto", precision: str = "fp32") -> Any:
         """SadTalker's networks on ``device`` (:class:`~talkbridge.core.sadtalker.models.SadTalkerModels`)."""
-        from talkbridge.core.errors import InputError
-
-        folder = self.checkpoints
-        if folder is None:
-            where = self._checkpoints or "the model store"
-            raise InputError(
-                f"no SadTalker checkpoints in {where}; run `talkbridge models download` or pass --checkpoints DIR"
-            )
+        folder = self.require_checkpoints()
 
         def build() -> Any:
             from talkbridge.core.sadtalker.models import SadTalkerModels

@@ -22,15 +22,10 @@ def resolve_engine(options: JobOptions, cache: EngineCache) -> str:
     requested = options.engine
     if requested not in ("auto", "sadtalker"):
         return requested  # lite, or a plug-in engine registered by name
-    found = cache.checkpoints
     if requested == "sadtalker":
-        if found is None:
-            where = cache.requested_checkpoints or "the model store"
-            raise InputError(
-                f"no SadTalker checkpoints in {where}; run `talkbridge models download` or pass --checkpoints DIR"
-            )
-        log.info("engine: sadtalker (checkpoints in %s)", found)
+        log.info("engine: sadtalker (checkpoints in %s)", cache.require_checkpoints())
         return "sadtalker"
+    found = cache.checkpoints
     if found is not None:
         log.info("engine: sadtalker (auto: checkpoints found in %s)", found)
         return "sadtalker"

@@ -77,6 +77,11 @@ def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool) ->
 
     options = request.options
     size = options.resolved_size(ENGINE_NAME)
+    if request.image is None and (render or request.first_frame is None):
+        raise InputError(
+            "the SadTalker engine needs a portrait image"
+            + ("" if render else " (or, for motion only, the portrait's first-frame .mat)")
+        )
     models = cache.sadtalker(options.device, options.precision)
     audio_side = models.audio(size)
     audio_side.check_style(options.pose_style)  # before seconds of face work
@@ -87,8 +92,6 @@ def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool) ->
         first_row = request.first_frame
         metadata["image_used"] = False
     else:
-        if request.image is None:
-            raise InputError("the SadTalker engine needs a portrait image (or, for motion only, a first-frame .mat)")
         original = read_image_rgb(Path(request.image)) if isinstance(request.image, (str, Path)) else np.asarray(request.image)
         provider = None if options.landmarks is not None else models.landmarks()
         first = extract_first_frame(
