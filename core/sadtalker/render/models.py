@@ -121,12 +121,17 @@ class FaceRenderModels:
         device: str | torch.device = "cpu",
         prefer_safetensors: bool = True,
         precision: str = DEFAULT_PRECISION,
+        accelerate: str = "off",
     ) -> "FaceRenderModels":
         """Pick files like the official code: the combined safetensors for ``size`` when present,
         else the face-vid2vid pickle (256 weights only); the mapping file by preprocess mode.
-        ``precision`` is checked first, so a bad value fails before any file is read."""
+        ``precision`` and ``accelerate`` (``off`` | ``compile`` | ``cudagraphs``, see
+        :mod:`.accelerate`) are checked first, so a bad value fails before any file is read."""
+        from talkbridge.core.sadtalker.render.accelerate import accelerate as compile_models, check_accelerate
+
         folder = Path(folder)
         resolve_precision(precision, device)
+        check_accelerate(accelerate, device)
         if size not in SIZES:
             raise CheckpointError(f"render size must be one of {SIZES}, got {size}")
         still = uses_full_mapping(preprocess)
@@ -143,7 +148,7 @@ class FaceRenderModels:
             if size != 256:
                 log.warning("%s holds 256 weights only; rendering at %d with them", FACEVID2VID_FILE, size)
             kp, generator, _ = load_facevid2vid(pickle)
-        return cls(mapping, kp, generator).to(device).with_precision(precision)
+        return compile_models(cls(mapping, kp, generator).to(device).with_precision(precision), accelerate)
 
     @classmethod
     def untrained(cls, config: RenderConfig | None = None) -> "FaceRenderModels":
