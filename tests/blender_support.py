@@ -72,8 +72,15 @@ def run_engine(args: list[str], timeout: float = 300) -> subprocess.CompletedPro
 
 def repack_pyzmq(cache: Path) -> Path:
     """This environment's pyzmq as a wheel in ``cache`` (the one the running Blender's zip must bundle)."""
-    from talkbridge.cli.commands.addon import repack_installed
+    from importlib import metadata
 
+    from talkbridge.cli.commands.addon import pyzmq_version, repack_installed
+
+    pinned, installed = pyzmq_version(), metadata.version("pyzmq")
+    assert installed == pinned, (
+        f"{sys.executable} has pyzmq {installed}, but the add-on bundles pyzmq {pinned} (blender_manifest.toml): "
+        f"pip install pyzmq=={pinned} in this venv (./scripts/dev setup does)"
+    )
     cache.mkdir(parents=True, exist_ok=True)
     return repack_installed("pyzmq", cache)
 
