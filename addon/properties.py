@@ -5,6 +5,20 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from talkbridge.core.jobs.options import OPTIONS
+
+BLENDER_INT_MAX = 2**31 - 1  # IntProperty is a signed 32-bit integer
+
+
+def _limits(name: str, **ui: float) -> dict:
+    """Property bounds from the job layer's one definition of the option, so the panel cannot send
+    a value the sidecar refuses (an open lower bound becomes the smallest step above it)."""
+    spec = OPTIONS[name]
+    low = float(spec.low) + (0.01 if spec.low_open else 0.0)
+    high = min(float(spec.high), BLENDER_INT_MAX) if spec.kind == "int" else float(spec.high)
+    bounds = {"min": int(low), "max": int(high)} if spec.kind == "int" else {"min": low, "max": high}
+    return {**bounds, "default": spec.default, "description": spec.help.capitalize(), **ui}
+
 
 def _is_mesh_with_keys(_self, obj) -> bool:
     return obj.type == "MESH"
@@ -31,11 +45,11 @@ class TalkbridgeSettings(bpy.types.PropertyGroup):
         items=[("lite", "Lite", "Weight-free engine: visemes and ARKit curves, quick"), ("sadtalker", "SadTalker", "SadTalker motion (needs its weights on the sidecar)")],
         default="lite",
     )
-    pose_style: IntProperty(name="Pose Style", min=0, max=45, default=0)
+    pose_style: IntProperty(name="Pose Style", **_limits("pose_style"))
     still: BoolProperty(name="Still", default=False, description="Keep the head still")
-    expression_scale: FloatProperty(name="Expression Scale", min=0.0, max=3.0, default=1.0)
+    expression_scale: FloatProperty(name="Expression Scale", **_limits("expression_scale", soft_max=3.0))
     size: EnumProperty(name="Size", items=[("256", "256", ""), ("512", "512", "")], default="256")
-    seed: IntProperty(name="Seed", min=0, default=0)
+    seed: IntProperty(name="Seed", **_limits("seed"))
     render_frames: BoolProperty(name="Rendered Video", default=True, description="Ask for rendered frames and put them on the sequencer (SadTalker renders the portrait; lite, the mannequin)")
     name_map: StringProperty(name="Name Map", subtype="FILE_PATH", description="Optional JSON: shape key name -> channel (or null)")
     pose_reference: EnumProperty(

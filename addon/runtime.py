@@ -19,6 +19,7 @@ import bpy
 
 from talkbridge.bridge import protocol as p
 from talkbridge.core.errors import TalkbridgeError
+from talkbridge.core.motion import scale_expression
 
 from . import apply, sequencer
 from .frames import FrameSequenceWriter
@@ -149,9 +150,13 @@ class ActiveJob:
     def _take_chunk(self, event: Any) -> None:
         if self.writer is None:
             self.writer = self._make_writer()
-        start = int(event.body["start"])
-        arrays = {name: value for name, value in event.arrays.items() if name != "frames"}
-        self.writer.add_chunk(start, arrays)
+        # The wire carries SadTalker's official rows; the take shows them as rendered: with the scale.
+        scale = float(self.controller.settings.options.get("expression_scale", 1.0))
+        chunk = scale_expression(event.motion_chunk(), scale)
+        fields = ("pose", "blink", "expression", "arkit", "visemes")
+        arrays = {name: getattr(chunk, name) for name in fields if getattr(chunk, name) is not None}
+        self.writer.add_chunk(chunk.start, arrays)
+        start = chunk.start
         frames = event.arrays.get("frames")
         if frames is not None and self.frames is not None:
             self.frames.put(start, frames)
