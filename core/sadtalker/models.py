@@ -41,8 +41,10 @@ class SadTalkerModels:
         self.checkpoint_dir = Path(checkpoint_dir)
         if not files.has_sadtalker_weights(self.checkpoint_dir):
             files.AudioCheckpoints.find(self.checkpoint_dir)  # raises the precise CheckpointError
+        from talkbridge.core.sadtalker.precision import resolve_precision
+
         self.device = pick_device(device)
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device).name  # e.g. fp16 on a CPU fails here
         self._loaded: dict[tuple, Any] = {}
         self._lock = threading.RLock()
 
@@ -58,7 +60,7 @@ class SadTalkerModels:
 
         found = files.AudioCheckpoints.find(self.checkpoint_dir, size)
         # Both sizes' combined files hold the same audio networks: key by the files actually read.
-        return self._once(("audio", found.expnet, found.posevae), lambda: load_audio2coeff(found, self.device))
+        return self._once(("audio", found.expnet, found.posevae), lambda: load_audio2coeff(found, self.device, self.precision))
 
     def recon(self, size: int = 256) -> Any:
         """The 3DMM reconstruction net that turns a portrait into its first-frame row."""
@@ -78,7 +80,7 @@ class SadTalkerModels:
 
         def load() -> Any:
             log.info("loading the SadTalker %d px renderer (%s family) from %s on %s", size, preprocess, self.checkpoint_dir, self.device)
-            return FaceRenderModels.from_checkpoint_dir(self.checkpoint_dir, size, preprocess, self.device)
+            return FaceRenderModels.from_checkpoint_dir(self.checkpoint_dir, size, preprocess, self.device, precision=self.precision)
 
         return self._once(key, load)
 
@@ -90,7 +92,7 @@ class SadTalkerModels:
         from talkbridge.core.sadtalker.render.windows import uses_full_mapping
 
         with self._lock:
-            self._loaded[("render", size, uses_full_mapping(preprocess))] = render_models.to(self.device)
+            self._loaded[("render", size, uses_full_mapping(preprocess))] = render_models.to(self.device).with_precision(self.precision)
 
     def landmarks(self) -> Any:
         """The face-alignment landmark detector (its weights come from the model store)."""
