@@ -121,7 +121,7 @@ class EngineRunner:
         if name == "lite":
             return self.cache.lite()
         if name == "sadtalker":
-            models = self.cache.sadtalker(device)
+            models = self.cache.sadtalker(device, self.precision)
             models.audio()
             models.recon()
             return models
@@ -135,7 +135,7 @@ class EngineRunner:
         from talkbridge.core.jobs.local import open_local_job
 
         with tempfile.TemporaryDirectory(prefix=f"{JOB_FOLDER_PREFIX}{os.getpid()}-") as folder:
-            request = build_request(job, Path(folder), device)
+            request = build_request(job, Path(folder), device, self.precision)
             stream = open_local_job(request, self.cache, render=bool(job.render_size))
             try:
                 for step in stream.steps:
@@ -147,7 +147,7 @@ class EngineRunner:
                 stream.cancel()
 
 
-def build_request(job: JobSpec, folder: Path, device: str = "auto") -> Any:
+def build_request(job: JobSpec, folder: Path, device: str = "auto", precision: str = "fp32") -> Any:
     """The job request for ``job``: file inputs are written into ``folder`` (a per-job temp dir) and
     every option is checked by the job layer's one definition (out of range -> :class:`InputError`)."""
     from talkbridge.core.jobs.options import JobOptions
@@ -157,7 +157,7 @@ def build_request(job: JobSpec, folder: Path, device: str = "auto") -> Any:
         raise InputError("a job needs exactly one audio input: the bytes of an audio file or 16 kHz float32 samples")
     if job.render_size is not None and (job.engine == "sadtalker") and job.render_size not in RENDER_SIZES:
         raise InputError(f"render_size {job.render_size} is not supported by sadtalker; choose one of {list(RENDER_SIZES)}")
-    options = JobOptions.from_wire(job.options, engine=job.engine, size=job.render_size)
+    options = JobOptions.from_wire({"precision": precision, **job.options}, engine=job.engine, size=job.render_size)
     options = replace(options, device=device)
     if job.audio_file is not None:
         if job.audio_file.size == 0:

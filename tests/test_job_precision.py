@@ -61,3 +61,14 @@ def test_bf16_runs_within_tolerance_and_fp16_on_cpu_is_refused_up_front(tmp_path
         run_job(JobRequest(speech, portrait, JobOptions(engine="sadtalker", landmarks=landmarks, device="cpu", precision="fp16")),
                 OutputPlan(tmp_path / "fp16", "clip"), cache=cache)
     assert not any((tmp_path / "fp16").iterdir())
+
+
+def test_a_servers_precision_is_the_default_a_job_may_override(tmp_path):
+    from talkbridge.bridge.jobs import EngineRunner, JobSpec, build_request
+
+    audio = np.zeros(1600, np.float32)
+    plain = build_request(JobSpec("a", "sadtalker", audio_pcm=audio), tmp_path, "cpu", EngineRunner(precision="bf16").precision)
+    chosen = build_request(JobSpec("b", "sadtalker", audio_pcm=audio, options={"precision": "fp32"}), tmp_path, "cpu", "bf16")
+    assert (plain.options.precision, chosen.options.precision) == ("bf16", "fp32")
+    with pytest.raises(InputError, match="'precision'"):
+        EngineRunner(precision="fp8")

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from talkbridge.core.errors import InputError
+from talkbridge.core.jobs.options import OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--engine-config", type=Path, help="JSON object: engine name -> constructor options (overrides --checkpoints)")
     parser.add_argument("--preload", default="", help="comma-separated engines to load on every device before serving (e.g. lite,sadtalker)")
     parser.add_argument("--client-timeout", type=float, default=10.0, help="seconds of client silence before its jobs are cancelled (default: %(default)s)")
+    parser.add_argument("--precision", choices=OPTIONS["precision"].choices, default=OPTIONS["precision"].default,
+                        help="number format of SadTalker's networks for jobs that do not choose one (default: %(default)s)")
     parser.add_argument("--max-input-mb", type=int, default=256, help="largest audio or image file accepted, in MiB (default: %(default)s)")
     parser.set_defaults(func=run)
 
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             log.warning("no SadTalker checkpoints (--checkpoints or `talkbridge models download`): sadtalker jobs will be refused")
     preload = tuple(("engine", (name, DEVICE_PLACEHOLDER)) for name in (n.strip() for n in args.preload.split(",")) if name)
-    spec = WorkerSpec("talkbridge.bridge.jobs:EngineRunner", {"engine_kwargs": engine_config}, preload)
+    spec = WorkerSpec("talkbridge.bridge.jobs:EngineRunner", {"engine_kwargs": engine_config, "precision": args.precision}, preload)
     # The engines run in one process per device, so none can stall the server's socket; a worker's
     # start-up errors (missing weights, unknown engine) stop the server here.
     runner = ProcessRunner(spec, devices).start()
