@@ -94,10 +94,12 @@ class EngineRunner:
     :class:`~talkbridge.core.lite.engine.LiteEngine` keywords.
     """
 
-    def __init__(self, engine_kwargs: dict[str, dict[str, Any]] | None = None) -> None:
-        from talkbridge.core.jobs.cache import EngineCache
-
+    def __init__(self, engine_kwargs: dict[str, dict[str, Any]] | None = None, precision: str = "fp32") -> None:
         from talkbridge.core.engine import ENGINE_FACTORIES
+        from talkbridge.core.jobs.cache import EngineCache
+        from talkbridge.core.jobs.options import OPTIONS
+
+        self.precision = OPTIONS["precision"].check(precision)  # for jobs that do not choose one
 
         settings = dict(engine_kwargs or {})
         unknown = sorted(set(settings) - set(ENGINE_FACTORIES))

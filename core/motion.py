@@ -102,6 +102,17 @@ class MotionChunk:
     def stop(self) -> int:
         return self.start + self.n_frames
 
+    def piece(self, offset: int, count: int) -> "MotionChunk":
+        """Frames ``offset .. offset + count - 1`` of this chunk, as a chunk of their own."""
+
+        def rows(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[offset : offset + count]
+
+        return MotionChunk(
+            self.start + offset, self.pose[offset : offset + count], self.blink[offset : offset + count],
+            rows(self.expression), rows(self.arkit), rows(self.visemes),
+        )
+
     def coefficients(self) -> np.ndarray:
         """The (n, 70) SadTalker rows: 64 expression, 3 angles, 3 translation."""
         if self.expression is None:

@@ -27,7 +27,7 @@ from tests.speech import speech_like, write_wav
 def _chunks(sizes: list[int]) -> list[MotionChunk]:
     chunks, start = [], 0
     for n in sizes:
-        chunks.append(MotionChunk(start, np.zeros((n, 6), np.float32), np.zeros(n, np.float32), np.zeros((n, 64), np.float32)))
+        chunks.append(MotionChunk(start, np.zeros((n, 6), np.float32), np.zeros(n, np.float32), np.random.default_rng(start).normal(size=(n, 64)).astype(np.float32)))
         start += n
     return chunks
 
@@ -43,7 +43,7 @@ def _numbered_frames(start: int, n: int) -> np.ndarray:
 )
 def test_each_chunk_gets_exactly_its_frames(chunk_sizes, batch_sizes):
     chunks = _chunks(chunk_sizes)
-    pairing = FramePairing(chunks)
+    pairing = FramePairing(chunks, feed_rows=10_000)  # one piece per chunk: the reads below count chunks
     coefficients = pairing.coefficients()
 
     def batches():
@@ -56,17 +56,36 @@ def test_each_chunk_gets_exactly_its_frames(chunk_sizes, batch_sizes):
             start += n
 
     steps = list(pairing.pair(batches()))
-    assert [step.chunk.start for step in steps] == [chunk.start for chunk in chunks]
-    for chunk, frames in ((step.chunk, step.frames) for step in steps):
-        assert frames.shape == (chunk.n_frames, 2, 2, 3)
-        assert np.array_equal(frames, _numbered_frames(chunk.start, chunk.n_frames))
+    assert sum(step.chunk.n_frames for step in steps) == sum(chunk_sizes)
+    assert max(len(step.frames) for step in steps) <= max(batch_sizes)  # a step holds one batch, never a chunk
+    boundaries = {chunk.stop for chunk in chunks}
+    frame = 0
+    for step in steps:
+        assert step.chunk.start == frame and step.frames.shape == (step.chunk.n_frames, 2, 2, 3)
+        assert np.array_equal(step.frames, _numbered_frames(frame, step.chunk.n_frames))
+        owner = next(c for c in chunks if c.start <= frame < c.stop)
+        assert step.chunk.stop <= owner.stop  # no step crosses a chunk boundary
+        assert np.array_equal(step.chunk.expression, owner.expression[frame - owner.start : step.chunk.stop - owner.start])
+        frame = step.chunk.stop
+    assert frame in boundaries
+
+
+def test_the_renderer_is_fed_a_second_of_rows_at_a_time():
+    chunks = _chunks([60, 7])
+    pieces = list(FramePairing(chunks).coefficients())
+    assert [len(piece) for piece in pieces] == [25, 25, 10, 7]
+    assert np.array_equal(np.concatenate(pieces), np.concatenate([chunk.coefficients() for chunk in chunks]))
 
 
 def test_pairing_reports_frames_the_motion_does_not_cover():
     pairing = FramePairing(_chunks([10]))
     list(pairing.coefficients())
-    with pytest.raises(RuntimeError, match="unpaired"):
+    with pytest.raises(RuntimeError, match="before reading its motion"):
         list(pairing.pair(iter([_numbered_frames(0, 12)])))
+    short = FramePairing(_chunks([10]))
+    list(short.coefficients())
+    with pytest.raises(RuntimeError, match="chunks of motion left"):
+        list(short.pair(iter([_numbered_frames(0, 6)])))
 
 
 def test_wire_options_become_job_options():

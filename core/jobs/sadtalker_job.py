@@ -21,7 +21,7 @@ from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.cache import EngineCache
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
-from talkbridge.core.motion import MotionChunk
+from talkbridge.core.motion import FPS, MotionChunk
 
 ENGINE_NAME = "sadtalker"
 
@@ -33,37 +33,49 @@ def engine_version() -> str:
 
 
 class FramePairing:
-    """Hands coefficient chunks to the renderer and pairs each chunk with its finished frames.
+    """Hands coefficient chunks to the renderer and pairs every batch of finished frames with its rows.
 
-    The renderer reads a chunk before it renders that chunk's frames, so the chunks it has taken
-    are kept here (at most two or three) until their frames are all out.
+    The renderer reads a chunk before it renders that chunk's frames, so the chunks it has taken are
+    kept here (two or three at most) until all their frames are out. Each rendered batch becomes a
+    step at once (split where it crosses a chunk boundary), so a step holds one batch of frames,
+    never a whole chunk's worth of full-size video.
     """
 
-    def __init__(self, chunks: Iterable[MotionChunk]) -> None:
+    def __init__(self, chunks: Iterable[MotionChunk], feed_rows: int = FPS) -> None:
         self._chunks = iter(chunks)
+        self._feed_rows = feed_rows
         self._taken: deque[MotionChunk] = deque()
-        self._pending: list[np.ndarray] = []
-        self._buffered = 0
+        self._next_frame = 0
 
     def coefficients(self) -> Iterator[np.ndarray]:
-        """What the renderer consumes: each chunk's (n, 70) rows."""
+        """What the renderer consumes: each chunk's (n, 70) rows, ``feed_rows`` at a time.
+
+        The renderer's output does not depend on how its input is cut, and it renders what a piece
+        makes ready, so small pieces keep a second of frames in memory instead of a chunk's worth.
+        """
         for chunk in self._chunks:
             self._taken.append(chunk)
-            yield chunk.coefficients()
+            rows = chunk.coefficients()
+            for offset in range(0, len(rows), self._feed_rows):
+                yield rows[offset : offset + self._feed_rows]
 
     def pair(self, frame_batches: Iterable[np.ndarray]) -> Iterator[Step]:
-        """Steps in order, each as soon as every frame of its chunk has been rendered."""
+        """Steps in order: each batch of frames with the motion rows it was rendered from."""
         for batch in frame_batches:
-            self._pending.append(batch)
-            self._buffered += len(batch)
-            while self._taken and self._buffered >= self._taken[0].n_frames:
-                chunk = self._taken.popleft()
-                frames = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-                self._pending = [frames[chunk.n_frames :]] if len(frames) > chunk.n_frames else []
-                self._buffered -= chunk.n_frames
-                yield Step(chunk, np.ascontiguousarray(frames[: chunk.n_frames]))
-        if self._buffered or self._taken:
-            raise RuntimeError(f"the renderer stopped with {self._buffered} unpaired frames and {len(self._taken)} chunks left")
+            used = 0
+            while used < len(batch):
+                if not self._taken:
+                    raise RuntimeError(f"the renderer made frame {self._next_frame} before reading its motion")
+                chunk = self._taken[0]
+                count = min(chunk.stop - self._next_frame, len(batch) - used)
+                piece = chunk.piece(self._next_frame - chunk.start, count)
+                yield Step(piece, np.ascontiguousarray(batch[used : used + count]))
+                used += count
+                self._next_frame += count
+                if self._next_frame == chunk.stop:
+                    self._taken.popleft()
+        if self._taken:
+            raise RuntimeError(f"the renderer stopped at frame {self._next_frame} with {len(self._taken)} chunks of motion left")
 
 
 def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool) -> JobStream:
