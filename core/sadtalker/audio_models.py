@@ -11,23 +11,20 @@ Accepted files (the names are the official ones, misspelling included):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from talkbridge.core.errors import CheckpointError
 from talkbridge.core.sadtalker.audio2coeff import Audio2Coeff
 from talkbridge.core.sadtalker.checkpoints import load_strict, read_safetensors_prefix, read_torch_checkpoint
+from talkbridge.core.sadtalker.files import COMBINED_FILE_PATTERN as SAFETENSORS_PATTERN  # noqa: F401 (re-exported)
+from talkbridge.core.sadtalker.files import EXPNET_FILE, POSEVAE_FILE, AudioCheckpoints  # noqa: F401 (re-exported)
 from talkbridge.core.sadtalker.nets.expnet import ExpNet
 from talkbridge.core.sadtalker.nets.posevae import PoseVAE
 from talkbridge.core.sadtalker.precision import DEFAULT_PRECISION, resolve_precision
 
 log = logging.getLogger(__name__)
 
-EXPNET_FILE = "auido2exp_00300-model.pth"
-POSEVAE_FILE = "auido2pose_00140-model.pth"
-SAFETENSORS_PATTERN = "SadTalker_V0.0.2_{size}.safetensors"
 EXPNET_PREFIX = "audio2exp"
 POSEVAE_PREFIX = "audio2pose"
 
@@ -52,35 +49,6 @@ def load_posevae(path: str | Path) -> PoseVAE:
     model = PoseVAE()
     load_strict(model, _state_for(path, POSEVAE_PREFIX), path)
     return model.eval()
-
-
-@dataclass(frozen=True)
-class AudioCheckpoints:
-    expnet: Path
-    posevae: Path
-
-    @classmethod
-    def find(cls, folder: str | Path, size: int = 256) -> "AudioCheckpoints":
-        """Locate the audio weights in a checkpoint folder (official layout), preferring safetensors.
-
-        Like the official code, the combined safetensors file wins when present; otherwise the two
-        ``.pth`` files are used.
-        """
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise CheckpointError("checkpoint folder not found", folder)
-        combined = folder / SAFETENSORS_PATTERN.format(size=size)
-        if combined.is_file():
-            return cls(combined, combined)
-        expnet, posevae = folder / EXPNET_FILE, folder / POSEVAE_FILE
-        missing = [p.name for p in (expnet, posevae) if not p.is_file()]
-        if missing:
-            raise CheckpointError(
-                f"holds neither {combined.name} nor {', '.join(missing)}; point to a SadTalker checkpoints/ folder "
-                "(the official release v0.0.2-rc files)",
-                folder,
-            )
-        return cls(expnet, posevae)
 
 
 def load_audio2coeff(

@@ -22,11 +22,12 @@ POSEVAE_FILE = "auido2pose_00140-model.pth"
 RECON_FILE = "epoch_20.pth"
 MAPPING_FILES = {70: "mapping_00229-model.pth.tar", 73: "mapping_00109-model.pth.tar"}
 FACEVID2VID_FILE = "facevid2vid_00189-model.pth.tar"
+COMBINED_FILE_PATTERN = "SadTalker_V0.0.2_{size}.safetensors"
 
 
 def combined_file_name(size: int) -> str:
     """``SadTalker_V0.0.2_<size>.safetensors``: audio, recon and render weights for one size."""
-    return f"SadTalker_V0.0.2_{size}.safetensors"
+    return COMBINED_FILE_PATTERN.format(size=size)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from talkbridge.core.errors import CheckpointError
+from talkbridge.core.sadtalker.files import FACEVID2VID_FILE, MAPPING_FILES, SIZES, combined_file_name
 from talkbridge.core.sadtalker.checkpoints import load_strict, read_safetensors_prefix, read_torch_checkpoint
 from talkbridge.core.sadtalker.precision import DEFAULT_PRECISION, cast_module, resolve_precision
 from talkbridge.core.sadtalker.render.config import MappingConfig, RenderConfig
@@ -28,13 +29,7 @@ from talkbridge.core.sadtalker.render.windows import uses_full_mapping
 
 log = logging.getLogger(__name__)
 
-MAPPING_FILES = {70: "mapping_00229-model.pth.tar", 73: "mapping_00109-model.pth.tar"}
-FACEVID2VID_FILE = "facevid2vid_00189-model.pth.tar"
-SIZES = (256, 512)
-
-
-def combined_safetensors_name(size: int) -> str:
-    return f"SadTalker_V0.0.2_{size}.safetensors"
+combined_safetensors_name = combined_file_name  # the name this module's callers know
 
 
 def load_mapping(path: str | os.PathLike, still: bool | None = None) -> MappingNet:
