@@ -51,7 +51,7 @@ def imports_of(name: str, path: Path) -> set[str]:
     """Every talkbridge module ``name`` imports, anywhere in the file."""
     is_package = path.name == "__init__.py"
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _executed_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -64,6 +64,18 @@ def imports_of(name: str, path: Path) -> set[str]:
             found.add(target)
             found.update(f"{target}.{alias.name}" for alias in node.names)  # `from pkg import module`
     return {module for module in found if module in MODULES}
+
+
+def _executed_nodes(tree: ast.AST):
+    """Every node except those under ``if TYPE_CHECKING:`` (imports for annotations never run)."""
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        yield node
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            pending.extend(node.orelse)
+            continue
+        pending.extend(ast.iter_child_nodes(node))
 
 
 GRAPH = {name: imports_of(name, path) for name, path in MODULES.items()}

@@ -17,11 +17,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+from typing import TYPE_CHECKING
 
 import torch
 
 from talkbridge.core.errors import InputError
-from talkbridge.core.sadtalker.render.models import FaceRenderModels
+if TYPE_CHECKING:  # annotations only: models.py imports this module when it loads networks
+    from talkbridge.core.sadtalker.render.models import FaceRenderModels
 
 log = logging.getLogger(__name__)
 
