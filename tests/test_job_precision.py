@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 import scipy.io
-import torch
 
 from talkbridge.api import run_job
 from talkbridge.core.errors import InputError
@@ -24,12 +23,7 @@ from talkbridge.exporters.job_files import OutputPlan
 from tests.speech import speech_like, write_wav
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import scipy.io
-import torch
 
 from talkbridge.api import run_job
 from talkbridge.bridge import protocol as p
@@ -31,7 +30,7 @@ from talkbridge.core.jobs import JobOptions, JobRequest
 from talkbridge.exporters.job_files import OutputPlan
 from tests.speech import speech_like, write_wav
 
-pytestmark = [pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.timeout(300)]
 
 ROUTE_FIELDS = ("route", "sidecar")
 
@@ -86,14 +85,6 @@ def inputs(tmp_path_factory):
     transcript = folder / "hello.txt"
     transcript.write_text("hello there, how are you today\n", encoding="utf-8")
     return portrait, speech, marks, transcript
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_lite_routes_write_the_same_files(inputs, tmp_path):
