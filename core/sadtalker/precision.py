@@ -9,21 +9,25 @@ op lists.
 
 What runs in the half dtype:
 
-* renderer: the KPDetector hourglass, the generator's appearance encoder, dense motion's compress
-  conv and 3-D hourglass, the generator's bottleneck convs and the SPADE decoder (convs, batch
-  norms, activations);
+* renderer: the generator's per-frame modules (``OcclusionAwareSPADEGenerator.per_frame_modules``:
+  dense motion's 3-D hourglass, mask and occlusion convs, the bottleneck convs, the SPADE decoder);
 * audio side: the two Wav2Lip audio encoders (batch norm folded), i.e. nearly all audio FLOPs.
 
-What stays float32 (cheap, and where rounding would move keypoints or coordinates):
+What stays float32 (cheap, or where rounding would move keypoints or coordinates):
 
 * MappingNet, pose bins -> degrees (a softmax over 66 bins), rotations and every keypoint;
-* the KPDetector's heatmap softmax and soft-argmax (temperature 0.1 sharpens rounding errors);
+* the KPDetector (its heatmap softmax has temperature 0.1) and the generator's source-only part
+  (appearance volume, compress conv): once per portrait, and bf16 there alone costs ~5 dB;
 * Gaussian keypoint heatmaps, the sparse motion grids, the mask softmax and the composed
   deformation; every ``grid_sample`` runs in float32 (its input is upcast), because bf16 has only 8
   bits of mantissa and would move sample points by up to a quarter of a voxel at 512;
 * instance-norm statistics in SPADE, the spectral-norm sigma, the occlusion and output sigmoids;
 * the audio side's ExpNet head (one linear layer) and the whole PoseVAE decoder;
 * the 3DMM recon net (once per portrait; not affected by this option).
+
+Quality (docs/performance.md): fp16 frames are ~49-54 dB from fp32 on the golden recipe weights,
+above the 40 dB gate; bf16 (8 mantissa bits to fp16's 11) gives ~31-35 dB there, below it, so fp16
+is the GPU choice and bf16 a speed option for CPUs with BF16 units.
 
 In ``fp32`` every cast above is a no-op (``Tensor.to`` returns the tensor itself), so outputs are
 bit-identical to the code before this option existed.
@@ -37,15 +41,12 @@ days; use ``bf16`` on CPU instead. Tests and the bench may still run fp16 on CPU
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from talkbridge.core.errors import InputError
-
-log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEFAULT_PRECISION = "fp32"
