@@ -33,9 +33,10 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from talkbridge.core.motion import FPS  # noqa: E402
-from talkbridge.exporters.video import VideoWriter  # noqa: E402
-from talkbridge.pipeline.sadtalker_video import SadTalkerOptions, SadTalkerVideo  # noqa: E402
+from talkbridge.core.jobs import JobOptions, JobRequest  # noqa: E402
+from talkbridge.core.jobs.cache import EngineCache  # noqa: E402
+from talkbridge.core.jobs.local import open_local_job  # noqa: E402
+from talkbridge.exporters.job_files import OutputPlan, write_job  # noqa: E402
 from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
 from tests.official_checkpoints import write_official_checkpoint_dir  # noqa: E402
 from tests.render_helpers import landmarks_y_down, tiny_recipe_models, tiny_render_config  # noqa: E402
@@ -104,11 +105,12 @@ def main() -> None:
 
         portrait = tmp / "portrait.png"
         cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
-        pipeline = SadTalkerVideo(checkpoints, args.size, "crop", args.device)
+        cache = EngineCache(checkpoints)
+        models = cache.sadtalker(args.device)
         if args.renderer == "slim":
-            pipeline.render_models = slim_render_models(pipeline.device)
+            models.provide_renderer(args.size, "crop", slim_render_models(models.device))
         print(
-            f"device {pipeline.device}, size {args.size}, batch {args.batch_size}, renderer {args.renderer}, "
+            f"device {models.device}, size {args.size}, batch {args.batch_size}, renderer {args.renderer}, "
             f"RSS after loading {rss_mb():.0f} MB"
         )
         results = []
@@ -117,19 +119,22 @@ def main() -> None:
                 print(f"{seconds:6.1f} s: skipped (--max-seconds {args.max_seconds})")
                 continue
             wav = write_wav(tmp / f"speech_{int(seconds)}.wav", speech_like(seconds, seed=1))
-            options = SadTalkerOptions(landmarks=landmarks, batch_size=args.batch_size)
+            options = JobOptions(engine="sadtalker", size=args.size, landmarks=landmarks, batch_size=args.batch_size, device=args.device)
             with PeakSampler() as memory:
                 start = time.perf_counter()
-                run = pipeline.start(portrait, wav, options)
-                frames, early_rss = 0, None
-                with VideoWriter(tmp / f"out_{int(seconds)}.mp4", FPS, run.frame_size, wav, overwrite=True) as video:
-                    with tqdm(total=run.n_frames, unit="frame", desc=f"{seconds:g} s", leave=False) as bar:
-                        for batch in run.frames():
-                            video.write(batch)
-                            frames += len(batch)
-                            bar.update(len(batch))
-                            if early_rss is None and frames >= run.n_frames / 10:
-                                early_rss = rss_mb()
+                # The whole streaming job: face, audio networks, renderer, paste-back, the one writer (H.264 + motion files).
+                stream = open_local_job(JobRequest(wav, portrait, options.checked()), cache)
+                counted = {"frames": 0, "early_rss": None}
+                with tqdm(total=stream.info.n_frames, unit="frame", desc=f"{seconds:g} s", leave=False) as bar:
+
+                    def progress(n: int) -> None:
+                        counted["frames"] += n
+                        bar.update(n)
+                        if counted["early_rss"] is None and counted["frames"] >= stream.info.n_frames / 10:
+                            counted["early_rss"] = rss_mb()
+
+                    write_job(stream, OutputPlan(tmp, f"out_{int(seconds)}", overwrite=True), audio=wav, request_metadata={}, progress=progress)
+                frames, early_rss = counted["frames"], counted["early_rss"]
                 end_rss = rss_mb()
                 elapsed = time.perf_counter() - start
             row = {
