@@ -33,8 +33,11 @@ def resolve_engine(options: JobOptions, cache: EngineCache) -> str:
     return "lite"
 
 
-def open_local_job(request: JobRequest, cache: EngineCache | None = None, render: bool = True) -> JobStream:
+def open_local_job(request: JobRequest, cache: EngineCache | None = None, render: bool = True, overlap: bool = True) -> JobStream:
     """Start ``request`` here; ``render`` adds video frames to every step.
+
+    ``overlap`` lets SadTalker render one batch ahead of paste-back and encoding (off: strictly in
+    turn, for measuring what the overlap gains).
 
     Input errors (no face, bad audio, an option the engine cannot honour) are raised here, before
     the first step, so a caller fails before it creates any output.
@@ -51,7 +54,7 @@ def open_local_job(request: JobRequest, cache: EngineCache | None = None, render
     if engine == "sadtalker":
         from talkbridge.core.jobs.sadtalker_job import open_sadtalker_job
 
-        return open_sadtalker_job(request, cache, render)
+        return open_sadtalker_job(request, cache, render, overlap)
     return open_registered_job(engine, request, cache, render)
 
 

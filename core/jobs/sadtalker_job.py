@@ -19,6 +19,7 @@ import numpy as np
 
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.cache import EngineCache
+from talkbridge.core.jobs.overlap import ahead
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
 from talkbridge.core.motion import FPS, MotionChunk
@@ -78,8 +79,12 @@ class FramePairing:
             raise RuntimeError(f"the renderer stopped at frame {self._next_frame} with {len(self._taken)} chunks of motion left")
 
 
-def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool) -> JobStream:
-    """Find and reconstruct the face (errors surface here, before any step), then stream."""
+def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool, overlap: bool = True) -> JobStream:
+    """Find and reconstruct the face (errors surface here, before any step), then stream.
+
+    ``overlap`` renders in a thread of its own, one batch ahead of paste-back and encoding
+    (:func:`~talkbridge.core.jobs.overlap.ahead`), so the device never waits for the CPU side.
+    """
     from talkbridge.core.face.extract import extract_first_frame
     from talkbridge.core.face.image_io import read_image_rgb
     from talkbridge.core.face.paste import finish_frame, output_size
@@ -147,7 +152,8 @@ def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool) ->
     pairing = FramePairing(job.chunks(options.chunk_frames))
 
     def finished_frames() -> Iterator[np.ndarray]:
-        for batch in renderer.stream(pairing.coefficients(), poses):
+        rendered = renderer.stream(pairing.coefficients(), poses)
+        for batch in ahead(rendered) if overlap else rendered:
             if len(batch):
                 yield np.stack([finish_frame(frame, original, first.crop, size) for frame in batch])
 
