@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=OPTIONS["precision"].choices, default=OPTIONS["precision"].default,
                         help="number format of SadTalker's networks for jobs that do not choose one (default: %(default)s)")
     parser.add_argument("--max-input-mb", type=int, default=256, help="largest audio or image file accepted, in MiB (default: %(default)s)")
+    parser.add_argument("--ray", metavar="ADDRESS", help="run jobs on this Ray cluster's actors (HOST:PORT, auto, or 'local'); this process is the gateway")
+    parser.add_argument("--ray-actors", type=int, help="job actors on the cluster (default: one per GPU, else one per node)")
     parser.set_defaults(func=run)
 
 
@@ -86,6 +88,14 @@ def run(args: argparse.Namespace) -> int:
     spec = WorkerSpec("talkbridge.bridge.jobs:EngineRunner", {"engine_kwargs": engine_config, "precision": args.precision}, preload)
     # The engines run in one process per device, so none can stall the server's socket; a worker's
     # start-up errors (missing weights, unknown engine) stop the server here.
-    runner = ProcessRunner(spec, devices).start()
+    if args.ray:
+        from dataclasses import replace
+
+        from talkbridge.cluster.runner import RayRunner
+
+        runner = RayRunner(args.ray, spec, args.ray_actors)  # one device per cluster actor
+        config = replace(config, devices=runner.devices)
+    else:
+        runner = ProcessRunner(spec, devices).start()
     Server(runner, config).serve_forever()
     return 0
