@@ -1,6 +1,6 @@
 """The renderer on a GPU: one run, one table (fps, latency, VRAM, precision, concurrent jobs, official loop).
 
-Made for a machine with no network and unknown packages: it only needs torch (and numpy), prints what
+Made for a machine with no network and unknown packages: it only needs torch and numpy (no scikit-image, scipy or safetensors), prints what
 the machine has first, and builds official-size networks with generated weights (the golden recipe
 rule, written out below, with the generator's documented ``weight_u`` x10 adjustment so frames are
 well conditioned); nothing is downloaded or read from disk. Rows:
@@ -50,6 +50,9 @@ from talkbridge.core.sadtalker.render.job import RenderJob  # noqa: E402
 from talkbridge.core.sadtalker.render.keypoints import keypoint_transformation  # noqa: E402
 from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
 from talkbridge.core.sadtalker.render.shared_pass import drive_slices, render_slices, to_uint8  # noqa: E402
+
+
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", RuntimeError))
 
 
 @dataclass
@@ -243,7 +246,8 @@ def describe_machine(device: torch.device) -> None:
             f"TF32 convs {torch.backends.cudnn.allow_tf32}, matmul {torch.backends.cuda.matmul.allow_tf32}"
         )
     else:
-        print(f"device: CPU, {torch.get_num_threads()} threads, capability {torch.backends.cpu.get_cpu_capability()}")
+        capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+        print(f"device: CPU, {torch.get_num_threads()} threads, capability {capability}")
 
 
 def half_precisions(device: torch.device, smoke: bool) -> list[str]:
@@ -283,7 +287,7 @@ def main() -> int:
         for batch in plan.batches:
             try:
                 table.add("fps", fps_at(models, size, batch, plan.passes, device), "frames/s", size=size, batch=batch, precision="fp32")
-            except torch.OutOfMemoryError:
+            except OUT_OF_MEMORY:
                 table.add("fps", "OOM", "", size=size, batch=batch, precision="fp32")
                 reset_peak(device)
         table.add("peak memory", peak_memory_mb(device), "MiB VRAM" if device.type == "cuda" else "MiB RSS", size=size)

@@ -109,10 +109,19 @@ class FaceRenderBatch:
 
 
 def source_image_tensor(image_u8: np.ndarray, size: int) -> np.ndarray:
-    """RGB uint8 (H, W, 3) -> (3, size, size) float32 in [0, 1], resized like the official loader."""
-    from skimage import img_as_float32, transform
+    """RGB uint8 (H, W, 3) -> (3, size, size) float32 in [0, 1], resized like the official loader.
 
-    image = img_as_float32(np.asarray(image_u8)[..., :3])
+    Without scikit-image (a bare GPU box running bench/gpu.py) an image already at ``size`` is still
+    accepted, scaled by 1/255 in float32; resizing needs scikit-image.
+    """
+    image = np.asarray(image_u8)[..., :3]
+    try:
+        from skimage import img_as_float32, transform
+    except ModuleNotFoundError:
+        if image.shape[:2] != (size, size) or image.dtype != np.uint8:
+            raise
+        return np.ascontiguousarray((image.astype(np.float32) * np.float32(1 / 255)).transpose(2, 0, 1))
+    image = img_as_float32(image)
     if image.shape[:2] != (size, size):
         image = transform.resize(image, (size, size, 3))
     return np.ascontiguousarray(np.asarray(image, dtype=np.float32).transpose(2, 0, 1))
