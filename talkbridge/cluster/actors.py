@@ -144,7 +144,8 @@ class GatewayActor:
         cancel = threading.Event()
         outputs = self.runner.run(job, self.device, cancel)
         try:
-            yield from outputs
+            for output in outputs:  # not `yield from`: Ray drives the generator with send(), which a plain iterator lacks
+                yield output
         finally:
             cancel.set()
             close = getattr(outputs, "close", None)
