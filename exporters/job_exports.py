@@ -31,6 +31,8 @@ EXPORT_SUFFIXES = {
     "curves_json": ".curves.json",
 }
 EXPORT_KINDS = tuple(EXPORT_SUFFIXES)
+_ALIASES = {"gltf": "glb", "live_link": "livelink", "csv": "curves", "json": "curves_json", "curves_csv": "curves"}
+"""Other names people use (``talkbridge export --format`` says ``csv`` and ``json`` for the curves)."""
 _NEEDS_ARKIT = ("glb", "livelink")
 
 
@@ -40,6 +42,7 @@ def parse_export_kinds(text: str | Iterable[str]) -> tuple[str, ...]:
     kinds: list[str] = []
     for item in items:
         kind = item.strip().lower().replace("-", "_")
+        kind = _ALIASES.get(kind, kind)
         if kind not in EXPORT_SUFFIXES:
             raise InputError(f"unknown export {item!r}; choose from {', '.join(EXPORT_KINDS)}")
         if kind not in kinds:

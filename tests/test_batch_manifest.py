@@ -139,3 +139,27 @@ def test_landmark_files_load_as_points(folder):
     (folder / "lm.json").write_text(json.dumps(points.tolist()))
     row, = read_manifest(write(folder / "m.csv", "audio,landmarks\naudio/one.wav,lm.json\n"))
     assert np.allclose(row.request.options.landmarks, points) and row.request.landmarks_file == folder / "lm.json"
+
+
+def test_json_numbers_stay_numbers_and_transcripts_may_be_inline(folder):
+    manifest = write(folder / "lines.jsonl", "\n".join([
+        json.dumps({"audio": "audio/one.wav", "seed": 2.0, "transcript": "hello there. how are you", "exports": "csv, json"}),
+        json.dumps({"audio": "audio/two.flac", "transcript": "words.txt"}),
+        json.dumps({"audio": "audio/three.mp3", "transcript": "missing/words.txt"}),
+    ]))
+    inline, from_file, missing = read_manifest(manifest)
+    assert inline.request.options.seed == 2 and inline.request.options.transcript == "hello there. how are you"
+    assert inline.request.transcript_file is None and inline.exports == ("curves", "curves_json")
+    assert from_file.request.options.transcript == "hello there" and from_file.request.transcript_file == folder / "words.txt"
+    assert "transcript file not found" in missing.error
+
+
+@pytest.mark.parametrize("text", [
+    "Audio ; Name ; Pose-Style\r\naudio/one.wav ; a ; 4\r\n",
+    "audio\tname\tpose_style\naudio/one.wav\ta\t4\n",
+    "\ufeffaudio,name,pose_style\naudio/one.wav,a,4\n",
+])
+def test_semicolons_tabs_crlf_bom_and_spaced_headers(folder, text):
+    (folder / "m.csv").write_bytes(text.encode("utf-8"))
+    row, = read_manifest(folder / "m.csv")
+    assert row.error is None and row.name == "a" and row.request.options.pose_style == 4

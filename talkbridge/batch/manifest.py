@@ -5,7 +5,8 @@ stem), the file inputs ``transcript``, ``landmarks``, ``ref_eyeblink``, ``ref_po
 ``head`` (a glTF head to animate) and ``exports`` (``glb,livelink,curves``), and any job option under
 its long name with ``_`` or ``-`` (``seed``, ``pose-style``, ``expression_scale``, ``still``, ...).
 Option cells are parsed and checked by the job layer's one definition (:data:`OPTIONS`), so the
-limits are those of ``generate``. Paths resolve relative to the manifest's folder.
+limits are those of ``generate``. Paths resolve relative to the manifest's folder. A ``transcript``
+cell that names no file and does not look like a path is the spoken text itself.
 
 Problems that concern the whole manifest (unreadable file, no ``audio`` column, an unknown column,
 duplicate names) raise :class:`InputError` before any work. Problems of one row (a bad option value,
@@ -87,13 +88,23 @@ def _cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _inline_transcript(text: str, base: Path) -> bool:
+    """A ``transcript`` cell is a file when it names one (or looks like a path), else the words themselves."""
+    text = text.strip()
+    if not text or _resolve(base, text).is_file():
+        return False
+    looks_like_path = Path(text).suffix.lower() in (".txt", ".text", ".md", ".srt", ".lab") or "/" in text or "\\" in text
+    return not looks_like_path
+
+
 def _resolve(base: Path, text: str) -> Path:
     path = Path(text).expanduser()
     return path if path.is_absolute() else base / path
 
 
-def build_row(cells: Mapping[str, str], base: Path, where: str, defaults: ManifestDefaults) -> BatchRow:
-    """One row from its non-empty cells (canonical column names, text values); never raises for the row's own problems."""
+def build_row(cells: Mapping[str, Any], base: Path, where: str, defaults: ManifestDefaults) -> BatchRow:
+    """One row from its non-empty cells (canonical column names; text, or typed JSON option values);
+    never raises for the row's own problems."""
     audio_text = cells.get("audio", "").strip()
     fallback = Path(audio_text).stem if audio_text else where.replace(":", "_line_")
     try:
@@ -103,11 +114,15 @@ def build_row(cells: Mapping[str, str], base: Path, where: str, defaults: Manife
     try:
         if not audio_text:
             raise InputError(f"{where}: the 'audio' cell is empty")
-        files = {column: _resolve(base, cells[column]) for column in FILE_COLUMNS if cells.get(column, "").strip()}
+        inline_transcript = _inline_transcript(cells.get("transcript", ""), base)
+        files = {column: _resolve(base, cells[column]) for column in FILE_COLUMNS
+                 if cells.get(column, "").strip() and not (column == "transcript" and inline_transcript)}
         for column, path in files.items():
             if not path.is_file():
                 raise InputError(f"{where}: {column} file not found: {path}")
         option_cells = {**defaults.options, **{k: v for k, v in cells.items() if k in ROW_OPTIONS}}
+        if inline_transcript:
+            option_cells["transcript"] = cells["transcript"]
         options = JobOptions.from_mapping(option_cells, parse_text=True)
         transcript_file = files.get("transcript")
         landmarks_file = files.get("landmarks")
@@ -159,7 +174,9 @@ def _canonical_columns(columns: Iterable[str], path: Path) -> dict[str, str]:
 
 
 def _csv_cells(text: str, path: Path) -> list[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(io.StringIO(text))
+    header = text.lstrip().splitlines()[0] if text.strip() else ""
+    delimiter = max((",", ";", "\t"), key=header.count) if header else ","  # comma, or a semicolon / tab table
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     if not reader.fieldnames:
         raise InputError("the CSV manifest is empty (it needs a header row naming its columns)", path)
     mapping = _canonical_columns([c for c in reader.fieldnames if c is not None], path)
@@ -173,7 +190,7 @@ def _csv_cells(text: str, path: Path) -> list[tuple[int, dict[str, str]]]:
     return rows
 
 
-def _jsonl_cells(text: str, path: Path) -> list[tuple[int, dict[str, str]]]:
+def _jsonl_cells(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -185,7 +202,14 @@ def _jsonl_cells(text: str, path: Path) -> list[tuple[int, dict[str, str]]]:
         if not isinstance(record, dict):
             raise InputError(f"line {number} is not a JSON object", path)
         mapping = _canonical_columns(record, path)
-        rows.append((number, {mapping[k]: _cell_text(v).strip() for k, v in record.items() if _cell_text(v).strip()}))
+        cells: dict[str, Any] = {}
+        for key, value in record.items():
+            name = mapping[key]
+            if name in ROW_OPTIONS and not isinstance(value, str) and value is not None:
+                cells[name] = value  # typed JSON values are checked as they are (1.0 is a fine seed)
+            elif _cell_text(value).strip():
+                cells[name] = _cell_text(value).strip()
+        rows.append((number, cells))
     return rows
 
 
