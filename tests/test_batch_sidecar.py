@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,39 +63,16 @@ def test_an_unreachable_sidecar_is_a_clear_error(tmp_path):
 
 
 def test_sigterm_cancels_rows_in_flight_on_the_sidecars(tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
+    from tests.test_batch_runs import eight_rows, terminate_after_first_row
 
-    root = Path(__file__).resolve().parents[1]
-    lines = ["audio,seed,size"]
-    for i in range(8):
-        write_wav(tmp_path / f"l{i}.wav", speech_like(4.0, seed=i))
-        lines.append(f"l{i}.wav,{i},64")
-    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
-    out = tmp_path / "out"
+    manifest, out = eight_rows(tmp_path, 4.0), tmp_path / "out"
     server = sidecar(("cpu:0", "cpu:1"))
     try:
-        command = [sys.executable, "-m", "talkbridge.cli", "-q", "batch", str(tmp_path / "m.csv"), "-o", str(out),
-                   "--engine", "lite", "--sidecar", server.address]
-        process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
-        deadline = time.monotonic() + 120
-        while not list(out.glob("*.batch.json")) and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.02)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-        assert process.returncode == 130, err.decode()[-2000:]
-        report = json.loads((out / "batch_report.json").read_text())
-        done = {row["name"] for row in report["rows"] if row["status"] == "done"}
-        assert report["interrupted"] and 1 <= len(done) < 8
-        assert {p.name.split(".")[0] for p in out.glob("*.batch.json")} == done
-        assert not [p.name for p in out.iterdir() if "partial" in p.name]
-        assert not [p.name for p in out.iterdir() if p.name.split(".")[0] not in done and p.name != "batch_report.json"]
-        assert main(["-q", "batch", str(tmp_path / "m.csv"), "-o", str(out), "--engine", "lite", "--sidecar", server.address]) == 0
-        assert {row["name"] for row in json.loads((out / "batch_report.json").read_text())["rows"] if row["status"] == "skipped"} == done
+        args = [str(manifest), "--engine", "lite", "--sidecar", server.address]
+        done = terminate_after_first_row(args, out)
+        assert main(["-q", "batch", *args, "-o", str(out)]) == 0  # the sidecar is fine: the cancelled jobs ended
+        skipped = {row["name"] for row in json.loads((out / "batch_report.json").read_text())["rows"] if row["status"] == "skipped"}
+        assert skipped == done
     finally:
         server.stop()
         server.runner.close()
