@@ -12,6 +12,7 @@ at batch 2; generator 1203 GFLOP per frame; KPDetector 0.18 s per source image; 
 frame. Numbers taken while other processes use the CPU are noisy (torch threads spin and wait).
 
     ./scripts/dev bench render [--threads 2] [--frames 4] [--batches 1 2 4] [--compare 2] [--skip-check]
+                               [--precision fp32|bf16]   (fp16 needs a GPU: see bench/gpu.py)
 """
 
 from __future__ import annotations
@@ -133,14 +134,16 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--skip-check", action="store_true", help="skip the golden correctness check")
     parser.add_argument("--compare", type=int, default=2, help="interleaved official-style vs cached frames (0: skip)")
+    parser.add_argument("--precision", default="fp32", help="fp32 (default) or bf16 on CPU; the golden check is fp32 only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, size {args.size}")
+    print(f"torch {torch.__version__}, {args.threads} threads, size {args.size}, precision {args.precision}")
 
     case = load_case(CHECK_CASE)
     models = build_models(case)
     if case is not None and not args.skip_check and args.size == 256:
         check_against_golden(models, case)
+    models.with_precision(args.precision)
     flops = count_gflop(models, args.size)
     print(
         f"GFLOP per frame: generator {flops['generator_full']:.0f} uncached, {flops['generator_cached']:.0f} with "
