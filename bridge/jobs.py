@@ -146,7 +146,7 @@ class EngineRunner:
                     facts = stream.info
                     yield JobOutput(step.chunk, step.frames, {"engine": facts.engine, "engine_version": facts.engine_version, "job": facts.to_wire()})
             finally:
-                stream.cancel()
+                stream.close()
 
 
 def build_request(job: JobSpec, folder: Path, device: str = "auto", precision: str = "fp32") -> Any:

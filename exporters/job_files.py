@@ -111,7 +111,7 @@ def write_job(
                 slot.commit()
                 written["video"] = video.path
     except BaseException:
-        stream.cancel()
+        stream.close()
         raise
     written.update(write_motion_outputs(stream, chunks, plan, request_metadata, audio))
     return written

@@ -102,7 +102,7 @@ def run_job(
         try:
             plan.prepare(stream.info.engine)  # now the engine is known: its own files too
         except BaseException:
-            stream.cancel()
+            stream.close()
             raise
     if enhance is not None:
         stream.steps = _enhanced(stream.steps, enhance)

@@ -95,3 +95,10 @@ class JobStream:
     info: JobInfo
     steps: Iterator[Step]
     cancel: Callable[[], None] = _nothing
+
+    def close(self) -> None:
+        """Stop the job for good: cancel it and close its steps, so threads and sockets end now."""
+        self.cancel()
+        close = getattr(self.steps, "close", None)
+        if close is not None:
+            close()
