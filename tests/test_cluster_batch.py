@@ -47,6 +47,7 @@ def make_project(folder: Path) -> dict[str, str]:
     for i, seconds in enumerate((1.0, 1.3, 0.9, 1.0, 1.2)):
         write_wav(folder / f"line{i}.wav", speech_like(seconds, seed=i))
     (folder / "broken.wav").write_bytes(b"RIFF....WAVEnot really")
+    cv2.imwrite(str(folder / "blank.png"), np.full((256, 256, 3), 128, np.uint8))
     (folder / "lines.csv").write_text(
         "audio,name,engine,seed,size,portrait,landmarks,pose_style,exports\n"
         "line0.wav,,lite,1,64,,,,livelink\n"
@@ -55,6 +56,7 @@ def make_project(folder: Path) -> dict[str, str]:
         "line3.wav,st_a,sadtalker,1,256,portrait.png,face.json,3,livelink\n"
         "line4.wav,st_b,sadtalker,2,256,portrait.png,face.json,7,\n"
         "broken.wav,,lite,0,64,,,,\n"
+        "line0.wav,noface,sadtalker,0,256,blank.png,,,\n"
     )
     long_lines = ["audio,name,engine,seed,size"]
     for i in range(6):
@@ -135,11 +137,15 @@ def test_ray_rows_write_the_in_process_files_and_a_bad_row_fails_alone(outcome):
     folder, result = outcome
     assert result["interfaces"] == ["lo"]
     assert result["backend"].endswith("(2 actors, 2 nodes, 0 GPUs)")
-    expected = {"line0": "done", "line1": "done", "line2": "done", "st_a": "done", "st_b": "done", "broken": "failed"}
+    expected = {"line0": "done", "line1": "done", "line2": "done", "st_a": "done", "st_b": "done", "broken": "failed",
+                "noface": "failed"}
     assert result["first"] == expected == statuses(folder / "local")
     report = json.loads((folder / "ray/batch_report.json").read_text())
-    broken = report["rows"][-1]
+    broken, noface = report["rows"][-2:]
     assert broken["reason"].startswith("lines.csv:7: ") and "cannot decode audio" in broken["reason"]
+    # No face: the detector finds none, or (without its weights) says how to fetch them; either way this row alone.
+    assert noface["reason"].startswith("lines.csv:8: ") and "face" in noface["reason"] and noface["files"] == {}
+    assert not list((folder / "ray").glob("noface.*"))
     for name in ("line0", "line1", "line2", "st_a", "st_b"):
         metadata = assert_same_outputs(folder / "local", folder / "ray", name)
         assert metadata["route"].startswith("ray ")
@@ -151,7 +157,7 @@ def test_each_actor_loads_its_engines_once_and_rows_spread_over_both_nodes(outco
     _, result = outcome
     facts = result["facts"]
     assert len({fact["node_id"] for fact in facts}) == 2
-    assert sum(fact["jobs"] for fact in facts) == 6
+    assert sum(fact["jobs"] for fact in facts) == 7
     for fact in facts:
         assert len(fact["built"]) == len(set(fact["built"])), fact["built"]  # nothing built twice
     assert max(fact["jobs"] for fact in facts) >= 2
@@ -160,9 +166,9 @@ def test_each_actor_loads_its_engines_once_and_rows_spread_over_both_nodes(outco
 def test_a_resume_recomputes_nothing_complete(outcome):
     _, result = outcome
     assert result["resume"] == {"line0": "skipped", "line1": "skipped", "line2": "skipped",
-                                "st_a": "skipped", "st_b": "skipped", "broken": "failed"}
+                                "st_a": "skipped", "st_b": "skipped", "broken": "failed", "noface": "failed"}
     assert result["resume_untouched"]
-    assert sum(result["resume_jobs"]) == sum(fact["jobs"] for fact in result["facts"]) + 1  # only the bad row ran again
+    assert sum(result["resume_jobs"]) == sum(fact["jobs"] for fact in result["facts"]) + 2  # only the bad rows ran again
 
 
 def test_a_node_removed_mid_batch_loses_nothing_and_duplicates_nothing(outcome):

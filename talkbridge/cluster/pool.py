@@ -16,6 +16,7 @@ import queue
 from typing import Any, Iterator
 
 from talkbridge.cluster.session import cluster_devices, import_ray
+from talkbridge.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class ActorPool:
     def __init__(self, actor_class: type, args: tuple = (), size: int | None = None) -> None:
         ray = import_ray()
         self.devices = cluster_devices()
+        if self.devices["job_nodes"] == 0:
+            raise InputError("the Ray cluster has no node with a CPU or GPU for jobs (start workers with `ray start --address ...`)")
         self.size = size or default_size(self.devices)
         resources = actor_resources(self.devices)
         remote_class = ray.remote(actor_class).options(
