@@ -99,7 +99,8 @@ def test_glb_without_a_head_and_unknown_exports_fail_their_row(folder):
 
 @pytest.mark.parametrize("text, message", [
     ("name,seed\nx,1\n", "no 'audio' column"),
-    ("audio,sede\na.wav,1\n", "unknown column 'sede'"),
+    ("audio,sede\na.wav,1\n", "unknown column 'sede'; did you mean 'seed'"),
+    ("audio,pose_stile\na.wav,1\n", "did you mean 'pose_style'"),
     ("audio,seed,seed\na.wav,1,2\n", "column 'seed' appears twice"),
     ("audio,name\naudio/one.wav,same\naudio/two.flac,SAME\n", "rows lines.csv:2 and lines.csv:3 both write outputs named 'SAME'"),
     ("audio\naudio/one.wav\naudio/one.wav\n", "both write outputs named 'one'"),
@@ -163,3 +164,10 @@ def test_semicolons_tabs_crlf_bom_and_spaced_headers(folder, text):
     (folder / "m.csv").write_bytes(text.encode("utf-8"))
     row, = read_manifest(folder / "m.csv")
     assert row.error is None and row.name == "a" and row.request.options.pose_style == 4
+
+
+def test_other_columns_are_ignored_with_a_warning(folder, caplog):
+    manifest = write(folder / "lines.csv", "line_id,character,audio_file,image_path,text\n7,Hero,audio/one.wav,face.png,Hello\n")
+    row, = read_manifest(manifest)
+    assert row.error is None and row.name == "one" and row.request.image == folder / "face.png"
+    assert "ignoring column 'character'" in caplog.text and "ignoring column 'line_id'" in caplog.text

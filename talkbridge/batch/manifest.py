@@ -16,6 +16,7 @@ a missing file) are recorded on that row, which then fails alone while the other
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import logging
@@ -37,6 +38,9 @@ OTHER_COLUMNS = ("name", "exports")
 # columns here too; `device` is the backend's choice, not a row's.
 ROW_OPTIONS = tuple(name for name in OPTIONS if name not in ("transcript", "landmarks", "device"))
 _NAME_FORBIDDEN = set('/\\:*?"<>|\0')
+_ALIASES = {"image": "portrait", "audio_file": "audio", "audio_path": "audio", "image_file": "portrait",
+            "image_path": "portrait", "portrait_file": "portrait", "portrait_path": "portrait"}
+"""Column names other tools write for the same thing."""
 
 
 @dataclass(frozen=True)
@@ -151,20 +155,22 @@ def build_row(cells: Mapping[str, Any], base: Path, where: str, defaults: Manife
     return BatchRow(name=name, where=where, request=request, exports=exports, head=head)
 
 
-def _canonical_columns(columns: Iterable[str], path: Path) -> dict[str, str]:
-    """Raw column -> canonical name; unknown columns are a manifest error (a typo would hit every row)."""
-    known = set(FILE_COLUMNS) | set(OTHER_COLUMNS) | set(ROW_OPTIONS)
+def _canonical_columns(columns: Iterable[str], path: Path, warned: set[str]) -> dict[str, str]:
+    """Raw column -> canonical name. A column that looks like a misspelt known one is a manifest error
+    (the typo would hit every row); other columns (``character``, ``line_id``, ...) are ignored."""
+    known = FILE_COLUMNS + OTHER_COLUMNS + ROW_OPTIONS
     mapping: dict[str, str] = {}
     for raw in columns:
         name = option_name(raw)
-        if name == "image":
-            name = "portrait"
+        name = _ALIASES.get(name, name)
         if name not in known:
-            raise InputError(
-                f"unknown column {raw!r}; columns are {', '.join(FILE_COLUMNS + OTHER_COLUMNS)} and the options "
-                f"{', '.join(ROW_OPTIONS)}",
-                path,
-            )
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            if close:
+                raise InputError(f"unknown column {raw!r}; did you mean {close[0]!r}?", path)
+            if name not in warned:
+                warned.add(name)
+                log.warning("%s: ignoring column %r (not an input, export or job option)", path, raw)
+            continue
         if name in mapping.values():
             raise InputError(f"column {name!r} appears twice", path)
         mapping[raw] = name
@@ -179,12 +185,12 @@ def _csv_cells(text: str, path: Path) -> list[tuple[int, dict[str, str]]]:
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     if not reader.fieldnames:
         raise InputError("the CSV manifest is empty (it needs a header row naming its columns)", path)
-    mapping = _canonical_columns([c for c in reader.fieldnames if c is not None], path)
+    mapping = _canonical_columns([c for c in reader.fieldnames if c is not None], path, set())
     rows = []
     for record in reader:
         if None in record:
             raise InputError(f"line {reader.line_num} has more cells than the header has columns", path)
-        cells = {mapping[k]: v.strip() for k, v in record.items() if v is not None and v.strip()}
+        cells = {mapping[k]: v.strip() for k, v in record.items() if k in mapping and v is not None and v.strip()}
         if cells:
             rows.append((reader.line_num, cells))
     return rows
@@ -192,6 +198,7 @@ def _csv_cells(text: str, path: Path) -> list[tuple[int, dict[str, str]]]:
 
 def _jsonl_cells(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
     rows = []
+    warned: set[str] = set()
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -201,9 +208,11 @@ def _jsonl_cells(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
             raise InputError(f"line {number} is not valid JSON ({error.msg})", path) from None
         if not isinstance(record, dict):
             raise InputError(f"line {number} is not a JSON object", path)
-        mapping = _canonical_columns(record, path)
+        mapping = _canonical_columns(record, path, warned)
         cells: dict[str, Any] = {}
         for key, value in record.items():
+            if key not in mapping:
+                continue
             name = mapping[key]
             if name in ROW_OPTIONS and not isinstance(value, str) and value is not None:
                 cells[name] = value  # typed JSON values are checked as they are (1.0 is a fine seed)
