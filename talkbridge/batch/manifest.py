@@ -8,7 +8,7 @@ Option cells are parsed and checked by the job layer's one definition (:data:`OP
 limits are those of ``generate``. Paths resolve relative to the manifest's folder. A ``transcript``
 cell that names no file and does not look like a path is the spoken text itself.
 
-Problems that concern the whole manifest (unreadable file, no ``audio`` column, an unknown column,
+Problems that concern the whole manifest (unreadable file, no ``audio`` column, a misspelt column,
 duplicate names) raise :class:`InputError` before any work. Problems of one row (a bad option value,
 a missing file) are recorded on that row, which then fails alone while the others run.
 """
