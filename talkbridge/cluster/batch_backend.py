@@ -86,8 +86,11 @@ class RayBackend:
     def run_row(self, row: BatchRow, plan: OutputPlan, stop: threading.Event) -> RowResult:
         assert row.request is not None
         request = replace(row.request, options=row.request.options.checked())
+        from talkbridge.api import _enhanced, _enhancer  # the face enhancer runs where frames are written, as run_job does
+
         metadata = request_metadata(request, {"route": f"ray {self.address}"})
         plan.prepare(None)
+        enhance = _enhancer(request.options.enhancer, request.options.device)
         with self.pool.lease() as actor:
             stream = remote_stream(self.pool, actor, request, plan.video)
             try:
@@ -95,6 +98,8 @@ class RayBackend:
             except BaseException:
                 stream.cancel()
                 raise
+            if enhance is not None:
+                stream.steps = _enhanced(stream.steps, enhance)
             audio = Path(request.audio) if isinstance(request.audio, (str, Path)) else None
             files = write_job(stop_aware(stream, stop), plan, audio=audio, request_metadata=metadata)
         return RowResult(files, stream.info.engine)
