@@ -1,5 +1,6 @@
 """`--ray local` from the command line: Ray starts in-process for the run and stops at its end; and
-`talkbridge serve --ray local` answers `ping` with the cluster's devices. Plus the pool's sizing rules."""
+`talkbridge serve --ray local` answers `ping` with the cluster's devices; SIGTERM mid-batch on Ray
+loses only the rows in flight. Plus the pool's sizing rules."""
 
 from __future__ import annotations
 
@@ -48,6 +49,13 @@ def scenario(payload: dict) -> dict:
         code = main(["-q", "batch", str(folder / "clips"), "-o", str(folder / "out"), "--engine", "lite", "--size", "64",
                      "--ray", "local", "--exports", "curves"])
     result = {"batch_exit": code, "batch_printed": printed.getvalue(), "ray_left_running": ray.is_initialized()}
+    # SIGTERM while rows run on Ray: rows in flight are cancelled, finished ones kept, Ray stopped.
+    from tests.test_batch_runs import eight_rows, terminate_after_first_row
+
+    (folder / "many").mkdir()
+    manifest = eight_rows(folder / "many", 3.0)
+    result["interrupted_done"] = sorted(terminate_after_first_row([str(manifest), "--engine", "lite", "--ray", "local"],
+                                                                  folder / "many_out"))
     server = subprocess.Popen(
         [sys.executable, "-m", "talkbridge.cli", "serve", "--ray", "local", "--bind", "tcp://127.0.0.1:5599"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -75,6 +83,7 @@ def test_ray_local_batch_and_serve_from_the_command_line(tmp_path):
         write_wav(tmp_path / "clips" / f"c{i}.wav", speech_like(0.8, seed=i))
     result = run_scenario("tests.test_cluster_local:scenario", {"folder": str(tmp_path)}, timeout=350)
     assert result["batch_exit"] == 0 and "3 rows: 3 done, 0 skipped, 0 failed" in result["batch_printed"]
+    assert 1 <= len(result["interrupted_done"]) < 8  # terminate_after_first_row checked what the interrupted run left
     assert result["ray_left_running"] is False  # --ray local stops the Ray it started
     report = json.loads((tmp_path / "out/batch_report.json").read_text())
     assert report["backend"].startswith("ray local (1 actors, 1 nodes")
