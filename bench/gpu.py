@@ -8,7 +8,8 @@ well conditioned); nothing is downloaded or read from disk. Rows:
 * fps at batch 1, 8 and 32 for 256 and 512 (fixed-size passes, after a warm-up pass);
 * first-frame latency: a new job (KPDetector + source work) until its first frame is out;
 * peak VRAM per size (peak RSS on CPU);
-* fp32 against fp16 / bf16: fps and PSNR of the uint8 frames against fp32 (gate 40 dB);
+* fp32 against fp16 / bf16: fps and PSNR of the uint8 frames against fp32 (gate 40 dB); on CUDA the
+  fp32 rows are strict (TF32 off) and fp32 with TF32 (torch's default for cuDNN convs) gets its own;
 * throughput with 1, 4 and 16 concurrent jobs sharing passes (``render_slices``, round-robin);
 * the official-style fp32 loop (full generator per frame, source work redone) beside ours.
 
@@ -235,6 +236,11 @@ def official_loop_fps(models: FaceRenderModels, size: int, frames: int, device: 
     return frames / (time.perf_counter() - started)
 
 
+def set_tf32(enabled: bool) -> None:
+    torch.backends.cudnn.allow_tf32 = enabled
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+
+
 def describe_machine(device: torch.device) -> None:
     print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}")
     print(f"CUDA available: {torch.cuda.is_available()} (torch built for CUDA {torch.version.cuda})")
@@ -278,6 +284,9 @@ def main() -> int:
     describe_machine(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        # fp32 rows are strict fp32 (torch lets cuDNN use TF32 by default); TF32 gets its own rows.
+        tf32_default = torch.backends.cudnn.allow_tf32
+        set_tf32(False)
     table = Table()
     print(f"| {'row':<22} | {'labels':<40} | {'value':>12} unit")
     base = {size: None for size in plan.sizes}
@@ -298,6 +307,14 @@ def main() -> int:
     compare_size, compare_batch = plan.sizes[0], 8
     reference_fps = fps_at(models, compare_size, compare_batch, plan.passes, device)
     table.add("precision fps", reference_fps, "frames/s", size=compare_size, batch=compare_batch, precision="fp32")
+    if device.type == "cuda":
+        set_tf32(True)
+        speed = fps_at(models, compare_size, compare_batch, plan.passes, device)
+        quality = psnr(frames_for(models, compare_size, 8), base[compare_size])
+        set_tf32(False)
+        table.add("precision fps", speed, f"frames/s (x{speed / reference_fps:.2f} fp32; torch default {tf32_default})",
+                  size=compare_size, batch=compare_batch, precision="fp32+tf32")
+        table.add("precision psnr", quality, "dB vs strict fp32", size=compare_size, precision="fp32+tf32")
     for name in half_precisions(device, args.smoke):
         half = build_models(plan.config, device, name)
         speed = fps_at(half, compare_size, compare_batch, plan.passes, device)
