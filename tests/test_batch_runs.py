@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -152,6 +153,16 @@ def eight_rows(folder: Path, seconds: float) -> Path:
     return folder / "m.csv"
 
 
+def complete_rows(out: Path) -> set[str]:
+    """Rows whose ledger record says complete (a row in progress has an incomplete one)."""
+    names = set()
+    for path in out.glob("*.batch.json"):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text()).get("complete") is True:
+                names.add(path.name[: -len(".batch.json")])
+    return names
+
+
 def terminate_after_first_row(batch_args: list[str], out: Path) -> set[str]:
     """Run `talkbridge batch` in a child, SIGTERM it once a row is recorded; check what it left; the done rows."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -159,7 +170,7 @@ def terminate_after_first_row(batch_args: list[str], out: Path) -> set[str]:
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
     deadline = time.monotonic() + 90
-    while not list(out.glob("*.batch.json")) and time.monotonic() < deadline and process.poll() is None:
+    while not complete_rows(out) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
@@ -180,3 +191,24 @@ def test_sigterm_mid_batch_keeps_finished_rows_and_leaves_no_partial_files(tmp_p
     done = terminate_after_first_row([str(manifest), "--engine", "lite"], out)
     assert main(["-q", "batch", str(manifest), "-o", str(out), "--engine", "lite"]) == 0
     assert {row["name"] for row in report(out)["rows"] if row["status"] == "skipped"} == done
+
+
+def test_a_row_that_failed_part_way_is_replaced_on_the_rerun(project):
+    from talkbridge.exporters.gltf import write_head_glb
+    from tests.heads import arkit_head
+
+    (project / "head.glb").write_bytes(b"glTF but broken")
+    (project / "one.csv").write_text("audio,seed,size,exports,head\nclips/line0.wav,1,64,glb,head.glb\n")
+    out = project / "out"
+    args = ["-q", "batch", str(project / "one.csv"), "-o", str(out), "--engine", "lite"]
+    assert main(args) == 1
+    left = sorted(p.name for p in out.iterdir())
+    assert left == ["batch_report.json", "line0.batch.json", "line0.motion.json", "line0.motion.npz", "line0.mp4"]
+    assert json.loads((out / "line0.batch.json").read_text())["complete"] is False  # ours, not finished
+    write_head_glb(arkit_head(), project / "head.glb", overwrite=True)
+    assert main(args) == 0 and statuses(out) == {"line0": "done"} and (out / "line0.glb").is_file()
+    (out / "stranger.mp4").write_bytes(b"someone else's")
+    (project / "two.csv").write_text("audio,name,size\nclips/line1.wav,stranger,64\n")
+    assert main(["-q", "batch", str(project / "two.csv"), "-o", str(out), "--engine", "lite"]) == 1
+    assert "already exists; pass --overwrite" in report(out)["rows"][0]["reason"]
+    assert (out / "stranger.mp4").read_bytes() == b"someone else's" and not (out / "stranger.batch.json").exists()

@@ -19,6 +19,7 @@ import pytest
 from talkbridge.batch.backends import InProcessBackend
 from talkbridge.batch.manifest import read_manifest
 from talkbridge.batch.runner import BatchRun
+from tests.test_batch_runs import complete_rows
 from tests.ray_harness import local_cluster, run_scenario
 from tests.speech import speech_like, write_wav
 
@@ -107,13 +108,13 @@ def scenario(payload: dict) -> dict:
             thread = threading.Thread(target=run.run)
             thread.start()
             deadline = time.monotonic() + 240
-            while not list(long_out.glob("*.batch.json")) and time.monotonic() < deadline:
+            while not complete_rows(long_out) and time.monotonic() < deadline:
                 time.sleep(0.05)
             victim = cluster.worker_nodes
             removed = [node for node in victim if node.node_id != cluster.head_node.node_id][-1]
             cluster.remove_node(removed)
             result["removed_node"] = removed.node_id
-            result["done_at_removal"] = len(list(long_out.glob("*.batch.json")))
+            result["done_at_removal"] = len(complete_rows(long_out))
             thread.join(timeout=400)
             result["long"] = statuses(long_out)
             result["long_files"] = sorted(p.name for p in long_out.iterdir())

@@ -2,7 +2,8 @@
 
 After a row's outputs are all written, ``OUTDIR/<name>.batch.json`` records the row's fingerprint (a
 hash of its input files' contents, its options, its exports and the code version) and the size and
-hash of every output file; it is written atomically, last. A rerun skips a row only when that record
+hash of every output file; it is written atomically, last (before the row starts, a record marked incomplete says the row's files are
+this batch's to replace). A rerun skips a row only when that record
 exists, its fingerprint equals the row's current one and every output is still there unchanged; it
 redoes rows whose inputs or options changed. An interrupted row has no record (or an old one whose
 outputs or fingerprint no longer match), so it runs again.
@@ -93,7 +94,7 @@ def read_ledger(output_dir: Path, name: str) -> dict[str, Any] | None:
 def complete_outputs(record: dict[str, Any] | None, output_dir: Path, current: str) -> dict[str, Path] | None:
     """The row's outputs when ``record`` says they were made from fingerprint ``current`` and each file
     is still there with the recorded size and hash; otherwise None (the row must run)."""
-    if record is None or record.get("fingerprint") != current:
+    if record is None or record.get("complete") is not True or record.get("fingerprint") != current:
         return None
     outputs: dict[str, Path] = {}
     for kind, entry in (record.get("outputs") or {}).items():
@@ -113,6 +114,7 @@ def write_ledger(output_dir: Path, row: BatchRow, inputs: dict[str, Any], output
         "format": FORMAT,
         "version": VERSION,
         "name": row.name,
+        "complete": True,
         "fingerprint": fingerprint(inputs),
         "inputs": inputs,
         "outputs": {
@@ -128,6 +130,16 @@ def write_ledger(output_dir: Path, row: BatchRow, inputs: dict[str, Any], output
     return path
 
 
-def forget(output_dir: Path, name: str) -> None:
-    """Drop a row's record before redoing it, so a half-redone row never looks complete."""
-    ledger_path(output_dir, name).unlink(missing_ok=True)
+def mark_started(output_dir: Path, name: str) -> Path:
+    """Record that this batch is making the row (not complete), before any of its files exist.
+
+    A run interrupted or failed part-way (say, video written, an export refused) leaves this record, so
+    the rerun knows the row's files are this batch's own and replaces them; a complete record never
+    stays behind a half-redone row.
+    """
+    record = {"format": FORMAT, "version": VERSION, "name": name, "complete": False,
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path = ledger_path(output_dir, name)
+    with atomic_output(path, overwrite=True) as temp:
+        temp.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    return path

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
-from talkbridge.batch.ledger import complete_outputs, fingerprint, forget, read_ledger, row_inputs, write_ledger
+from talkbridge.batch.ledger import (
+    complete_outputs, fingerprint, ledger_path, mark_started, read_ledger, row_inputs, write_ledger,
+)
 from talkbridge.batch.manifest import BatchRow
 from talkbridge.batch.report import BatchReport, RowOutcome, files_by_kind
 from talkbridge.core.errors import InputError, TalkbridgeError
@@ -166,13 +168,17 @@ class BatchRun:
         try:
             if self.stop.is_set():
                 raise RowInterrupted(INTERRUPTED_REASON)
-            if pending.had_record:
-                forget(self.output_dir, row.name)
             plan = OutputPlan(
                 self.output_dir, row.name, overwrite=self.overwrite or pending.had_record,
                 video=True, exports=row.exports, head=row.head,
             )
-            result = self.backend.run_row(row, plan, self.stop)
+            plan.prepare(None)  # files this batch did not make stay untouched (unless --overwrite)
+            mark_started(self.output_dir, row.name)
+            try:
+                result = self.backend.run_row(row, plan, self.stop)
+            except BaseException:
+                self._forget_if_nothing_written(plan)
+                raise
             seconds = time.monotonic() - started
             write_ledger(self.output_dir, row, pending.inputs, result.files,
                          {"engine": result.engine, "seconds": round(seconds, 3), "backend": self.backend.name, **result.details})
@@ -188,6 +194,13 @@ class BatchRun:
             if not isinstance(error, RowInterrupted):
                 log.error("%s failed: %s", row.name, reason)
             return RowOutcome(row.name, "failed", reason, seconds=time.monotonic() - started, where=row.where)
+
+    def _forget_if_nothing_written(self, plan: OutputPlan) -> None:
+        """A failed row that left none of its files needs no record; one that left some keeps its
+        incomplete record, so the rerun may replace them."""
+        targets = plan.targets("sadtalker")  # every kind an engine may write
+        if not any(path.exists() for path in targets.values()):
+            ledger_path(self.output_dir, plan.name).unlink(missing_ok=True)
 
     def _finish(self, outcome: RowOutcome) -> None:
         with self._lock:
