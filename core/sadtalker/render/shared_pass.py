@@ -57,14 +57,17 @@ def _rows(tensor: torch.Tensor, count: int) -> torch.Tensor:
     return tensor.expand(count, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor
 
 
-def stack_sources(sources: Sequence[SourceState], counts: Sequence[int]) -> tuple[torch.Tensor, SourceFeatures]:
+def stack_sources(
+    sources: Sequence[SourceState], counts: Sequence[int], per_row: bool = False
+) -> tuple[torch.Tensor, SourceFeatures]:
     """Per-row canonical keypoints and generator source features for slices of different jobs.
 
     One source for every row stays a batch of one (the generator expands it without copying), which
-    is exactly the single-job path.
+    is exactly the single-job path, unless ``per_row``: then every pass, one job's or several jobs',
+    gets the same contiguous per-row layout, so kernels take the same code paths in both.
     """
     total = int(sum(counts))
-    if all(source is sources[0] for source in sources):
+    if not per_row and all(source is sources[0] for source in sources):
         return _rows(sources[0].kp_canonical, total), sources[0].features
     shapes = {tuple(source.features.feature_3d.shape[1:]) for source in sources}
     if len(shapes) != 1:
@@ -126,10 +129,14 @@ def drive_slices(
 ) -> torch.Tensor:
     """The batched pass: (sum of slice lengths, 3, S, S) frames in [0, 1], rows in slice order.
 
-    ``pad_to`` runs every pass at that fixed batch size (padding rows are dropped). Kernels may sum
-    in a batch-size dependent order (~1e-5 here), but at a fixed size a row's result depends neither
-    on its position nor on the other rows, so a job's frames are bit-identical however it is mixed
-    with others; fixed shapes also spare torch.compile and CUDA graphs any recompilation.
+    ``pad_to`` runs every pass at that fixed batch size (padding rows are dropped) and gives every
+    pass the same per-row source layout. Kernels may sum in a batch-size dependent order (~2e-5
+    here), but at a fixed size on one CPU thread a row's result depends neither on its position nor
+    on the other rows, so a job's frames are bit-identical however it is mixed with others. With
+    several CPU threads torch's elementwise kernels (exp, grid_sample) compute each thread's chunk
+    tail with scalar instead of vector code, so a few values differ in the last bit depending on the
+    split (frames within one grey level). Fixed shapes also spare torch.compile and CUDA graphs any
+    recompilation.
     """
     slices = [s for s in slices if len(s)]
     if not slices:
@@ -144,7 +151,7 @@ def drive_slices(
     if timer:
         timer.add("mapping", started)
     started = time.perf_counter()
-    kp_canonical, features = stack_sources([s.source for s in slices], counts)
+    kp_canonical, features = stack_sources([s.source for s in slices], counts, per_row=pad_to is not None)
     kp_driving = keypoint_transformation(kp_canonical, he, *_pose_overrides(slices, he, device))["kp"]
     if timer:
         timer.add("keypoints", started)
@@ -165,7 +172,7 @@ def render_slices(
 
     Every job must have been prepared on these ``models`` at the same render size. With ``pad_to``
     (see :func:`drive_slices`) a job's frames equal its solo run with ``FaceRenderer(batch_size=pad_to,
-    fixed_batch=True)`` bit for bit.
+    fixed_batch=True)`` bit for bit on one CPU thread, within one grey level on several.
     """
     frames = to_uint8(drive_slices(models, slices, timer, pad_to))
     out, start = [], 0
