@@ -31,7 +31,6 @@ from tests.golden_cases import GoldenCase, golden_root
 from tests.render_helpers import sn_u_x10, tiny_recipe_models
 
 SIZE = 64
-torch.set_num_threads(2)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:

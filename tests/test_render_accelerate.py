@@ -13,7 +13,6 @@ from talkbridge.core.sadtalker.render.renderer import FaceRenderer
 from tests.render_helpers import sn_u_x10, tiny_recipe_models
 
 SIZE = 64
-torch.set_num_threads(1)
 
 
 def _inputs():
