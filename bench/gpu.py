@@ -50,7 +50,7 @@ from talkbridge.core.sadtalker.render.config import (  # noqa: E402
 from talkbridge.core.sadtalker.render.job import RenderJob  # noqa: E402
 from talkbridge.core.sadtalker.render.keypoints import keypoint_transformation  # noqa: E402
 from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
-from talkbridge.core.sadtalker.render.shared_pass import drive_slices, render_slices, to_uint8  # noqa: E402
+from talkbridge.core.sadtalker.render.shared_pass import drive_slices, render_slices  # noqa: E402
 
 
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", RuntimeError))
@@ -256,7 +256,7 @@ def describe_machine(device: torch.device) -> None:
         print(f"device: CPU, {torch.get_num_threads()} threads, capability {capability}")
 
 
-def half_precisions(device: torch.device, smoke: bool) -> list[str]:
+def half_precisions(device: torch.device) -> list[str]:
     names = []
     for name in ("fp16", "bf16"):
         try:
@@ -315,7 +315,7 @@ def main() -> int:
         table.add("precision fps", speed, f"frames/s (x{speed / reference_fps:.2f} fp32; torch default {tf32_default})",
                   size=compare_size, batch=compare_batch, precision="fp32+tf32")
         table.add("precision psnr", quality, "dB vs strict fp32", size=compare_size, precision="fp32+tf32")
-    for name in half_precisions(device, args.smoke):
+    for name in half_precisions(device):
         half = build_models(plan.config, device, name)
         speed = fps_at(half, compare_size, compare_batch, plan.passes, device)
         quality = psnr(frames_for(half, compare_size, 8), base[compare_size])
