@@ -18,13 +18,13 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from talkbridge.core.jobs.cache import EngineCache
 from talkbridge.core.jobs.request import JobRequest
-from talkbridge.core.jobs.steps import Step
+from talkbridge.core.jobs.steps import JobStream, Step
 from talkbridge.core.motion import FPS
 from talkbridge.exporters.job_files import OutputPlan, write_job
 
@@ -59,6 +59,10 @@ class JobResult:
         return self.files.get("coefficients")
 
 
+StreamOpener = Callable[[JobRequest, bool], JobStream]
+"""Starts a job elsewhere (a Ray actor, say): ``(request, render) -> JobStream``."""
+
+
 def run_job(
     request: JobRequest,
     plan: OutputPlan,
@@ -66,9 +70,16 @@ def run_job(
     sidecar: Any = None,
     cache: EngineCache | None = None,
     progress: bool = False,
+    opener: StreamOpener | None = None,
+    route: dict[str, Any] | None = None,
 ) -> JobResult:
-    """Check the inputs, run the job here or on ``sidecar`` (a target with ``.address``/``.client()``)
-    and write every file of ``plan``; nothing is written under a final name unless the job succeeds."""
+    """Check the inputs, run the job and write every file of ``plan``; nothing is written under a
+    final name unless the job succeeds.
+
+    The job runs in this process (with ``cache``'s engines), on ``sidecar`` (a target with
+    ``.address``/``.client()``) or through ``opener`` (any other route, named by ``route``, e.g.
+    ``{"route": "ray ADDRESS"}``). Whatever the route, the checks, the metadata and the files are these.
+    """
     from talkbridge.core.audio import SAMPLE_RATE, load_audio
     from talkbridge.core.face.image_io import read_image_rgb
     from talkbridge.core.jobs.local import open_local_job, resolve_engine
@@ -77,10 +88,16 @@ def run_job(
     options = request.options.checked()
     request = replace(request, options=options)
     cache = cache or EngineCache()
-    engine = None if sidecar is not None else resolve_engine(options, cache)
+    if sidecar is not None:
+        from talkbridge.bridge.remote_job import open_remote_job
+
+        def opener(job: JobRequest, render: bool) -> JobStream:
+            return open_remote_job(job, sidecar, render=render)
+
+        route = {"route": "sidecar", "sidecar": sidecar.address}
+    engine = None if opener is not None else resolve_engine(options, cache)
     if engine is not None:
         options.resolved_size(engine)  # a bad size fails before any reading
-    route: dict[str, Any] = {"route": "local"} if sidecar is None else {"route": "sidecar", "sidecar": sidecar.address}
     described = request.describe()
     if request.image is not None:
         portrait = read_image_rgb(Path(request.image))  # checked up front, whichever engine draws it
@@ -89,16 +106,13 @@ def run_job(
     samples = (
         load_audio(audio_path, allow_silence=engine != "sadtalker") if audio_path is not None else np.asarray(request.audio, np.float32)
     )
-    if engine is not None:
-        request = replace(request, options=replace(options, engine=engine))  # resolved once, recorded as asked
     plan.prepare(engine)
     enhance = _enhancer(options.enhancer, options.device)
-    if sidecar is None:
+    if opener is None:
+        request = replace(request, options=replace(options, engine=engine))  # resolved once, recorded as asked
         stream = open_local_job(replace(request, audio=samples), cache, render=plan.video)
     else:
-        from talkbridge.bridge.remote_job import open_remote_job
-
-        stream = open_remote_job(request, sidecar, render=plan.video)
+        stream = opener(request, plan.video)
         try:
             plan.prepare(stream.info.engine)  # now the engine is known: its own files too
         except BaseException:
@@ -107,8 +121,9 @@ def run_job(
     if enhance is not None:
         stream.steps = _enhanced(stream.steps, enhance)
     expected = stream.info.n_frames or int(round(samples.size / SAMPLE_RATE * FPS))
+    metadata = {**described, **(route or {"route": "local"})}
     with _progress_bar(expected, progress) as bar:
-        files = write_job(stream, plan, audio=audio_path, request_metadata={**described, **route}, progress=bar.update)
+        files = write_job(stream, plan, audio=audio_path, request_metadata=metadata, progress=bar.update)
     from talkbridge.exporters.motion_file import load_motion
 
     motion = load_motion(files["motion"])

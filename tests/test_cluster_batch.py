@@ -158,7 +158,7 @@ def test_each_actor_loads_its_engines_once_and_rows_spread_over_both_nodes(outco
     _, result = outcome
     facts = result["facts"]
     assert len({fact["node_id"] for fact in facts}) == 2
-    assert sum(fact["jobs"] for fact in facts) == 7
+    assert sum(fact["jobs"] for fact in facts) == 6  # the undecodable row fails on the driver, before any actor
     for fact in facts:
         assert len(fact["built"]) == len(set(fact["built"])), fact["built"]  # nothing built twice
     assert max(fact["jobs"] for fact in facts) >= 2
@@ -169,7 +169,8 @@ def test_a_resume_recomputes_nothing_complete(outcome):
     assert result["resume"] == {"line0": "skipped", "line1": "skipped", "line2": "skipped",
                                 "st_a": "skipped", "st_b": "skipped", "broken": "failed", "noface": "failed"}
     assert result["resume_untouched"]
-    assert sum(result["resume_jobs"]) == sum(fact["jobs"] for fact in result["facts"]) + 2  # only the bad rows ran again
+    # Only the bad rows ran again, and of those only the no-face row reaches an actor (bad audio fails on the driver).
+    assert sum(result["resume_jobs"]) == sum(fact["jobs"] for fact in result["facts"]) + 1
 
 
 def test_a_node_removed_mid_batch_loses_nothing_and_duplicates_nothing(outcome):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,21 +22,9 @@ from talkbridge.cluster.actors import RowActor, pack_request
 from talkbridge.cluster.session import RaySession
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
-from talkbridge.exporters.job_files import OutputPlan, write_job
+from talkbridge.exporters.job_files import OutputPlan
 
 log = logging.getLogger(__name__)
-
-
-def request_metadata(request: JobRequest, route: dict[str, Any]) -> dict[str, Any]:
-    """What the motion file records about the request: as :func:`talkbridge.api.run_job` records it
-    (inputs, options, portrait size) plus this route."""
-    from talkbridge.core.face.image_io import read_image_rgb
-
-    described = request.describe()
-    if request.image is not None:
-        portrait = read_image_rgb(Path(request.image))
-        described["image_size"] = [int(portrait.shape[1]), int(portrait.shape[0])]
-    return {**described, **route}
 
 
 def remote_stream(pool: ray_pool.ActorPool, actor: Any, request: JobRequest, render: bool) -> JobStream:
@@ -84,25 +71,17 @@ class RayBackend:
         self.name = f"ray {address} ({self.pool.size} actors, {devices['job_nodes']} nodes, {devices['gpus']} GPUs)"
 
     def run_row(self, row: BatchRow, plan: OutputPlan, stop: threading.Event) -> RowResult:
-        assert row.request is not None
-        request = replace(row.request, options=row.request.options.checked())
-        from talkbridge.api import _enhanced, _enhancer  # the face enhancer runs where frames are written, as run_job does
+        """The row through :func:`talkbridge.api.run_job`, its job on a leased actor."""
+        from talkbridge.api import run_job
 
-        metadata = request_metadata(request, {"route": f"ray {self.address}"})
-        plan.prepare(None)
-        enhance = _enhancer(request.options.enhancer, request.options.device)
+        assert row.request is not None
         with self.pool.lease() as actor:
-            stream = remote_stream(self.pool, actor, request, plan.video)
-            try:
-                plan.prepare(stream.info.engine)
-            except BaseException:
-                stream.cancel()
-                raise
-            if enhance is not None:
-                stream.steps = _enhanced(stream.steps, enhance)
-            audio = Path(request.audio) if isinstance(request.audio, (str, Path)) else None
-            files = write_job(stop_aware(stream, stop), plan, audio=audio, request_metadata=metadata)
-        return RowResult(files, stream.info.engine)
+
+            def opener(request: JobRequest, render: bool) -> JobStream:
+                return stop_aware(remote_stream(self.pool, actor, request, render), stop)
+
+            result = run_job(row.request, plan, opener=opener, route={"route": f"ray {self.address}"})
+        return RowResult(result.files, result.engine)
 
     def close(self) -> None:
         try:
