@@ -45,6 +45,10 @@ class SadTalkerModels:
 
         self.device = pick_device(device)
         self.precision = resolve_precision(precision, self.device).name  # e.g. fp16 on a CPU fails here
+        if self.device.type == "cuda" and self.precision == "fp32":
+            # cuDNN may otherwise run fp32 convolutions as TF32 (fp16's mantissa): fp32 must stay faithful.
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self._loaded: dict[tuple, Any] = {}
         self._lock = threading.RLock()
 

@@ -10,9 +10,7 @@ flight: their partial files are removed, finished rows keep their records, and t
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -28,6 +26,7 @@ from talkbridge.batch.report import BatchReport, RowOutcome, files_by_kind
 from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.core.jobs.steps import JobStream, Step
 from talkbridge.exporters.job_files import OutputPlan
+from talkbridge.interrupts import sigterm_as_interrupt
 
 log = logging.getLogger(__name__)
 
@@ -90,23 +89,6 @@ def describe_failure(error: BaseException) -> str:
         return str(error)
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C while the batch runs (only the main thread can install it)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass

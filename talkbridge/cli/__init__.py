@@ -12,44 +12,20 @@ removed) runs; the exit code is 143 instead of 130.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import logging
 import pkgutil
 import signal
 import sys
-import threading
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
 from talkbridge._version import __version__
+from talkbridge.interrupts import Terminated, sigterm_as_interrupt  # noqa: F401 (Terminated: part of this module's API)
 
 log = logging.getLogger("talkbridge")
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived; raised where Ctrl-C's KeyboardInterrupt would be, so cleanup is the same."""
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block SIGTERM raises :class:`Terminated` in the main thread (once: a second
-    SIGTERM while cleaning up is ignored, so the cleanup itself is never cut short)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def terminate(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Terminated(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def describe_os_error(error: OSError) -> str:
