@@ -14,10 +14,9 @@ import torch
 
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.client import Client, JobResult
-from talkbridge.bridge.jobs import EngineRunner
-from talkbridge.bridge.server import Server, ServerConfig
 from talkbridge.core.engine import MotionRequest, create_engine
 from talkbridge.core.motion import Motion
+from tests.sidecars import sidecar
 from tests.speech import speech_like, write_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -38,8 +37,9 @@ def speech(tmp_path_factory) -> Path:
     return write_wav(tmp_path_factory.mktemp("audio") / "speech.wav", speech_like(2.0, seed=5))
 
 
-def _through_sidecar(runner: EngineRunner, engine: str, **inputs) -> JobResult:
-    with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+def _through_sidecar(engine_kwargs: dict | None, engine: str, **inputs) -> JobResult:
+    """The job on a sidecar whose engines run in a worker process, as `talkbridge serve` runs them."""
+    with sidecar(engine_kwargs=engine_kwargs) as server:
         client = Client(server.address)
         try:
             client.connect()
@@ -54,7 +54,7 @@ def test_lite_job_with_preview_frames_equals_the_in_process_result(speech):
     from talkbridge.core.lite.mannequin import build_mannequin
     from talkbridge.core.lite.preview import PreviewRenderer
 
-    result = _through_sidecar(EngineRunner(), "lite", audio=speech, options={"chunk_frames": 20, "seed": 2}, render_size=256)
+    result = _through_sidecar(None, "lite", audio=speech, options={"chunk_frames": 20, "seed": 2}, render_size=256)
     engine = create_engine("lite")
     chunks = list(engine.stream_motion(MotionRequest(audio=speech, chunk_frames=20, seed=2)))
     expected = Motion.from_chunks(chunks, engine=engine.name, engine_version=engine.version)
@@ -75,9 +75,8 @@ def test_sadtalker_job_equals_the_in_process_result(speech, tmp_path):
 
     write_combined_safetensors(tmp_path, seed=7)
     first_frame = np.random.default_rng(0).normal(0, 0.3, 73).astype(np.float32)
-    runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path)}})
     result = _through_sidecar(
-        runner, "sadtalker", audio=speech.read_bytes(), first_frame=first_frame, options={"chunk_frames": 16, "seed": 4, "expression_scale": 1.5}
+        {"sadtalker": {"checkpoint_dir": str(tmp_path)}}, "sadtalker", audio=speech.read_bytes(), first_frame=first_frame, options={"chunk_frames": 16, "seed": 4, "expression_scale": 1.5}
     )
     engine = create_engine("sadtalker", checkpoint_dir=tmp_path)
     request = MotionRequest(audio=speech, first_frame=first_frame, chunk_frames=16, seed=4, expression_scale=1.5)
@@ -101,9 +100,8 @@ def test_sadtalker_job_from_a_portrait_and_landmarks(speech, tmp_path):
     assert ok
     portrait = tmp_path / "portrait.png"
     portrait.write_bytes(png.tobytes())
-    runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}})
     result = _through_sidecar(
-        runner, "sadtalker", audio=speech.read_bytes(), image=portrait.read_bytes(),
+        {"sadtalker": {"checkpoint_dir": str(folder)}}, "sadtalker", audio=speech.read_bytes(), image=portrait.read_bytes(),
         options={"chunk_frames": 25, "seed": 1, "landmarks": landmarks.tolist()},
     )
     engine = create_engine("sadtalker", checkpoint_dir=folder)
@@ -127,9 +125,8 @@ def test_sadtalker_references_travel_as_files(speech, tmp_path):
     write_combined_safetensors(tmp_path, seed=7)
     first_frame = np.random.default_rng(1).normal(0, 0.3, 73).astype(np.float32)
     reference = write_coeff_mat(tmp_path / "ref.mat", np.random.default_rng(2).normal(0, 0.3, (20, 70)))
-    runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path)}})
     result = _through_sidecar(
-        runner, "sadtalker", audio=speech.read_bytes(), first_frame=first_frame, ref_pose=reference, ref_eyeblink=reference.read_bytes(),
+        {"sadtalker": {"checkpoint_dir": str(tmp_path)}}, "sadtalker", audio=speech.read_bytes(), first_frame=first_frame, ref_pose=reference, ref_eyeblink=reference.read_bytes(),
         options={"chunk_frames": 25, "seed": 4},
     )
     engine = create_engine("sadtalker", checkpoint_dir=tmp_path)
@@ -152,8 +149,8 @@ def test_sadtalker_references_travel_as_files(speech, tmp_path):
     try:
         from tests.official_checkpoints import write_official_checkpoint_dir
 
-        with_recon = EngineRunner({"sadtalker": {"checkpoint_dir": str(write_official_checkpoint_dir(tmp_path / "ckpt", render=False))}})
-        with Server(with_recon, ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+        with_recon = {"sadtalker": {"checkpoint_dir": str(write_official_checkpoint_dir(tmp_path / "ckpt", render=False))}}
+        with sidecar(engine_kwargs=with_recon) as server:
             client = Client(server.address)
             try:
                 client.connect()

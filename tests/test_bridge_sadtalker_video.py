@@ -16,11 +16,11 @@ import torch
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.client import Client
 from talkbridge.bridge.jobs import EngineRunner, JobSpec
-from talkbridge.bridge.server import Server, ServerConfig
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs import JobOptions
 from talkbridge.core.jobs.sadtalker_job import FramePairing
 from talkbridge.core.motion import MotionChunk
+from tests.sidecars import sidecar
 from tests.speech import speech_like, write_wav
 
 
@@ -165,9 +165,7 @@ def test_sidecar_sadtalker_frames_equal_the_in_process_video(tmp_path):
         speech = write_wav(tmp_path / "speech.wav", speech_like(2.0, seed=5))
         options = {"chunk_frames": 20, "seed": 2, "expression_scale": 1.25, "landmarks": landmarks.tolist(), "batch_size": 3, "yaw": [0, 15]}
 
-        runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}})
-        runner.cache.sadtalker("cpu").provide_renderer(256, "crop", tiny)
-        with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*", devices=("cpu",))) as server:
+        with sidecar("tests.sidecars:tiny_sadtalker_runner", checkpoint_dir=str(folder), seed=3) as server:
             client = Client(server.address)
             try:
                 welcome = client.connect()

@@ -21,13 +21,12 @@ import scipy.io
 from talkbridge.api import run_job
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.client import Client
-from talkbridge.bridge.jobs import EngineRunner, JobOutput
-from talkbridge.bridge.server import Server, ServerConfig
 from talkbridge.cli import main
 from talkbridge.cli.sidecar_target import SidecarTarget
 from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.core.jobs import JobOptions, JobRequest
 from talkbridge.exporters.job_files import OutputPlan
+from tests.sidecars import sidecar
 from tests.speech import speech_like, write_wav
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.timeout(300)]
@@ -92,7 +91,7 @@ def test_lite_routes_write_the_same_files(inputs, tmp_path):
     portrait, speech, _, transcript = inputs
     flags = ["--engine", "lite", "--size", "128", "--seed", "3", "--pose-intensity", "0.5", "--transcript", str(transcript)]
     assert main(["-q", "generate", str(portrait), str(speech), "-o", str(tmp_path / "local"), *flags]) == 0
-    with Server(EngineRunner(), ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+    with sidecar() as server:
         assert main(["-q", "generate", str(portrait), str(speech), "-o", str(tmp_path / "remote"), *flags, "--sidecar", server.address]) == 0
     options = JobOptions(engine="lite", size=128, seed=3, pose_intensity=0.5, transcript=transcript.read_text(encoding="utf-8"))
     request = JobRequest(speech, portrait, options, transcript_file=transcript)
@@ -104,10 +103,6 @@ def test_lite_routes_write_the_same_files(inputs, tmp_path):
     assert metadata["transcript"] == str(transcript) and metadata["options"]["transcript_given"]
     assert metadata["options"]["size"] == 128 and metadata["size"] == 128
     assert decoded_frames(result.video).shape == (50, 128, 128, 3)
-
-
-def _tiny_sadtalker(cache_owner, folder: Path, tiny) -> None:
-    cache_owner.sadtalker("cpu").provide_renderer(256, "crop", tiny)
 
 
 @pytest.mark.slow
@@ -130,11 +125,9 @@ def test_sadtalker_routes_write_the_same_files(inputs, tmp_path):
     })
     request = JobRequest(speech, portrait, options, ref_pose=reference, landmarks_file=marks)
     local_cache = EngineCache(folder)
-    _tiny_sadtalker(local_cache, folder, tiny)
+    local_cache.sadtalker("cpu").provide_renderer(256, "crop", tiny)
     local = run_job(request, OutputPlan(tmp_path / "local", "hello"), cache=local_cache)
-    runner = EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}})
-    _tiny_sadtalker(runner.cache, folder, tiny)
-    with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*", devices=("cpu",))) as server:
+    with sidecar("tests.sidecars:tiny_sadtalker_runner", checkpoint_dir=str(folder), seed=5) as server:
         remote = run_job(request, OutputPlan(tmp_path / "remote", "hello"), sidecar=SidecarTarget(server.address))
         flags = ["--engine", "sadtalker", "--seed", "1", "--pose-style", "3", "--expression-scale", "0.5", "--batch-size", "2",
                  "--landmarks", str(marks), "--ref-pose", str(reference), "--device", "cpu", "--sidecar", server.address]
@@ -167,7 +160,7 @@ def test_options_are_checked_alike_on_every_route(inputs, tmp_path, caplog, flag
         JobOptions.from_mapping({name: spec_value})
     message = str(direct.value)
     assert f"'{name}'" in message
-    with Server(EngineRunner(), ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+    with sidecar() as server:
         for extra in ([], ["--sidecar", server.address]):
             caplog.clear()
             code = main(["generate", str(portrait), str(speech), "-o", str(tmp_path / "out"), "--engine", "lite", flag, value, *extra])
@@ -184,16 +177,6 @@ def test_options_are_checked_alike_on_every_route(inputs, tmp_path, caplog, flag
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-class FailingRunner(EngineRunner):
-    """The real lite runner, failing after its first step like a crashed engine."""
-
-    def run(self, job, device, cancel):
-        for i, output in enumerate(super().run(job, device, cancel)):
-            if i == 1:
-                raise RuntimeError("GPU fell off the bus")
-            yield output
-
-
 def test_a_failed_remote_job_keeps_the_previous_outputs(inputs, tmp_path):
     portrait, speech, _, _ = inputs
     out = tmp_path / "out"
@@ -201,33 +184,25 @@ def test_a_failed_remote_job_keeps_the_previous_outputs(inputs, tmp_path):
     old = out / "hello.mp4"
     old.write_bytes(b"an earlier good take")
     request = JobRequest(speech, portrait, JobOptions(engine="lite", size=64))
-    with Server(FailingRunner(), ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+    with sidecar("tests.sidecars:FailingRunner") as server:
         with pytest.raises(TalkbridgeError, match="did not finish the job: .*GPU fell off the bus"):
             run_job(request, OutputPlan(out, "hello", overwrite=True), sidecar=SidecarTarget(server.address))
     assert old.read_bytes() == b"an earlier good take"
     assert sorted(p.name for p in out.iterdir()) == ["hello.mp4"]
 
 
-class RecordingRunner(EngineRunner):
-    """Remembers the options each job arrived with."""
-
-    def run(self, job, device, cancel):
-        self.options = dict(job.options)
-        yield from super().run(job, device, cancel)
-
-
 def test_the_wire_carries_checked_options_only_where_they_differ(inputs, tmp_path):
     portrait, speech, _, transcript = inputs
-    runner = RecordingRunner()
-    with Server(runner, ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+    record = tmp_path / "options.jsonl"
+    with sidecar("tests.sidecars:RecordingRunner", record=str(record)) as server:
         flags = ["--engine", "lite", "--size", "64", "--seed", "6", "--transcript", str(transcript), "--sidecar", server.address]
         assert main(["-q", "generate", str(portrait), str(speech), "-o", str(tmp_path / "out"), *flags]) == 0
-    assert runner.options == {"transcript": "hello there, how are you today\n", "seed": 6}
+    assert [json.loads(line) for line in record.read_text().splitlines()] == [{"transcript": "hello there, how are you today\n", "seed": 6}]
 
 
 def test_an_engine_the_sidecar_cannot_render_is_refused_before_any_work(inputs, tmp_path):
     portrait, speech, _, _ = inputs
-    with Server(EngineRunner({"sadtalker": {"checkpoint_dir": str(tmp_path / "none")}}), ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+    with sidecar(engine_kwargs={"sadtalker": {"checkpoint_dir": str(tmp_path / "none")}}) as server:
         target = SidecarTarget(server.address)
         with pytest.raises(InputError, match="does not render 'sadtalker' video .*--checkpoints"):
             run_job(JobRequest(speech, portrait, JobOptions(engine="sadtalker")), OutputPlan(tmp_path / "out", "hello"), sidecar=target)
@@ -241,7 +216,7 @@ def test_references_must_be_files_and_stray_keys_are_explained(inputs, tmp_path)
 
     portrait, speech, _, _ = inputs
     folder = write_official_checkpoint_dir(tmp_path / "ckpt", render=False)
-    with Server(EngineRunner({"sadtalker": {"checkpoint_dir": str(folder)}}), ServerConfig(bind="tcp://127.0.0.1:*")) as server:
+    with sidecar(engine_kwargs={"sadtalker": {"checkpoint_dir": str(folder)}}) as server:
         for reference, message in ((np.zeros((5, 70), np.float32), "--ref-pose: with --sidecar a reference must be a file"),
                                    (tmp_path / "gone.mp4", "gone.mp4: --ref-pose: reference file not found")):
             with pytest.raises(InputError, match=message):
