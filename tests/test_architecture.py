@@ -198,6 +198,26 @@ def test_a_lite_generate_never_imports_torch(tmp_path):
     assert (tmp_path / "out" / "speech.mp4").is_file()
 
 
+def test_a_lite_batch_never_imports_torch(tmp_path):
+    from tests.speech import speech_like, write_wav
+
+    lines = tmp_path / "lines"
+    lines.mkdir()
+    for i in range(2):
+        write_wav(lines / f"line{i}.wav", speech_like(0.6, seed=i))
+    code = (
+        "import sys\n"
+        "from talkbridge.cli import main\n"
+        f"code = main(['-q', 'batch', {str(lines)!r}, '-o', {str(tmp_path / 'out')!r}, '--engine', 'lite', '--size', '64', '--exports', 'livelink'])\n"
+        "assert code == 0, code\n"
+        "print('TORCH', sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))\n"
+    )
+    done = _run_python(code)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "TORCH []" in done.stdout
+    assert (tmp_path / "out" / "line1.mp4").is_file() and (tmp_path / "out" / "line1.livelink.csv").is_file()
+
+
 def _process_tree(pid: int) -> list[int]:
     found, frontier = [pid], [pid]
     while frontier:
