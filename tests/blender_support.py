@@ -74,7 +74,7 @@ def repack_pyzmq(cache: Path) -> Path:
     """This environment's pyzmq as a wheel in ``cache`` (the one the running Blender's zip must bundle)."""
     from importlib import metadata
 
-    from talkbridge.cli.commands.addon import pyzmq_version, repack_installed
+    from talkbridge.extension_build import pyzmq_version, repack_installed
 
     pinned, installed = pyzmq_version(), metadata.version("pyzmq")
     assert installed == pinned, (

@@ -90,7 +90,7 @@ def _free_port() -> int:
 
 def _other_range_copy(built: Path, target: Path) -> Path:
     """The zip with the other Blender Python's version range in its manifest (same wheels): Blender must refuse it."""
-    from talkbridge.cli.commands import addon as build_command
+    from talkbridge import extension_build as build_command
 
     other = next(t for t in build_command.TARGETS.values() if t.python != blender_support.blender_python())
     target.parent.mkdir(parents=True)

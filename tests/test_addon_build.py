@@ -23,7 +23,7 @@ import pytest
 
 from talkbridge import __version__
 from talkbridge.cli import main
-from talkbridge.cli.commands import addon as build_command
+from talkbridge import extension_build as build_command
 from tests import blender_support
 
 ROOT = Path(__file__).resolve().parents[1]

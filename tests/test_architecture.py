@@ -174,6 +174,13 @@ def test_job_commands_only_parse_arguments_and_call_the_job_layer(command):
     assert all(t.startswith(allowed) for t in GRAPH[name]), sorted(GRAPH[name])
 
 
+def test_every_command_module_stays_a_thin_parser():
+    commands = {name: path for name, path in MODULES.items() if name.startswith("talkbridge.cli.commands.")}
+    assert len(commands) >= 10
+    sizes = {name: sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip()) for name, path in commands.items()}
+    assert {name: size for name, size in sizes.items() if size > 150} == {}, "logic belongs below the CLI"
+
+
 def _run_python(code: str, timeout: float = 240) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
