@@ -117,7 +117,6 @@ def test_no_import_cycles():
     stack: list[str] = []
     on_stack: set[str] = set()
     cycles: list[list[str]] = []
-    sys.setrecursionlimit(10_000)
 
     def visit(node: str) -> None:
         index[node] = low[node] = len(index)
