@@ -33,11 +33,13 @@ def resolve_engine(options: JobOptions, cache: EngineCache) -> str:
     return "lite"
 
 
-def open_local_job(request: JobRequest, cache: EngineCache | None = None, render: bool = True, overlap: bool = True) -> JobStream:
+def open_local_job(
+    request: JobRequest, cache: EngineCache | None = None, render: bool = True, overlap: bool | None = None
+) -> JobStream:
     """Start ``request`` here; ``render`` adds video frames to every step.
 
-    ``overlap`` lets SadTalker render one batch ahead of paste-back and encoding (off: strictly in
-    turn, for measuring what the overlap gains).
+    ``overlap`` lets SadTalker render one batch ahead of paste-back and encoding (``None``: on for
+    GPUs, off on a CPU; True/False force it, for measuring what it gains).
 
     Input errors (no face, bad audio, an option the engine cannot honour) are raised here, before
     the first step, so a caller fails before it creates any output.

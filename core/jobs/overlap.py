@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -23,8 +23,13 @@ class _Failure:
         self.error = error
 
 
-def ahead(items: Iterable[T], depth: int = 2, name: str = "talkbridge-ahead") -> Iterator[T]:
+def ahead(
+    items: Iterable[T], depth: int = 2, name: str = "talkbridge-ahead", setup: Callable[[], None] | None = None
+) -> Iterator[T]:
     """Yield ``items`` in order while a thread computes up to ``depth`` of them in advance.
+
+    ``setup`` runs first in the producer's thread: per-thread settings (torch's thread count is
+    one) do not carry over from the thread that calls this.
 
     An exception in the producer is raised in the consumer at the point it would have occurred.
     Closing the returned generator early (a cancel, an error downstream) stops the producer before
@@ -46,6 +51,8 @@ def ahead(items: Iterable[T], depth: int = 2, name: str = "talkbridge-ahead") ->
 
     def produce() -> None:
         try:
+            if setup is not None:
+                setup()
             for item in items:
                 if not offer(item):
                     return

@@ -79,11 +79,13 @@ class FramePairing:
             raise RuntimeError(f"the renderer stopped at frame {self._next_frame} with {len(self._taken)} chunks of motion left")
 
 
-def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool, overlap: bool = True) -> JobStream:
+def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool, overlap: bool | None = None) -> JobStream:
     """Find and reconstruct the face (errors surface here, before any step), then stream.
 
     ``overlap`` renders in a thread of its own, one batch ahead of paste-back and encoding
-    (:func:`~talkbridge.core.jobs.overlap.ahead`), so the device never waits for the CPU side.
+    (:func:`~talkbridge.core.jobs.overlap.ahead`), so a GPU never waits for the CPU side. ``None``
+    chooses by device: on for accelerators; off on a CPU, where rendering and paste-back share the
+    same cores and the extra thread only contends (measured: ``bench/generate_long.py --overlap both``).
     """
     from talkbridge.core.face.extract import extract_first_frame
     from talkbridge.core.face.image_io import read_image_rgb
@@ -144,6 +146,8 @@ def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool, ov
     if not render:
         return JobStream(info, (Step(chunk) for chunk in job.chunks(options.chunk_frames)))
 
+    if overlap is None:
+        overlap = models.device.type != "cpu"
     renderer = FaceRenderer(
         renderer_models, first.source_image, first.row, still=options.still,
         expression_scale=options.expression_scale, batch_size=options.batch_size, size=size,
@@ -152,8 +156,11 @@ def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool, ov
     pairing = FramePairing(job.chunks(options.chunk_frames))
 
     def finished_frames() -> Iterator[np.ndarray]:
+        import torch
+
+        threads = torch.get_num_threads()  # the caller's choice, for the render thread too
         rendered = renderer.stream(pairing.coefficients(), poses)
-        for batch in ahead(rendered) if overlap else rendered:
+        for batch in ahead(rendered, setup=lambda: torch.set_num_threads(threads)) if overlap else rendered:
             if len(batch):
                 yield np.stack([finish_frame(frame, original, first.crop, size) for frame in batch])
 
