@@ -15,6 +15,7 @@ partial is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -24,13 +25,14 @@ from typing import Any, Callable
 import numpy as np
 
 from talkbridge.core.errors import InputError
-from talkbridge.core.jobs.steps import JobStream
+from talkbridge.core.jobs.steps import JobInfo, JobStream
 from talkbridge.core.motion import Motion, MotionChunk, scale_expression
 from talkbridge.exporters.atomic import atomic_output, check_writable_target
 
 log = logging.getLogger(__name__)
 
 ENGINES_WITH_COEFFICIENTS = ("sadtalker",)
+MOTION_KINDS = ("coefficients", "motion", "summary")
 
 
 @dataclass(frozen=True)
@@ -84,21 +86,25 @@ def write_job(
     """Consume ``stream`` and write every output of ``plan``; returns the files by kind.
 
     ``audio`` is the speech file muxed into the video; ``request_metadata`` is the caller's part of
-    the motion file's metadata (input paths, options, route), merged over the engine's.
+    the motion file's metadata (input paths, options, route), merged over the engine's. The files
+    are committed together at the end: the video is finished and renamed into place first, then the
+    motion files; if anything fails before that, none of them appears.
     """
     from talkbridge.exporters.video import VideoWriter
 
     chunks: list[MotionChunk] = []
-    video = None
-    written: dict[str, Path] = {}
+    targets = plan.targets(stream.info.engine)
     try:
-        with _VideoSlot() as slot:
+        with contextlib.ExitStack() as outputs:
+            # Entered first, so renamed last: only after the video is complete.
+            temps = {kind: outputs.enter_context(atomic_output(targets[kind], overwrite=plan.overwrite))
+                     for kind in MOTION_KINDS if kind in targets}
+            video = None
             for step in stream.steps:
                 if step.frames is not None and plan.video:
                     if video is None:
                         height, width = step.frames.shape[1:3]
-                        targets = plan.targets(stream.info.engine)
-                        video = slot.open(VideoWriter(targets["video"], stream.info.fps, (width, height), audio, plan.overwrite))
+                        video = outputs.enter_context(VideoWriter(targets["video"], stream.info.fps, (width, height), audio, plan.overwrite))
                     video.write(step.frames)
                 chunks.append(step.chunk)
                 if progress is not None:
@@ -107,70 +113,39 @@ def write_job(
                 raise InputError("the job produced no motion")
             if plan.video and video is None:
                 raise InputError("the job rendered no frames, so there is no video to write")
-            if video is not None:
-                slot.commit()
-                written["video"] = video.path
+            motion = write_motion_files(stream.info, chunks, temps, request_metadata, targets)
     except BaseException:
         stream.close()
         raise
-    written.update(write_motion_outputs(stream, chunks, plan, request_metadata, audio))
-    return written
-
-
-class _VideoSlot:
-    """Holds the video writer opened mid-stream, so an error anywhere aborts it (nothing is left)."""
-
-    def __init__(self) -> None:
-        self._writer: Any = None
-
-    def __enter__(self) -> "_VideoSlot":
-        return self
-
-    def open(self, writer: Any) -> Any:
-        self._writer = writer.__enter__()
-        return self._writer
-
-    def commit(self) -> None:
-        writer, self._writer = self._writer, None
-        writer.__exit__(None, None, None)
-
-    def __exit__(self, kind, error, trace) -> None:
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.__exit__(kind, error, trace)
-
-
-def write_motion_outputs(
-    stream: JobStream, chunks: list[MotionChunk], plan: OutputPlan, request_metadata: dict[str, Any], audio: Path | None = None
-) -> dict[str, Path]:
-    """The motion files (and exports) from a finished job's official chunks."""
-    from talkbridge.exporters.coeff_mat import write_coeff_mat
-    from talkbridge.exporters.motion_file import motion_summary, save_motion
-
-    info = stream.info
-    targets = plan.targets(info.engine)
-    metadata = {**info.metadata, **request_metadata}
-    if targets.get("video") is not None and plan.video:
-        metadata["video"] = targets["video"].name
-    written: dict[str, Path] = {}
-    has_expression = chunks[0].expression is not None
-    if has_expression:
-        metadata["expression_scale_applied"] = float(info.expression_scale)
-    if "coefficients" in targets:
-        official = np.concatenate([chunk.coefficients() for chunk in chunks])
-        written["coefficients"] = write_coeff_mat(targets["coefficients"], official, overwrite=plan.overwrite)
-    shown = [scale_expression(chunk, info.expression_scale) for chunk in chunks]
-    motion = Motion.from_chunks(
-        shown, engine=info.engine, engine_version=info.engine_version, fps=info.fps,
-        first_frame=info.first_frame, metadata=metadata,
-    )
-    written["motion"] = save_motion(motion, targets["motion"], overwrite=plan.overwrite)
-    with atomic_output(targets["summary"], overwrite=plan.overwrite) as temp:
-        temp.write_text(json.dumps(motion_summary(motion), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    written["summary"] = targets["summary"]
+    written = {kind: targets[kind] for kind in targets if kind in temps or kind == "video"}
     if plan.exports:
         from talkbridge.exporters.job_exports import write_exports
 
         written.update(write_exports(motion, plan.exports, plan.head, plan.output_dir, plan.name, plan.overwrite, audio=audio))
     log.info("wrote %s (%d frames)", ", ".join(str(path) for path in written.values()), motion.n_frames)
     return written
+
+
+def write_motion_files(
+    info: JobInfo, chunks: list[MotionChunk], temps: dict[str, Path], request_metadata: dict[str, Any], targets: dict[str, Path]
+) -> Motion:
+    """Write a finished job's motion into ``temps`` (by kind): the official ``.mat`` rows, and the
+    motion as shown (expression scaled) with the engine's and the caller's metadata."""
+    from talkbridge.exporters.coeff_mat import write_coeff_mat
+    from talkbridge.exporters.motion_file import motion_summary, save_motion
+
+    metadata = {**info.metadata, **request_metadata}
+    if "video" in targets:
+        metadata["video"] = targets["video"].name
+    if chunks[0].expression is not None:
+        metadata["expression_scale_applied"] = float(info.expression_scale)
+    if "coefficients" in temps:
+        write_coeff_mat(temps["coefficients"], np.concatenate([chunk.coefficients() for chunk in chunks]), overwrite=True)
+    shown = [scale_expression(chunk, info.expression_scale) for chunk in chunks]
+    motion = Motion.from_chunks(
+        shown, engine=info.engine, engine_version=info.engine_version, fps=info.fps,
+        first_frame=info.first_frame, metadata=metadata,
+    )
+    save_motion(motion, temps["motion"], overwrite=True)
+    temps["summary"].write_text(json.dumps(motion_summary(motion), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return motion

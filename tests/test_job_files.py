@@ -79,3 +79,12 @@ def test_a_job_without_frames_cannot_make_a_video(tmp_path):
     with pytest.raises(InputError, match="rendered no frames"):
         write_job(stream_of(motion_only()), OutputPlan(tmp_path, "clip"), audio=None, request_metadata={})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_files_are_committed_together_or_not_at_all(tmp_path):
+    """A failure while writing the motion files (here: metadata JSON cannot hold) also keeps the
+    finished video from appearing: the set is complete or absent."""
+    plan = OutputPlan(tmp_path, "clip")
+    with pytest.raises(TypeError):
+        write_job(stream_of(sadtalker_steps()), plan, audio=None, request_metadata={"unserialisable": {1, 2}})
+    assert list(tmp_path.iterdir()) == []
