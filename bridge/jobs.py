@@ -22,11 +22,12 @@ from typing import Any, Iterator, Protocol
 import numpy as np
 
 from talkbridge.core.errors import InputError
+from talkbridge.core.jobs.options import SADTALKER_SIZES
 from talkbridge.core.motion import MotionChunk
 
 log = logging.getLogger(__name__)
 
-RENDER_SIZES = (256, 512)
+RENDER_SIZES = SADTALKER_SIZES
 """SadTalker's face sizes (the lite engine renders any even size the ``size`` option allows)."""
 REFERENCE_INPUTS = ("ref_eyeblink", "ref_pose")
 """SadTalker's reference inputs: the bytes of a video (or of its coefficient ``.mat``) each."""

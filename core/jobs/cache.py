@@ -8,9 +8,10 @@ heavy is imported until a job needs it: a lite-only cache never imports torch.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+from talkbridge.core.once import BuiltOnce
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,7 @@ class EngineCache:
     def __init__(self, checkpoints: str | Path | None = None, engine_options: dict[str, dict[str, Any]] | None = None) -> None:
         self._checkpoints = None if checkpoints is None else Path(checkpoints)
         self._engine_options = {name: dict(kwargs) for name, kwargs in (engine_options or {}).items()}
-        self._built: dict[tuple, Any] = {}
-        self._lock = threading.RLock()
-
-    def _once(self, key: tuple, build: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key not in self._built:
-                self._built[key] = build()
-            return self._built[key]
+        self._built = BuiltOnce()
 
     @property
     def checkpoints(self) -> Path | None:
@@ -66,14 +60,14 @@ class EngineCache:
         """The lite engine (pure numpy; safe to share: planning keeps no state between jobs)."""
         from talkbridge.core.lite.engine import LiteEngine
 
-        return self._once(("lite",), lambda: LiteEngine(**self._engine_options.get("lite", {})))
+        return self._built.get(("lite",), lambda: LiteEngine(**self._engine_options.get("lite", {})))
 
     def lite_renderer(self, size: int) -> Any:
         """The mannequin preview renderer at ``size`` px."""
         from talkbridge.core.lite.mannequin import build_mannequin
         from talkbridge.core.lite.preview import PreviewRenderer
 
-        return self._once(("lite-render", size), lambda: PreviewRenderer(build_mannequin(), size=size))
+        return self._built.get(("lite-render", size), lambda: PreviewRenderer(build_mannequin(), size=size))
 
     def sadtalker(self, device: str = "auto", precision: str = "fp32") -> Any:
         """SadTalker's networks on ``device`` (:class:`~talkbridge.core.sadtalker.models.SadTalkerModels`)."""
@@ -84,26 +78,25 @@ class EngineCache:
 
             return SadTalkerModels(folder, device, precision)
 
-        return self._once(("sadtalker", str(folder), device, precision), build)
+        return self._built.get(("sadtalker", str(folder), device, precision), build)
 
     def registered(self, name: str, device: str) -> Any:
         """A plug-in motion engine registered by ``name``, built once per device.
 
         A ``device`` keyword is passed when the engine's constructor takes one.
         """
+        import importlib
         import inspect
 
-        from talkbridge.core.engine import ENGINE_FACTORIES, create_engine
+        from talkbridge.core.engine import ENGINE_FACTORIES
 
         def build() -> Any:
             kwargs = dict(self._engine_options.get(name, {}))
             module, _, attribute = ENGINE_FACTORIES[name].partition(":")
-            import importlib
-
             factory = getattr(importlib.import_module(module), attribute)
             if "device" in inspect.signature(factory).parameters and "device" not in kwargs:
                 kwargs["device"] = device
             log.info("loading engine %s on %s", name, device)
-            return create_engine(name, **kwargs)
+            return factory(**kwargs)
 
-        return self._once(("registered", name, device), build)
+        return self._built.get(("registered", name, device), build)

@@ -15,13 +15,13 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from talkbridge.core.errors import InputError
+from talkbridge.core.sadtalker.files import SIZES as SADTALKER_SIZES
 
 ENGINES = ("auto", "sadtalker", "lite")
 PREPROCESS_MODES = ("crop", "extcrop", "resize", "full", "extfull")
 ENHANCERS = ("gfpgan",)
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-SADTALKER_SIZES = (256, 512)
 DEFAULT_LITE_SIZE = 512
 DEFAULT_SADTALKER_SIZE = 256
 MAX_SEED = 2**32 - 1  # numpy, torch and Python's random all take it
@@ -295,11 +295,6 @@ class JobOptions:
                 raise InputError(f"option {name!r} is given twice")
             chosen[name] = spec.parse(value) if parse_text and isinstance(value, str) else spec.check(value)
         return cls(**chosen)
-
-    def replace(self, **changes: Any) -> "JobOptions":
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(changes)
-        return JobOptions(**values).checked()
 
     def resolved_size(self, engine: str) -> int:
         """The frame size the engine renders: the option, else the engine's default."""

@@ -10,7 +10,6 @@ for a job; which file holds what is :mod:`talkbridge.core.sadtalker.files`' busi
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from talkbridge.core.errors import InputError
+from talkbridge.core.once import BuiltOnce
 from talkbridge.core.sadtalker import files
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,7 @@ class SadTalkerModels:
             # cuDNN may otherwise run fp32 convolutions as TF32 (fp16's mantissa): fp32 must stay faithful.
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
-        self._loaded: dict[tuple, Any] = {}
-        self._lock = threading.RLock()
-
-    def _once(self, key: tuple, load) -> Any:
-        with self._lock:
-            if key not in self._loaded:
-                self._loaded[key] = load()
-            return self._loaded[key]
+        self._loaded = BuiltOnce()
 
     def audio(self, size: int = 256) -> Any:
         """The audio-to-coefficient pipeline (:class:`~talkbridge.core.sadtalker.audio2coeff.Audio2Coeff`)."""
@@ -64,14 +57,14 @@ class SadTalkerModels:
 
         found = files.AudioCheckpoints.find(self.checkpoint_dir, size)
         # Both sizes' combined files hold the same audio networks: key by the files actually read.
-        return self._once(("audio", found.expnet, found.posevae), lambda: load_audio2coeff(found, self.device, self.precision))
+        return self._loaded.get(("audio", found.expnet, found.posevae), lambda: load_audio2coeff(found, self.device, self.precision))
 
     def recon(self, size: int = 256) -> Any:
         """The 3DMM reconstruction net that turns a portrait into its first-frame row."""
         from talkbridge.core.face.extract import load_recon_net
 
         path = files.recon_file(self.checkpoint_dir, size)
-        return self._once(("recon", path), lambda: load_recon_net(path, self.device))
+        return self._loaded.get(("recon", path), lambda: load_recon_net(path, self.device))
 
     def renderer(self, size: int, preprocess: str) -> Any:
         """MappingNet + face-vid2vid for ``size`` and ``preprocess``'s MappingNet family."""
@@ -86,7 +79,7 @@ class SadTalkerModels:
             log.info("loading the SadTalker %d px renderer (%s family) from %s on %s", size, preprocess, self.checkpoint_dir, self.device)
             return FaceRenderModels.from_checkpoint_dir(self.checkpoint_dir, size, preprocess, self.device, precision=self.precision)
 
-        return self._once(key, load)
+        return self._loaded.get(key, load)
 
     def provide_renderer(self, size: int, preprocess: str, render_models: Any) -> None:
         """Use ``render_models`` for ``size`` and ``preprocess``'s family instead of loading them.
@@ -95,14 +88,13 @@ class SadTalkerModels:
         """
         from talkbridge.core.sadtalker.render.windows import uses_full_mapping
 
-        with self._lock:
-            self._loaded[("render", size, uses_full_mapping(preprocess))] = render_models.to(self.device).with_precision(self.precision)
+        self._loaded.put(("render", size, uses_full_mapping(preprocess)), render_models.to(self.device).with_precision(self.precision))
 
     def landmarks(self) -> Any:
         """The face-alignment landmark detector (its weights come from the model store)."""
         from talkbridge.core.face.landmarks import FaceAlignmentProvider
 
-        return self._once(("landmarks",), lambda: FaceAlignmentProvider(str(self.device)))
+        return self._loaded.get(("landmarks",), lambda: FaceAlignmentProvider(str(self.device)))
 
     def reference_rows(self, source: Path | np.ndarray | None, size: int = 256, cache: dict | None = None) -> Any:
         """A reference as the coefficient pipeline takes it; a video is reconstructed frame by frame.
