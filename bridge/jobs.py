@@ -32,6 +32,20 @@ RENDER_SIZES = SADTALKER_SIZES
 REFERENCE_INPUTS = ("ref_eyeblink", "ref_pose")
 """SadTalker's reference inputs: the bytes of a video (or of its coefficient ``.mat``) each."""
 JOB_FOLDER_PREFIX = "talkbridge-job-"
+
+
+def _bounded(name: str, kind: type, low: float, high: float) -> Any:
+    def check(value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()) or not low <= value <= high:
+            raise InputError(f"SadTalker setting {name} must be {'an integer' if kind is int else 'a number'} from {low:g} to {high:g}, got {value!r}")
+
+    return check
+
+
+SADTALKER_SETTINGS = {
+    "batch_frames": _bounded("batch_frames", int, 0, 256),  # rows per shared render pass; 0: every job on its own
+    "batch_wait_ms": _bounded("batch_wait_ms", float, 0, 10_000),  # longest wait for a fuller pass
+}
 """Per-job temporary folders are named ``talkbridge-job-<pid>-<random>``, so a server can sweep
 the folders of processes that died without cleaning up."""
 
@@ -108,8 +122,13 @@ class EngineRunner:
             raise InputError(f"unknown engine {unknown[0]!r} in the engine settings; known: {', '.join(sorted(ENGINE_FACTORIES))}")
         sadtalker = dict(settings.pop("sadtalker", {}))
         checkpoints = sadtalker.pop("checkpoint_dir", None)
+        unknown = sorted(set(sadtalker) - set(SADTALKER_SETTINGS))
+        if unknown:
+            raise InputError(f"unknown SadTalker setting {unknown[0]!r}; known: checkpoint_dir, {', '.join(SADTALKER_SETTINGS)}")
+        for name, value in sadtalker.items():
+            SADTALKER_SETTINGS[name](value)
         if sadtalker:
-            raise InputError(f"unknown SadTalker setting {sorted(sadtalker)[0]!r}; known: checkpoint_dir")
+            settings["sadtalker"] = sadtalker
         self.cache = EngineCache(checkpoints, settings)
 
     def capabilities(self) -> dict[str, Any]:

@@ -22,7 +22,9 @@ class EngineCache:
     ``checkpoints`` is SadTalker's weight folder (None: the model store's, when it holds them).
     ``engine_options`` maps an engine name to its constructor keywords: ``"lite"`` for
     :class:`~talkbridge.core.lite.engine.LiteEngine`, or any engine registered in
-    :data:`~talkbridge.core.engine.ENGINE_FACTORIES` (a plug-in motion engine).
+    :data:`~talkbridge.core.engine.ENGINE_FACTORIES` (a plug-in motion engine); ``"sadtalker"`` holds
+    :class:`~talkbridge.core.sadtalker.models.SadTalkerModels` settings (``batch_frames``,
+    ``batch_wait_ms``: cross-job batching of rendered frames).
     """
 
     def __init__(self, checkpoints: str | Path | None = None, engine_options: dict[str, dict[str, Any]] | None = None) -> None:
@@ -76,7 +78,7 @@ class EngineCache:
         def build() -> Any:
             from talkbridge.core.sadtalker.models import SadTalkerModels
 
-            return SadTalkerModels(folder, device, precision)
+            return SadTalkerModels(folder, device, precision, **self._engine_options.get("sadtalker", {}))
 
         return self._built.get(("sadtalker", str(folder), device, precision), build)
 

@@ -151,6 +151,7 @@ def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool, ov
     renderer = FaceRenderer(
         renderer_models, first.source_image, first.row, still=options.still,
         expression_scale=options.expression_scale, batch_size=options.batch_size, size=size,
+        batcher=models.batcher(size, options.preprocess),  # None unless the worker shares passes across jobs
     )
     poses = free_view_poses(job.n_frames, options.yaw, options.pitch, options.roll)
     pairing = FramePairing(job.chunks(options.chunk_frames))

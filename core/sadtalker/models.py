@@ -37,8 +37,20 @@ def pick_device(device: str | None = None) -> torch.device:
 class SadTalkerModels:
     """SadTalker's networks from one checkpoint folder on one device, each loaded on first use."""
 
-    def __init__(self, checkpoint_dir: str | Path, device: str | None = None, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        device: str | None = None,
+        precision: str = "fp32",
+        batch_frames: int = 0,
+        batch_wait_ms: float = 5.0,
+    ) -> None:
+        """``batch_frames`` > 0 renders the frames of concurrent jobs in shared passes of that many
+        rows, waiting at most ``batch_wait_ms`` for a fuller pass (:meth:`batcher`); 0 renders each
+        job on its own."""
         self.checkpoint_dir = Path(checkpoint_dir)
+        self.batch_frames = int(batch_frames)
+        self.batch_wait_ms = float(batch_wait_ms)
         if not files.has_sadtalker_weights(self.checkpoint_dir):
             files.AudioCheckpoints.find(self.checkpoint_dir)  # raises the precise CheckpointError
         from talkbridge.core.sadtalker.precision import resolve_precision
@@ -80,6 +92,18 @@ class SadTalkerModels:
             return FaceRenderModels.from_checkpoint_dir(self.checkpoint_dir, size, preprocess, self.device, precision=self.precision)
 
         return self._loaded.get(key, load)
+
+    def batcher(self, size: int, preprocess: str) -> Any:
+        """The :class:`~talkbridge.core.sadtalker.render.batcher.FrameBatcher` every job rendering
+        ``size`` and ``preprocess``'s family on this device shares; None when batching is off."""
+        if self.batch_frames <= 0:
+            return None
+        from talkbridge.core.sadtalker.render.batcher import BatchPolicy, FrameBatcher
+        from talkbridge.core.sadtalker.render.windows import uses_full_mapping
+
+        policy = BatchPolicy(self.batch_frames, self.batch_wait_ms)
+        key = ("batcher", size, uses_full_mapping(preprocess))
+        return self._loaded.get(key, lambda: FrameBatcher(self.renderer(size, preprocess), policy))
 
     def provide_renderer(self, size: int, preprocess: str, render_models: Any) -> None:
         """Use ``render_models`` for ``size`` and ``preprocess``'s family instead of loading them.

@@ -8,12 +8,14 @@ ended); the frames that come out are exactly those of rendering the whole sequen
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
 from talkbridge.core.sadtalker.render.animate import SourceState, StageTimer
+from talkbridge.core.sadtalker.render.batcher import FrameBatcher, Seat
 from talkbridge.core.sadtalker.render.job import RenderJob
 from talkbridge.core.sadtalker.render.models import FaceRenderModels
 from talkbridge.core.sadtalker.render.shared_pass import render_slices, to_uint8  # noqa: F401 - to_uint8 re-exported
@@ -46,7 +48,9 @@ class FaceRenderer:
     ``fixed_batch`` pads every pass to ``batch_size`` rows (fixed shapes: the frames then equal a
     cross-job pass of that size bit for bit, and compiled graphs never see a new shape).
     The per-job state lives in :class:`~.job.RenderJob` and every pass goes through
-    :func:`~.shared_pass.render_slices`, the same call a cross-job scheduler uses.
+    :func:`~.shared_pass.render_slices`, the same call a cross-job scheduler uses. With a
+    ``batcher`` (:class:`~.batcher.FrameBatcher`, a sidecar serving several jobs on one device),
+    :meth:`stream` hands its ready frames to it instead, and the batcher's policy sets the pass size.
     """
 
     def __init__(
@@ -62,8 +66,10 @@ class FaceRenderer:
         radius: int = SEMANTIC_RADIUS,
         timer: StageTimer | None = None,
         fixed_batch: bool = False,
+        batcher: FrameBatcher | None = None,
     ) -> None:
         self.models = models
+        self.batcher = batcher
         self.batch_size = max(1, int(batch_size))
         self.timer = timer
         self.pad_to = self.batch_size if fixed_batch else None
@@ -112,14 +118,18 @@ class FaceRenderer:
         driving pose), e.g. from :func:`free_view_poses`; the total must be known up front.
         """
         job = self.job.fork(poses)
-        for chunk in chunks:
-            if job.feed(chunk):
-                yield self._take_ready(job)
-        if job.close():
-            yield self._take_ready(job)
+        with contextlib.ExitStack() as stack:
+            seat = None if self.batcher is None else stack.enter_context(self.batcher.join())
+            for chunk in chunks:
+                if job.feed(chunk):
+                    yield self._take_ready(job, seat)
+            if job.close():
+                yield self._take_ready(job, seat)
 
-    def _take_ready(self, job: RenderJob) -> np.ndarray:
-        """Render every ready frame of ``job``, ``batch_size`` frames per pass."""
+    def _take_ready(self, job: RenderJob, seat: Seat | None = None) -> np.ndarray:
+        """Render every ready frame of ``job``: ``batch_size`` frames per pass, or in shared passes."""
+        if seat is not None:
+            return seat.render(job.take())
         out = []
         while job.ready:
             out.extend(render_slices(self.models, [job.take(self.batch_size)], self.timer, self.pad_to))
