@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -93,10 +94,13 @@ class FaceAlignmentProvider:
         self.device = device
         self.allow_download = allow_download
         self._model = None
+        self._loading = threading.Lock()  # concurrent jobs in one sidecar worker share the provider
 
     def _load(self):
-        if self._model is not None:
-            return self._model
+        with self._loading:
+            return self._model if self._model is not None else self._build()
+
+    def _build(self):
         missing = missing_face_alignment_weights()
         if missing and not self.allow_download:
             raise CheckpointError(
