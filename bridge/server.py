@@ -1,17 +1,20 @@
-"""The sidecar server: a ROUTER socket in front of one worker thread per device.
+"""The sidecar server: a ROUTER socket in front of ``jobs_per_device`` job threads per device.
 
 Threads and who owns what:
 
 * the I/O thread owns the ROUTER socket. It decodes and answers every message (hello, ping,
   cancel, credit at once), queues submits and sends what workers produced, but never computes, so a
   long render never delays a cancel or a heartbeat;
-* one worker thread per device takes the next job from a :class:`FairQueue` (round robin across
+* each device has :attr:`ServerConfig.jobs_per_device` job threads (default 1: one job at a time
+  per device). Each takes the next job from the one :class:`FairQueue` (round robin across
   clients), runs it through the :class:`~talkbridge.bridge.jobs.JobRunner`, encodes (and signs)
-  each output and parks it in the job's bounded :class:`Outbox`, then rings the I/O thread.
+  each output and parks it in the job's bounded :class:`Outbox`, then rings the I/O thread. With
+  more than one, a device runs that many jobs at once, so an engine can share forward passes
+  between them; the runner must accept that many concurrent ``run`` calls per device.
 
 ``talkbridge serve`` plugs in a :class:`~talkbridge.bridge.workers.ProcessRunner`, so the engines
-themselves run in one child process per device and cannot hold this process's GIL; a worker thread
-here only relays their outputs.
+themselves run in one child process per device (all of a device's concurrent jobs in the same
+process) and cannot hold this process's GIL; a job thread here only relays their outputs.
 
 Back-pressure: a chunk leaves only while its client has credit, and the outbox holds at most a
 couple of chunks, so a paused client stalls its worker instead of growing memory; a client silent
@@ -56,6 +59,7 @@ class ServerConfig:
 
     bind: str = p.DEFAULT_ADDRESS
     devices: tuple[str, ...] = ("cpu",)
+    jobs_per_device: int = 1  # jobs each device runs at once (one thread each, all from the same fair queue)
     curve: CurveServerKeys | None = None
     signing_key: bytes | None = None
     limits: p.Limits = field(default_factory=p.Limits.for_server)
@@ -148,6 +152,15 @@ class Server:
         check_bind_is_safe(self.config.bind, self.config.curve)
         if not self.config.devices:
             raise SecurityConfigError("a server needs at least one device")
+        per_device = self.config.jobs_per_device
+        if per_device < 1:
+            raise ValueError(f"jobs_per_device must be at least 1, not {per_device}")
+        accepted = getattr(runner, "jobs_per_worker", None)  # a ProcessRunner's worker refuses more (busy)
+        if accepted is not None and accepted < per_device:
+            raise ValueError(
+                f"the server runs {per_device} jobs per device but its worker processes accept {accepted}; "
+                f"give the ProcessRunner jobs_per_worker={per_device}"
+            )
         self.runner = runner
         self.address: str | None = None
         self._context = zmq.Context()
@@ -187,10 +200,15 @@ class Server:
             self._shutdown_context()
             raise self._start_error
         for device in self.config.devices:
-            worker = threading.Thread(target=self._worker_main, args=(device,), name=f"talkbridge-{device}", daemon=True)
-            self._threads.append(worker)
-            worker.start()
-        log.info("talkbridge sidecar listening on %s (devices: %s)", self.address, ", ".join(self.config.devices))
+            for slot in range(self.config.jobs_per_device):
+                name = f"talkbridge-{device}" + (f"-{slot}" if self.config.jobs_per_device > 1 else "")
+                worker = threading.Thread(target=self._worker_main, args=(device,), name=name, daemon=True)
+                self._threads.append(worker)
+                worker.start()
+        log.info(
+            "talkbridge sidecar listening on %s (devices: %s; %d job(s) at once per device)",
+            self.address, ", ".join(self.config.devices), self.config.jobs_per_device,
+        )
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -582,6 +600,7 @@ class Server:
         return p.Message(p.CANCELLED, job.job_id, {"reason": job.cancel_reason or "cancelled"})
 
     def _worker_main(self, device: str) -> None:
+        """One of ``device``'s job threads: take the fairest waiting job, run it, repeat."""
         while not self._stopping.is_set():
             job = self._queue.get(timeout=0.2)
             if job is not None:

@@ -1,11 +1,14 @@
 """The worker process behind :class:`~talkbridge.bridge.workers.ProcessRunner` (``python -m`` this).
 
-Arguments: the parent's ``ipc://`` address, the device, the :class:`WorkerSpec` JSON and the log
-level. The main thread owns the socket: it receives jobs, cancels and credit, sends what the job
-thread produced and a heartbeat every :data:`HEARTBEAT_S`. The job thread runs the runner and
-waits for credit, so the engine never runs more than ``window`` outputs ahead of the server.
-The process exits when its parent does (``PR_SET_PDEATHSIG`` on Linux, a parent-id check elsewhere).
-"""
+Arguments: the parent's ``ipc://`` address, the device, the :class:`WorkerSpec` JSON, the log
+level, and optionally how many jobs may run at once (default 1) and the per-job output window
+(default :data:`WINDOW`). The main thread owns the socket: it receives jobs, cancels and credit
+(routed by ``job_id``), sends what the job threads produced and a heartbeat every
+:data:`HEARTBEAT_S`. Each job runs the one runner on its own thread and waits for its own credit, so
+the engine never runs more than ``window`` outputs of a job ahead of the server, and a job whose
+client pauses holds back only itself. A submit beyond the job limit is refused with a retryable
+``busy``. The process exits when its parent does (``PR_SET_PDEATHSIG`` on Linux, a parent-id check
+elsewhere)."""
 
 from __future__ import annotations
 
@@ -59,10 +62,13 @@ def _die_with_parent() -> None:
 class _JobThread(threading.Thread):
     """Runs one job; queues encoded messages for the main thread and waits for credit."""
 
-    def __init__(self, runner: Any, device: str, message: p.Message, outbox: "collections.deque[list[Any]]", bell: Doorbell) -> None:
+    def __init__(
+        self, runner: Any, device: str, message: p.Message, outbox: "collections.deque[list[Any]]", bell: Doorbell, window: int = WINDOW
+    ) -> None:
         super().__init__(name=f"talkbridge-worker-job-{message.job_id}", daemon=True)
         self.spec = spec_from_submit(message)
         self.runner, self.device, self.outbox, self.bell = runner, device, outbox, bell
+        self.window = max(1, window)
         self.cancel = threading.Event()
         self.consumed = 0
         self.finished = False  # set once the runner's stream is closed, before the final message leaves
@@ -91,7 +97,7 @@ class _JobThread(threading.Thread):
             stream = self.runner.run(self.spec, self.device, self.cancel)
             for output in stream:
                 with self._credit:
-                    while self._sent - self.consumed >= WINDOW and not self.cancel.is_set():
+                    while self._sent - self.consumed >= self.window and not self.cancel.is_set():
                         self._credit.wait(0.1)
                 if self.cancel.is_set():
                     break
@@ -116,15 +122,15 @@ class _JobThread(threading.Thread):
         self._queue(final)
 
 
-def serve(socket: zmq.Socket, runner: Any, device: str) -> None:
-    """The main loop: until the parent goes away."""
+def serve(socket: zmq.Socket, runner: Any, device: str, max_jobs: int = 1, window: int = WINDOW) -> None:
+    """The main loop: until the parent goes away. Runs up to ``max_jobs`` jobs at once."""
     bell = Doorbell()
     outbox: "collections.deque[list[Any]]" = collections.deque()
     poller = zmq.Poller()
     poller.register(socket, zmq.POLLIN)
     poller.register(bell.fileno(), zmq.POLLIN)
     parent = os.getppid()
-    job: _JobThread | None = None
+    jobs: dict[str, _JobThread] = {}
     last_beat = 0.0
     while True:
         ready = dict(poller.poll(int(HEARTBEAT_S * 1000)))
@@ -136,16 +142,19 @@ def serve(socket: zmq.Socket, runner: Any, device: str) -> None:
                     break
                 message = p.decode(frames, None, INTERNAL_LIMITS)
                 if message.type == p.SUBMIT:
-                    if job is not None and not job.finished:
-                        socket.send_multipart(p.encode(p.error_message(p.E_BUSY, "this worker is running a job", message.job_id, True)))
+                    _reap(jobs)
+                    if message.job_id in jobs or len(jobs) >= max_jobs:
+                        text = f"this worker is running {len(jobs)} job(s), its limit is {max_jobs}"
+                        socket.send_multipart(p.encode(p.error_message(p.E_BUSY, text, message.job_id, True)))
                         continue
-                    job = _JobThread(runner, device, message, outbox, bell)
+                    job = jobs[str(message.job_id)] = _JobThread(runner, device, message, outbox, bell, window)
                     job.start()
-                elif job is not None and message.job_id == job.spec.job_id:
-                    if message.type == p.CANCEL:
-                        job.stop()
-                    elif message.type == p.CREDIT:
-                        job.grant(message.body["consumed"])
+                    continue
+                job = jobs.get(message.job_id or "")
+                if job is not None and message.type == p.CANCEL:
+                    job.stop()
+                elif job is not None and message.type == p.CREDIT:
+                    job.grant(message.body["consumed"])
         if bell.fileno() in ready:
             bell.drain()
         while outbox:
@@ -155,13 +164,22 @@ def serve(socket: zmq.Socket, runner: Any, device: str) -> None:
             with contextlib.suppress(zmq.Again):  # the server is not reading (a paused client): skip a beat
                 socket.send_multipart(p.encode(p.Message(p.PONG, body={"t": now})), zmq.NOBLOCK)
             last_beat = now
+            _reap(jobs)
             if os.getppid() != parent:
                 log.info("the server went away; the worker exits")
                 return
 
 
+def _reap(jobs: dict[str, _JobThread]) -> None:
+    """Forget jobs whose stream has ended (their last message is queued or sent)."""
+    for job_id in [job_id for job_id, job in jobs.items() if job.finished]:
+        del jobs[job_id]
+
+
 def main(argv: list[str]) -> int:
-    address, device, spec_json, level = argv
+    address, device, spec_json, level, *rest = argv
+    max_jobs = int(rest[0]) if rest else 1
+    window = int(rest[1]) if len(rest) > 1 else WINDOW
     logging.basicConfig(level=int(level), format=f"%(levelname)s %(name)s[{device}]: %(message)s", stream=sys.stderr)
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the server decides
@@ -187,7 +205,7 @@ def main(argv: list[str]) -> int:
     }
     socket.send_multipart(p.encode(p.Message(p.WELCOME, body=welcome)))
     try:
-        serve(socket, runner, device)
+        serve(socket, runner, device, max_jobs, window)
     finally:
         socket.close(0)
         context.term()

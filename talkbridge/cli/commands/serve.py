@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=OPTIONS["precision"].choices, default=OPTIONS["precision"].default,
                         help="number format of SadTalker's networks for jobs that do not choose one (default: %(default)s)")
     parser.add_argument("--max-input-mb", type=int, default=256, help="largest audio or image file accepted, in MiB (default: %(default)s)")
+    parser.add_argument("--jobs-per-device", type=int, default=1, metavar="K",
+                        help="jobs each device's worker process runs at once, so an engine can batch their frames (default: %(default)s; not with --ray)")
     parser.add_argument("--ray", metavar="ADDRESS", help="run jobs on this Ray cluster's actors (HOST:PORT, auto, or 'local'); this process is the gateway")
     parser.add_argument("--ray-actors", type=int, help="job actors on the cluster (default: one per GPU, else one per node)")
     parser.set_defaults(func=run)
@@ -59,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
     from talkbridge.bridge.server import Server, ServerConfig, check_bind_is_safe
     from talkbridge.bridge.workers import DEVICE_PLACEHOLDER, ProcessRunner, WorkerSpec
 
+    if args.jobs_per_device < 1:
+        raise InputError(f"--jobs-per-device must be at least 1, not {args.jobs_per_device}")
+    if args.ray and args.jobs_per_device != 1:
+        raise InputError("--jobs-per-device is for local worker processes; with --ray each cluster actor runs one job at a time (drop one of the two)")
     if (args.curve_secret is None) != (args.allow is None):
         raise SecurityConfigError("CURVE needs both --curve-secret (the server's key pair) and --allow (client keys folder)")
     curve = CurveServerKeys.load(args.curve_secret, args.allow) if args.curve_secret else None
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         signing_key=load_signing_key(args.signing_key) if args.signing_key else None,
         limits=Limits.for_server(args.max_input_mb * 1024 * 1024),
         client_timeout_s=args.client_timeout,
+        jobs_per_device=args.jobs_per_device,
     )
     engine_config = _engine_config(args.engine_config)
     if args.checkpoints is not None:
@@ -96,6 +103,6 @@ def run(args: argparse.Namespace) -> int:
         runner = RayRunner(args.ray, spec, args.ray_actors)  # one device per cluster actor
         config = replace(config, devices=runner.devices)
     else:
-        runner = ProcessRunner(spec, devices).start()
+        runner = ProcessRunner(spec, devices, jobs_per_worker=args.jobs_per_device).start()
     Server(runner, config).serve_forever()
     return 0
