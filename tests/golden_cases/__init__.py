@@ -2,7 +2,10 @@
 
 A golden case is a folder holding ``case.json`` (what ran, seed, tolerances), ``inputs.npz``,
 ``outputs.npz`` and side files, produced by the official SadTalker code with recipe weights. A runner
-turns a case into our outputs; ``tests/test_golden.py`` compares them with the official ones.
+turns a case into our outputs; ``tests/golden_cases/check.py`` compares them with the official ones, for
+``tests/test_golden.py`` and for ``bench/golden_device.py`` (the same cases on a GPU, without pytest).
+
+Runners put their networks on :func:`golden_device` (``$TALKBRIDGE_GOLDEN_DEVICE``, default ``cpu``).
 """
 
 from __future__ import annotations
@@ -13,16 +16,42 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO.parent / "shared" / "reference" / "sadtalker"
+DEVICE_ENV = "TALKBRIDGE_GOLDEN_DEVICE"
 
 
 def golden_root() -> Path:
     return Path(os.environ.get("TALKBRIDGE_GOLDEN_DIR", DEFAULT_ROOT))
+
+
+def golden_device() -> "torch.device":
+    """The device the runners put their networks on: ``$TALKBRIDGE_GOLDEN_DEVICE``, default ``cpu``.
+
+    The references are float32, so on CUDA this also turns TF32 off (as ``SadTalkerModels`` does for
+    fp32): with TF32, cuDNN convolutions and matmuls keep only fp16's mantissa and a faithful port
+    would fail its tolerances for the wrong reason.
+    """
+    import torch
+
+    name = os.environ.get(DEVICE_ENV, "").strip() or "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"${DEVICE_ENV}={name!r} is not a torch device ({error})") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"${DEVICE_ENV}={name!r} but torch {torch.__version__} sees no CUDA device")
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return device
 
 
 @dataclass

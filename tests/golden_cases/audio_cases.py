@@ -1,4 +1,7 @@
-"""Runners for the audio-side golden cases: mel front-end, blinks, ExpNet, PoseVAE, audio->coeff."""
+"""Runners for the audio-side golden cases: mel front-end, blinks, ExpNet, PoseVAE, audio->coeff.
+
+The networks run on :func:`~tests.golden_cases.golden_device`; the mel and blink cases are numpy only.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from talkbridge.core.sadtalker.audio_models import SAFETENSORS_PATTERN, AudioChe
 from talkbridge.core.sadtalker.blink import random_blinks
 from talkbridge.core.sadtalker.nets.expnet import ExpNet
 from talkbridge.core.sadtalker.nets.posevae import PoseVAE
-from tests.golden_cases import GoldenCase, RunnerEntry, kind_startswith
+from tests.golden_cases import GoldenCase, RunnerEntry, golden_device, kind_startswith
 
 
 def recipe_model(case: GoldenCase, model: torch.nn.Module, network: str) -> torch.nn.Module:
@@ -58,11 +61,11 @@ def run_blink_random(case: GoldenCase) -> dict[str, np.ndarray]:
 
 
 def run_audio2exp(case: GoldenCase) -> dict[str, np.ndarray]:
-    pipeline = Audio2Coeff(recipe_model(case, ExpNet(), "audio2exp"), PoseVAE())
+    pipeline = Audio2Coeff(recipe_model(case, ExpNet(), "audio2exp"), PoseVAE(), device=golden_device())
     mels = case.inputs["indiv_mels"][0, :, 0]
     ref = case.inputs["ref"][0, :, :EXPRESSION_DIM]
     ratio = case.inputs["ratio_gt"][0]
-    unfused = predict_expression(pipeline.expnet, mels[:10], ref[:10], ratio[:10], batch=10)
+    unfused = predict_expression(pipeline.expnet, mels[:10], ref[:10], ratio[:10], pipeline.device, batch=10)
     fused = pipeline.expression(mels, ref, ratio)  # the production path (batch norm folded)
     assert np.allclose(fused[:10], unfused, atol=1e-5)
     return {"exp_coeff_pred": fused[None]}
@@ -70,7 +73,7 @@ def run_audio2exp(case: GoldenCase) -> dict[str, np.ndarray]:
 
 def run_audio2pose(case: GoldenCase) -> dict[str, np.ndarray]:
     model = recipe_model(case, PoseVAE(), "audio2pose")
-    pipeline = Audio2Coeff(ExpNet(), model)
+    pipeline = Audio2Coeff(ExpNet(), model, device=golden_device())  # moves ``model`` there too
     mels = case.inputs["indiv_mels"][0, :, 0]
     frames = int(case.inputs["num_frames"])
     first_pose = case.inputs["ref"][0, 0, EXPRESSION_DIM : EXPRESSION_DIM + POSE_DIM]
@@ -78,7 +81,7 @@ def run_audio2pose(case: GoldenCase) -> dict[str, np.ndarray]:
     trace: list = []
     pose = PoseSequence(
         model, lambda a, b: mels[a:b], frames, first_pose, int(case.inputs["class"][0]), lambda: next(latents),
-        trace=trace, encoder=pipeline.posevae_encoder,
+        device=pipeline.device, trace=trace, encoder=pipeline.posevae_encoder,
     )
     pose.ensure(frames)
     return {
@@ -95,7 +98,7 @@ def run_audio2coeff(case: GoldenCase) -> dict[str, np.ndarray]:
     inputs = case.inputs
     with tempfile.TemporaryDirectory() as folder:
         write_recipe_safetensors(case, Path(folder))
-        pipeline: Audio2Coeff = load_audio2coeff(AudioCheckpoints.find(folder, 256))
+        pipeline: Audio2Coeff = load_audio2coeff(AudioCheckpoints.find(folder, 256), golden_device())
     request = CoeffRequest(
         audio=case.folder / "speech.wav",
         first_frame=inputs["first_coeff_3dmm"],

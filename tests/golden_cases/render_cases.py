@@ -2,7 +2,8 @@
 
 Each runner builds OUR module, makes the case's recipe weights from that module's own state-dict
 layout, loads them strictly, and runs the same computation the official code ran. Shapes, options and
-configuration come from the case, so unseen cases made the same way run unchanged.
+configuration come from the case, so unseen cases made the same way run unchanged. Modules and
+input tensors go to :func:`~tests.golden_cases.golden_device`; outputs come back to the CPU.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ import torch
 
 from talkbridge.core.sadtalker.checkpoints import load_strict
 from talkbridge.core.sadtalker.render.config import MappingConfig
-from tests.golden_cases import GoldenCase, RunnerEntry, kind_startswith
+from tests.golden_cases import GoldenCase, RunnerEntry, golden_device, kind_startswith
 
 
 def _load_recipe(module: torch.nn.Module, case: GoldenCase, network: str) -> torch.nn.Module:
     shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     weights = case.recipe_weights(shapes, network=network)
     load_strict(module, {k: torch.from_numpy(np.array(v, copy=True)) for k, v in weights.items()}, case.folder)
-    return module.eval()
+    return module.to(golden_device()).eval()
 
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(array, copy=True))
+    return torch.from_numpy(np.array(array, copy=True)).to(golden_device())
 
 
 def _numpy(out: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -59,7 +60,7 @@ def run_kp_detector(case: GoldenCase) -> dict[str, np.ndarray]:
 
     net = _load_recipe(KPDetector(), case, "kp_extractor")
     with torch.inference_mode():
-        return {"kp_canonical": net(_tensor(case.inputs["source_image"])).numpy()}
+        return _numpy({"kp_canonical": net(_tensor(case.inputs["source_image"]))})
 
 
 def run_he_estimator(case: GoldenCase) -> dict[str, np.ndarray]:
