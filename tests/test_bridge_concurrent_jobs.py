@@ -3,7 +3,7 @@
 The runners below are built inside the worker process from their "module:callable" name, as
 `talkbridge serve` builds the engine runner, so these tests cross the real process boundary. A
 module-level rendezvous in the worker proves that jobs really run at the same time in one process:
-each job waits (up to its ``meet_s`` option) until another job is running there too.
+each job waits (up to its ``meet_s`` option) until ``meet_n`` jobs (default 2) are running there.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ _changed = threading.Condition()
 
 
 class MeetingRunner(SyntheticRunner):
-    """The synthetic runner; each job first waits up to ``meet_s`` for a second job in this process.
+    """The synthetic runner; each job first waits up to ``meet_s`` until ``meet_n`` jobs run in this process.
 
     Every output's info says in which process it ran (``pid``), whether the job met another one
     (``met``), when it started and when this output was made (``started``, ``at``: monotonic
@@ -51,7 +51,8 @@ class MeetingRunner(SyntheticRunner):
         with _changed:
             _running += 1
             _changed.notify_all()
-            met = _changed.wait_for(lambda: _running >= 2, timeout=float(job.options.get("meet_s", 0.0)))
+            wanted = int(job.options.get("meet_n", 2))
+            met = _changed.wait_for(lambda: _running >= wanted, timeout=float(job.options.get("meet_s", 0.0)))
         try:
             facts = {"pid": os.getpid(), "met": met, "started": started}
             if job.options.get("stubborn"):
@@ -109,7 +110,7 @@ def test_interleaved_streams_arrive_intact_and_in_order():
     with _serve(3) as (server, _), connect(server) as client:
         ids = {}
         for name, (seed, n) in jobs.items():
-            options = {"n_frames": n, "chunk_frames": 4, "seed": seed, "delay_s": 0.01, "meet_s": 10.0}
+            options = {"n_frames": n, "chunk_frames": 4, "seed": seed, "delay_s": 0.01, "meet_s": 10.0, "meet_n": len(jobs)}
             ids[client.submit_nowait("synthetic", audio=AUDIO, render_size=16, options=options)] = name
         events = []
         deadline = time.monotonic() + 60
@@ -132,8 +133,8 @@ def test_interleaved_streams_arrive_intact_and_in_order():
 def test_cancelling_one_job_leaves_the_other_running_to_done():
     with _serve(2) as (server, runner), connect(server) as canceller, connect(server) as bystander:
         doomed = canceller.submit("synthetic", audio=AUDIO, options={**LONG, "meet_s": 10.0})
-        _, doomed_events = _first_chunk(doomed)
         other = bystander.submit("synthetic", audio=AUDIO, options={"n_frames": 200, "chunk_frames": 5, "delay_s": 0.02, "meet_s": 10.0})
+        _, doomed_events = _first_chunk(doomed)  # both have met: they run side by side
         _, other_events = _first_chunk(other)
         pid = runner.worker_pid("cpu")
         doomed.cancel()
@@ -143,7 +144,7 @@ def test_cancelling_one_job_leaves_the_other_running_to_done():
         assert runner.worker_pid("cpu") == pid and runner.restarts == 0  # the child stopped one job itself
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "hung"])
 def test_a_lost_worker_fails_all_its_jobs_and_is_replaced_once(how):
     with _serve(2, hang_timeout_s=1.0) as (server, runner), connect(server) as first, connect(server) as second:
         handles = [client.submit("synthetic", audio=AUDIO, options={**LONG, "meet_s": 10.0}) for client in (first, second)]
@@ -166,8 +167,8 @@ def test_a_lost_worker_fails_all_its_jobs_and_is_replaced_once(how):
 def test_a_job_that_ignores_its_cancel_costs_the_worker_and_the_other_job_says_why():
     with _serve(2, cancel_grace_s=1.0) as (server, runner), connect(server) as canceller, connect(server) as bystander:
         stuck = canceller.submit("synthetic", audio=AUDIO, options={"stubborn": True, "meet_s": 10.0})
-        _, stuck_events = _first_chunk(stuck)
         other = bystander.submit("synthetic", audio=AUDIO, options={**LONG, "meet_s": 10.0})
+        _, stuck_events = _first_chunk(stuck)
         _, other_events = _first_chunk(other)
         pid = runner.worker_pid("cpu")
         stuck.cancel()
