@@ -120,7 +120,6 @@ _LOST = object()
 """Put in a job's inbox when its worker is gone: the job's thread raises :attr:`_Worker.lost`."""
 
 
-
 class _Worker:
     """One child process, the parent's end of its socket, and the pump thread that alone uses it.
 
@@ -217,8 +216,13 @@ class _Worker:
                 return
             self.lost = WorkerLost(f"the worker process for {self.device} {what}; the job was lost (the worker was restarted: submit it again)")
             inboxes = list(self._inboxes.values())
-        log.warning("the worker process %d for %s %s; starting a new one", self.pid, self.device, what)
-        self._on_lost(self, busy or bool(inboxes))  # the successor starts loading while we clean up
+        busy = busy or bool(inboxes)
+        successor = "starting a new one" if busy else "a new one starts with the next job"
+        log.warning("the worker process %d for %s %s; %s", self.pid, self.device, what, successor)
+        try:
+            self._on_lost(self, busy)  # the successor starts loading while we clean up
+        except Exception:  # no successor now (out of processes?): the next job starts one; these jobs must still end
+            log.exception("could not start a new worker process for %s", self.device)
         self.stop()  # the child is gone before its jobs hear of it
         for inbox in inboxes:
             inbox.put(_LOST)
