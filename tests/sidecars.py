@@ -18,25 +18,49 @@ from talkbridge.bridge.workers import ProcessRunner, WorkerSpec
 
 
 @contextlib.contextmanager
-def sidecar(factory: str = "talkbridge.bridge.jobs:EngineRunner", devices: tuple[str, ...] = ("cpu",), **kwargs: Any) -> Iterator[Server]:
-    """A loopback server whose jobs run in one worker process per device, built by ``factory(**kwargs)``."""
-    runner = ProcessRunner(WorkerSpec(factory, kwargs), devices).start()
-    server = Server(runner, ServerConfig(bind="tcp://127.0.0.1:*", devices=devices)).start()
+def sidecar(
+    factory: str = "talkbridge.bridge.jobs:EngineRunner", devices: tuple[str, ...] = ("cpu",), jobs_per_device: int = 1, **kwargs: Any
+) -> Iterator[Server]:
+    """A loopback server whose jobs run in one worker process per device, built by ``factory(**kwargs)``;
+    each worker runs up to ``jobs_per_device`` jobs at once."""
+    runner = ProcessRunner(WorkerSpec(factory, kwargs), devices, jobs_per_worker=jobs_per_device).start()
+    config = ServerConfig(bind="tcp://127.0.0.1:*", devices=devices, jobs_per_device=jobs_per_device)
+    server = Server(runner, config).start()
     try:
         yield server
     finally:
         server.stop()  # also stops the worker processes
 
 
-def tiny_sadtalker_runner(checkpoint_dir: str, seed: int, device: str = "cpu", engine_kwargs: dict | None = None) -> EngineRunner:
-    """SadTalker from an official-layout folder with the renderer narrowed to the tiny test networks."""
+def tiny_sadtalker_runner(
+    checkpoint_dir: str,
+    seed: int,
+    device: str = "cpu",
+    engine_kwargs: dict | None = None,
+    sadtalker_settings: dict | None = None,
+    pass_record: str | None = None,
+) -> EngineRunner:
+    """SadTalker from an official-layout folder with the renderer narrowed to the tiny test networks.
+
+    ``sadtalker_settings`` adds SadTalker settings (e.g. ``batch_frames``); with cross-job batching on,
+    ``pass_record`` names a file that gets one JSON line per shared pass (frames per job, padding).
+    """
     import torch
 
     from tests.render_helpers import tiny_recipe_models
 
     torch.set_num_threads(1)
-    runner = EngineRunner({"sadtalker": {"checkpoint_dir": checkpoint_dir}, **(engine_kwargs or {})})
-    runner.cache.sadtalker(device).provide_renderer(256, "crop", tiny_recipe_models(seed=seed))
+    runner = EngineRunner({"sadtalker": {"checkpoint_dir": checkpoint_dir, **(sadtalker_settings or {})}, **(engine_kwargs or {})})
+    models = runner.cache.sadtalker(device)
+    models.provide_renderer(256, "crop", tiny_recipe_models(seed=seed))
+    if pass_record is not None:
+        record = Path(pass_record)
+
+        def write(entry: Any) -> None:
+            with record.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"frames": entry.frames, "padding": entry.padding}) + "\n")
+
+        models.batcher(256, "crop").on_pass = write
     return runner
 
 
