@@ -42,6 +42,25 @@ def _bounded(name: str, kind: type, low: float, high: float) -> Any:
     return check
 
 
+ACCELERATOR_JOBS_PER_DEVICE = 4  # jobs a GPU worker runs at once by default, so their frames share passes
+DEFAULT_BATCH_FRAMES = 8  # rows per shared pass when jobs share a device
+
+
+def sharing_defaults(devices: tuple[str, ...], jobs_per_device: int | None, batch_frames: int | None) -> tuple[int, int]:
+    """``serve``'s jobs per device and rows per shared render pass, where the user left them open.
+
+    A GPU is used well only when several jobs' frames share its passes, so a server whose devices are
+    all accelerators runs :data:`ACCELERATOR_JOBS_PER_DEVICE` jobs each; a CPU server runs one (its
+    cores are already busy with one job). Frames are batched across jobs whenever jobs share a device.
+    """
+    if jobs_per_device is None:
+        accelerators = bool(devices) and all(not device.strip().lower().startswith("cpu") for device in devices)
+        jobs_per_device = ACCELERATOR_JOBS_PER_DEVICE if accelerators else 1
+    if batch_frames is None:
+        batch_frames = DEFAULT_BATCH_FRAMES if jobs_per_device > 1 else 0
+    return jobs_per_device, batch_frames
+
+
 SADTALKER_SETTINGS = {
     "batch_frames": _bounded("batch_frames", int, 0, 256),  # rows per shared render pass; 0: every job on its own
     "batch_wait_ms": _bounded("batch_wait_ms", float, 0, 10_000),  # longest wait for a fuller pass

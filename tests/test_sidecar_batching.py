@@ -9,6 +9,7 @@ neighbours), three jobs that differ in seed, expression scale and free-view yaw.
 from __future__ import annotations
 
 import json
+import logging
 
 import cv2
 import numpy as np
@@ -16,10 +17,12 @@ import pytest
 
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.client import Client
+from talkbridge.bridge.jobs import sharing_defaults
+from talkbridge.bridge.workers import ProcessRunner
 from tests.sidecars import sidecar
 from tests.speech import speech_like, write_wav
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = pytest.mark.timeout(600)
 
 JOBS = [
     {"seed": 1, "expression_scale": 1.0},
@@ -47,6 +50,7 @@ def _submit(client: Client, inputs, options: dict):
     return client.submit("sadtalker", audio=speech, image=portrait, options={**options, "landmarks": landmarks}, render_size=256)
 
 
+@pytest.mark.slow
 def test_concurrent_jobs_share_passes_and_match_their_solo_runs(inputs, tmp_path):
     checkpoints = inputs[0]
     record = tmp_path / "passes.jsonl"
@@ -76,3 +80,48 @@ def test_concurrent_jobs_share_passes_and_match_their_solo_runs(inputs, tmp_path
     assert any(len(entry["frames"]) > 1 for entry in shared_passes), "no pass held frames of two jobs"
     assert all(sum(entry["frames"].values()) + entry["padding"] == 4 for entry in shared_passes)
     assert sum(sum(entry["frames"].values()) for entry in shared_passes) == 90
+
+
+def test_sharing_defaults_batch_on_gpus_and_stay_solo_on_cpus():
+    assert sharing_defaults(("cpu",), None, None) == (1, 0)
+    assert sharing_defaults(("cuda:0", "cuda:1"), None, None) == (4, 8)
+    assert sharing_defaults(("cpu", "cuda:0"), None, None) == (1, 0)  # a CPU in the list: one job per device
+    assert sharing_defaults(("cpu",), 3, None) == (3, 8)  # jobs that share a device share passes
+    assert sharing_defaults(("cuda",), 2, 0) == (2, 0)  # ... unless batching is turned off
+
+
+def test_serve_passes_the_batching_settings_to_the_workers(monkeypatch, caplog, tmp_path):
+    from talkbridge.bridge import server as server_module
+    from talkbridge.cli import main
+
+    built: list = []
+
+    class RecordingServer:
+        def __init__(self, runner, config) -> None:
+            built.append((runner, config))
+
+        def serve_forever(self) -> None:
+            pass
+
+    monkeypatch.setattr(server_module, "Server", RecordingServer)
+    monkeypatch.setattr(ProcessRunner, "start", lambda self: self)  # no engine processes for a wiring check
+
+    def served(*flags: str) -> tuple[int, dict]:
+        assert main(["serve", "--bind", "tcp://127.0.0.1:0", *flags]) == 0
+        runner, config = built[-1]
+        runner.close()
+        return config.jobs_per_device, runner.spec.kwargs["engine_kwargs"]["sadtalker"]
+
+    jobs, settings = served("--devices", "cuda:0")
+    assert jobs == 4 and settings["batch_frames"] == 8 and settings["batch_wait_ms"] == 5.0
+    jobs, settings = served()
+    assert jobs == 1 and settings["batch_frames"] == 0
+    jobs, settings = served("--jobs-per-device", "2", "--batch-frames", "16", "--batch-wait-ms", "2.5")
+    assert jobs == 2 and settings["batch_frames"] == 16 and settings["batch_wait_ms"] == 2.5
+    config = tmp_path / "engines.json"
+    config.write_text(json.dumps({"sadtalker": {"batch_frames": 12}}))
+    assert served("--devices", "cuda", "--engine-config", str(config))[1]["batch_frames"] == 12  # the file's choice stays
+    assert served("--devices", "cuda", "--engine-config", str(config), "--batch-frames", "4")[1]["batch_frames"] == 4  # a flag wins
+    with caplog.at_level(logging.ERROR):
+        assert main(["serve", "--batch-frames", "-3"]) == 1
+    assert "--batch-frames (or the engine config's sadtalker.batch_frames): SadTalker setting batch_frames must be an integer from 0 to 256, got -3" in caplog.text

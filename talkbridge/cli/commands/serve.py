@@ -34,8 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=OPTIONS["precision"].choices, default=OPTIONS["precision"].default,
                         help="number format of SadTalker's networks for jobs that do not choose one (default: %(default)s)")
     parser.add_argument("--max-input-mb", type=int, default=256, help="largest audio or image file accepted, in MiB (default: %(default)s)")
-    parser.add_argument("--jobs-per-device", type=int, default=1, metavar="K",
-                        help="jobs each device's worker process runs at once, so an engine can batch their frames (default: %(default)s; not with --ray)")
+    parser.add_argument("--jobs-per-device", type=int, metavar="K",
+                        help="jobs each device's worker process runs at once, so their frames can share render passes "
+                        "(default: 4 when every device is a GPU, else 1; not with --ray)")
+    parser.add_argument("--batch-frames", type=int, metavar="N",
+                        help="SadTalker frames per shared render pass across concurrent jobs; 0 renders each job on its own "
+                        "(default: 8 when jobs share a device, else 0)")
+    parser.add_argument("--batch-wait-ms", type=float, metavar="T",
+                        help="longest wait in ms for more jobs' frames before a part-full pass starts (default: 5)")
     parser.add_argument("--ray", metavar="ADDRESS", help="run jobs on this Ray cluster's actors (HOST:PORT, auto, or 'local'); this process is the gateway")
     parser.add_argument("--ray-actors", type=int, help="job actors on the cluster (default: one per GPU, else one per node)")
     parser.set_defaults(func=run)
@@ -61,15 +67,18 @@ def run(args: argparse.Namespace) -> int:
     from talkbridge.bridge.server import Server, ServerConfig, check_bind_is_safe
     from talkbridge.bridge.workers import DEVICE_PLACEHOLDER, ProcessRunner, WorkerSpec
 
-    if args.jobs_per_device < 1:
+    from talkbridge.bridge.jobs import SADTALKER_SETTINGS, sharing_defaults
+
+    if args.jobs_per_device is not None and args.jobs_per_device < 1:
         raise InputError(f"--jobs-per-device must be at least 1, not {args.jobs_per_device}")
-    if args.ray and args.jobs_per_device != 1:
+    if args.ray and args.jobs_per_device not in (None, 1):
         raise InputError("--jobs-per-device is for local worker processes; with --ray each cluster actor runs one job at a time (drop one of the two)")
+    devices = tuple(d.strip() for d in args.devices.split(",") if d.strip())
+    args.jobs_per_device, batch_frames = sharing_defaults(devices, 1 if args.ray else args.jobs_per_device, args.batch_frames)
     if (args.curve_secret is None) != (args.allow is None):
         raise SecurityConfigError("CURVE needs both --curve-secret (the server's key pair) and --allow (client keys folder)")
     curve = CurveServerKeys.load(args.curve_secret, args.allow) if args.curve_secret else None
     check_bind_is_safe(args.bind, curve)
-    devices = tuple(d.strip() for d in args.devices.split(",") if d.strip())
     config = ServerConfig(
         bind=args.bind,
         devices=devices,
@@ -91,6 +100,16 @@ def run(args: argparse.Namespace) -> int:
             log.info("sadtalker checkpoints: %s (model store)", found)
         else:
             log.warning("no SadTalker checkpoints (--checkpoints or `talkbridge models download`): sadtalker jobs will be refused")
+    sharing = engine_config.setdefault("sadtalker", {})  # explicit flags win over the engine config
+    if args.batch_frames is not None or "batch_frames" not in sharing:
+        sharing["batch_frames"] = batch_frames
+    if args.batch_wait_ms is not None or "batch_wait_ms" not in sharing:
+        sharing["batch_wait_ms"] = 5.0 if args.batch_wait_ms is None else args.batch_wait_ms
+    for flag, name in (("--batch-frames", "batch_frames"), ("--batch-wait-ms", "batch_wait_ms")):
+        try:
+            SADTALKER_SETTINGS[name](sharing[name])
+        except InputError as error:
+            raise InputError(f"{flag} (or the engine config's sadtalker.{name}): {error}") from None
     preload = tuple(("engine", (name, DEVICE_PLACEHOLDER)) for name in (n.strip() for n in args.preload.split(",")) if name)
     spec = WorkerSpec("talkbridge.bridge.jobs:EngineRunner", {"engine_kwargs": engine_config, "precision": args.precision}, preload)
     # The engines run in one process per device, so none can stall the server's socket; a worker's
