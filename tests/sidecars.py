@@ -85,3 +85,24 @@ class RecordingRunner(EngineRunner):
         with self.record.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(job.options) + "\n")
         yield from super().run(job, device, cancel)
+
+
+def record_serve(monkeypatch: Any) -> list:
+    """Make ``talkbridge serve`` build its runner and config but start nothing and serve nothing.
+
+    Returns the list that each call's ``(runner, config)`` is appended to (a wiring check).
+    """
+    from talkbridge.bridge import server as server_module
+
+    built: list = []
+
+    class RecordingServer:
+        def __init__(self, runner: Any, config: Any) -> None:
+            built.append((runner, config))
+
+        def serve_forever(self) -> None:
+            pass
+
+    monkeypatch.setattr(server_module, "Server", RecordingServer)
+    monkeypatch.setattr(ProcessRunner, "start", lambda self: self)  # no engine processes
+    return built

@@ -235,20 +235,10 @@ def test_a_server_will_not_run_more_jobs_per_device_than_its_workers_take():
 
 
 def test_serve_wires_jobs_per_device_and_refuses_it_with_ray(monkeypatch, caplog):
-    from talkbridge.bridge import server as server_module
     from talkbridge.cli import main
+    from tests.sidecars import record_serve
 
-    built: list = []
-
-    class RecordingServer:
-        def __init__(self, runner, config) -> None:
-            built.append((runner, config))
-
-        def serve_forever(self) -> None:
-            pass
-
-    monkeypatch.setattr(server_module, "Server", RecordingServer)
-    monkeypatch.setattr(ProcessRunner, "start", lambda self: self)  # no engine processes for a wiring check
+    built = record_serve(monkeypatch)
     assert main(["serve", "--bind", "tcp://127.0.0.1:0", "--jobs-per-device", "3"]) == 0
     runner, config = built[-1]
     assert config.jobs_per_device == 3 and runner.jobs_per_worker == 3

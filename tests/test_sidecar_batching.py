@@ -91,20 +91,10 @@ def test_sharing_defaults_batch_on_gpus_and_stay_solo_on_cpus():
 
 
 def test_serve_passes_the_batching_settings_to_the_workers(monkeypatch, caplog, tmp_path):
-    from talkbridge.bridge import server as server_module
     from talkbridge.cli import main
+    from tests.sidecars import record_serve
 
-    built: list = []
-
-    class RecordingServer:
-        def __init__(self, runner, config) -> None:
-            built.append((runner, config))
-
-        def serve_forever(self) -> None:
-            pass
-
-    monkeypatch.setattr(server_module, "Server", RecordingServer)
-    monkeypatch.setattr(ProcessRunner, "start", lambda self: self)  # no engine processes for a wiring check
+    built = record_serve(monkeypatch)
 
     def served(*flags: str) -> tuple[int, dict]:
         assert main(["serve", "--bind", "tcp://127.0.0.1:0", *flags]) == 0
