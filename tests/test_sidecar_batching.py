@@ -18,7 +18,6 @@ import pytest
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.client import Client
 from talkbridge.bridge.jobs import sharing_defaults
-from talkbridge.bridge.workers import ProcessRunner
 from tests.sidecars import sidecar
 from tests.speech import speech_like, write_wav
 
