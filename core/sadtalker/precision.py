@@ -10,27 +10,42 @@ op lists.
 What runs in the half dtype:
 
 * renderer: the generator's per-frame modules (``OcclusionAwareSPADEGenerator.per_frame_modules``:
-  dense motion's 3-D hourglass, mask and occlusion convs, the bottleneck convs, the SPADE decoder);
+  dense motion's 3-D hourglass, mask and occlusion convs, the SPADE decoder's blocks and output conv);
 * audio side: the two Wav2Lip audio encoders (batch norm folded), i.e. nearly all audio FLOPs.
 
-What stays float32 (cheap, or where rounding would move keypoints or coordinates):
+What stays float32 (cheap, or where rounding would move keypoints or coordinates, or is magnified):
 
 * MappingNet, pose bins -> degrees (a softmax over 66 bins), rotations and every keypoint;
 * the KPDetector (its heatmap softmax has temperature 0.1) and the generator's source-only part
   (appearance volume, compress conv): once per portrait, and bf16 there alone costs ~5 dB;
+* per frame, the bottleneck convs (``third``, ``fourth``) and the decoder's ``fc`` (1.7% of the
+  per-frame FLOPs at 256): their activations sit on a per-channel offset about twice their spread,
+  which the first SPADE instance norm removes, so their rounding is magnified (each alone in bf16:
+  43-44 dB);
+* the SPADE decoder's residual stream (each block's input and sum), instance-norm statistics, and
+  in the middle blocks (64x64 maps at 256) also the SPADE modulation ``n + n * gamma + beta``;
+  the convs get their inputs cast to the half dtype;
+* the spectral-norm weights' W / sigma, fixed in float32 just before the cast
+  (``SpectralNormConv2d.before_reduced_cast``): from the rounded W, u and v, sigma = u . (W v) is a
+  cancelling sum whose error scales whole layers (alone: the bf16 decoder at 41.6 instead of 47.4 dB);
 * Gaussian keypoint heatmaps, the sparse motion grids, the mask softmax and the composed
   deformation; every ``grid_sample`` runs in float32 (its input is upcast), because bf16 has only 8
   bits of mantissa and would move sample points by up to a quarter of a voxel at 512;
-* instance-norm statistics in SPADE, the spectral-norm sigma, the occlusion and output sigmoids;
+* the occlusion and output sigmoids;
 * the audio side's ExpNet head (one linear layer) and the whole PoseVAE decoder;
 * the 3DMM recon net (once per portrait; not affected by this option).
 
-Quality (docs/performance.md): fp16 frames are ~49-54 dB from fp32 on the golden recipe weights,
-above the 40 dB gate; bf16 (8 mantissa bits to fp16's 11) gives ~31-35 dB there, below it, so fp16
-is the GPU choice and bf16 a speed option for CPUs with BF16 units.
+Quality (docs/performance.md): frames against fp32 on the golden recipe weights (``sn_u_x10``), gate
+40 dB: bf16 41.9 dB at 256 on the official networks (35.1 dB before the per-frame float32 parts,
+the residual stream and the W / sigma fix), 42.6 dB on ``bench/gpu.py``'s weights (was 34.9), 42.5 dB
+on the tiny test renderer (was 30.9); fp16 56.8 dB on the tiny renderer (was 48.3). The price: bf16 renders at 1.74x fp32's speed on this CPU
+(AVX512-BF16; official networks at 256, batch 4, 2 threads) instead of 1.81x, i.e. ~4% more time.
+fp16 is the GPU choice (more headroom); bf16 the CPU choice.
 
-In ``fp32`` every cast above is a no-op (``Tensor.to`` returns the tensor itself), so outputs are
-bit-identical to the code before this option existed.
+In ``fp32`` every cast above is a no-op (``Tensor.to`` returns the tensor itself), ``cast_module``
+casts nothing (so W / sigma is not fixed) and SPADE takes its reference expression, so outputs are
+bit-identical to the code before this option existed (checked: every golden case, and the
+generator's outputs equal the previous code's bit for bit).
 
 Devices: ``bf16`` runs on CPU (fast where the CPU has AVX512-BF16 or AMX, otherwise emulated) and on
 CUDA GPUs that support it (Ampere and later). ``fp16`` is refused on CPU: PyTorch's CPU half
@@ -124,8 +139,16 @@ def module_dtype(module: nn.Module) -> torch.dtype:
 
 
 def cast_module(module: nn.Module, name: str) -> nn.Module:
-    """Cast a module's floating parameters and buffers to ``name``'s dtype, in place (fp32: unchanged)."""
+    """Cast a module's floating parameters and buffers to ``name``'s dtype, in place (fp32: unchanged).
+
+    Submodules with a ``before_reduced_cast()`` method get it called first, while their weights are
+    still float32 (the spectral-norm convs fix W / sigma there, see ``render.blocks``).
+    """
     dtype = precision_dtype(name)
     if module_dtype(module) != dtype:
+        for sub in module.modules():
+            prepare = getattr(sub, "before_reduced_cast", None)
+            if callable(prepare) and module_dtype(sub) == torch.float32:
+                prepare()
         module.to(dtype)
     return module
