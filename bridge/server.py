@@ -395,6 +395,7 @@ class Server:
         capabilities = {
             **self._capabilities,
             "devices": list(self.config.devices),
+            "jobs_per_device": self.config.jobs_per_device,
             "protocol_versions": list(p.SUPPORTED_VERSIONS),
             "default_credit": self.config.default_credit,
             "max_credit": self.config.max_credit,

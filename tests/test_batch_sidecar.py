@@ -18,10 +18,10 @@ from tests.speech import speech_like, write_wav
 pytestmark = [pytest.mark.timeout(300)]
 
 
-def sidecar(devices: tuple[str, ...]) -> Server:
+def sidecar(devices: tuple[str, ...], jobs_per_device: int = 1) -> Server:
     """A sidecar as `talkbridge serve` runs it: the engines in one worker process per device."""
-    runner = ProcessRunner(WorkerSpec("talkbridge.bridge.jobs:EngineRunner"), devices).start()
-    return Server(runner, ServerConfig(bind="tcp://127.0.0.1:*", devices=devices)).start()
+    runner = ProcessRunner(WorkerSpec("talkbridge.bridge.jobs:EngineRunner"), devices, jobs_per_worker=jobs_per_device).start()
+    return Server(runner, ServerConfig(bind="tcp://127.0.0.1:*", devices=devices, jobs_per_device=jobs_per_device)).start()
 
 
 def test_rows_spread_over_two_sidecars_and_match_an_in_process_batch(tmp_path):
@@ -31,9 +31,9 @@ def test_rows_spread_over_two_sidecars_and_match_an_in_process_batch(tmp_path):
         lines.append(f"l{i}.wav,,{i},64,livelink")
     lines.append("l0.wav,odd,0,65,")  # odd size: refused by the sidecar route like locally
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
-    one, two = sidecar(("cpu",)), sidecar(("cpu:0", "cpu:1"))
+    one, two = sidecar(("cpu",)), sidecar(("cpu:0", "cpu:1"), jobs_per_device=2)
     try:
-        assert sidecar_slots(SidecarTarget(one.address)) == 1 and sidecar_slots(SidecarTarget(two.address)) == 2
+        assert sidecar_slots(SidecarTarget(one.address)) == 1 and sidecar_slots(SidecarTarget(two.address)) == 4  # 2 devices x 2 jobs
         code = main(["-q", "batch", str(tmp_path / "m.csv"), "-o", str(tmp_path / "remote"), "--engine", "lite",
                      "--sidecar", one.address, two.address])
     finally:

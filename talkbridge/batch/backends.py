@@ -45,7 +45,8 @@ class InProcessBackend:
 
 
 def sidecar_slots(target: Any) -> int:
-    """How many rows a sidecar takes at once: its devices not already busy with queued jobs (at least 1)."""
+    """How many rows a sidecar takes at once: its job places (devices x jobs per device, so a GPU
+    sidecar gets enough rows to batch their frames) not already taken by queued jobs (at least 1)."""
     client = target.client()
     try:
         capabilities = client.connect(timeout=10.0)["capabilities"]
@@ -54,7 +55,9 @@ def sidecar_slots(target: Any) -> int:
     finally:
         client.close()
     devices = len(capabilities.get("devices", [])) or 1
-    return max(1, devices - int(capabilities.get("queued_jobs", 0)))
+    per_device = capabilities.get("jobs_per_device", 1)  # absent from servers before concurrent jobs
+    per_device = per_device if isinstance(per_device, int) and not isinstance(per_device, bool) and 0 < per_device <= 1024 else 1
+    return max(1, devices * per_device - int(capabilities.get("queued_jobs", 0)))
 
 
 def _interrupt_thread(thread_id: int) -> None:
