@@ -122,6 +122,37 @@ def test_waiting_jobs_share_each_pass_fairly_and_a_newcomer_is_served_in_the_nex
         assert out[key][1].shape == (count, SIZE, SIZE, 3)
 
 
+def test_with_more_jobs_than_rows_the_jobs_left_out_of_a_pass_lead_the_next(models):
+    """Five waiting jobs, two rows per pass: the turn rotates, so nobody waits more than three passes."""
+    names = "abcde"
+    jobs = {name: _long_job(models, 40 + i, 4) for i, name in enumerate(names)}
+    records: list[PassRecord] = []
+    others_waiting = threading.Event()
+
+    def on_pass(record: PassRecord) -> None:
+        records.append(record)
+        if len(records) == 1:
+            assert others_waiting.wait(30)
+
+    batcher = FrameBatcher(models, BatchPolicy(max_frames=2, max_wait_ms=10_000), on_pass=on_pass)
+    out: dict = {}
+    threads = {name: threading.Thread(target=_request, args=(batcher, jobs[name], 4, out, name)) for name in names}
+    threads["a"].start()
+    while batcher.passes_started < 1:
+        time.sleep(0.005)
+    for name in names[1:]:
+        threads[name].start()
+        while batcher.waiting_requests < names.index(name) + 1:  # arrival order b, c, d, e
+            time.sleep(0.005)
+    others_waiting.set()
+    for thread in threads.values():
+        thread.join(60)
+    seat = {name: seat_id for name, (seat_id, _) in out.items()}
+    served = ["".join(sorted(n for n in names if record.frames.get(seat[n]))) for record in records]
+    assert served[:5] == ["a", "bc", "de", "ab", "cd"], served
+    assert all(out[name][1].shape == (4, SIZE, SIZE, 3) for name in names)
+
+
 def test_a_pass_waits_for_other_jobs_at_most_max_wait_ms(models):
     batcher = FrameBatcher(models, BatchPolicy(max_frames=8, max_wait_ms=300))
     job = _long_job(models, 31, 2)
@@ -182,3 +213,41 @@ def test_policy_limits_are_checked():
         BatchPolicy(max_frames=0)
     with pytest.raises(ValueError, match="max_wait_ms"):
         BatchPolicy(max_wait_ms=-1)
+
+
+def test_each_pass_share_comes_back_at_once_and_a_closed_stream_withdraws_the_rest(models):
+    """A job gets its frames pass by pass (first frames after one pass, not after its whole request);
+    a job that stops listening has none of its remaining frames rendered."""
+    records: list[PassRecord] = []
+    batcher = FrameBatcher(models, BatchPolicy(max_frames=4, max_wait_ms=0), on_pass=records.append)
+    job = _long_job(models, 35, 12)
+    expected = _solo_frames(models, 35, 12, pass_size=4)
+    with batcher.join() as seat:
+        parts = seat.frames(job.take(8))
+        first = next(parts)
+        assert first.shape == (4, SIZE, SIZE, 3) and batcher.passes == 1  # out after the first pass
+        rest = list(parts)
+        assert [len(part) for part in rest] == [4]
+        assert np.array_equal(np.concatenate([first, *rest]), expected[:8])
+        stopped = seat.frames(job.take(4))
+        assert len(next(stopped)) == 4
+        stopped.close()  # nothing was left: closing changes nothing
+        withdrawn = seat.frames(_long_job(models, 36, 40).take(40))
+        next(withdrawn)
+        withdrawn.close()  # the job went away after its first frames
+    deadline = time.monotonic() + 10
+    while batcher.waiting_requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert batcher.waiting_requests == 0
+    assert batcher.frames < 12 + 40  # the withdrawn request's remaining frames were never rendered
+    assert sum(sum(r.frames.values()) for r in records) == batcher.frames
+
+
+def _solo_frames(models, seed, count, pass_size):
+    from talkbridge.core.sadtalker.render.shared_pass import render_slices
+
+    job = _long_job(models, seed, count)
+    out = []
+    while job.ready:
+        out.extend(render_slices(models, [job.take(pass_size)], None, pass_size))
+    return np.concatenate(out)

@@ -12,22 +12,25 @@ one :func:`~.shared_pass.render_slices` call:
 * **Waiting.** A pass starts as soon as it is full, or when every job that has joined is waiting for
   frames, or ``max_wait_ms`` after the oldest waiting request arrived; a job's frames are never held
   back longer than that for the sake of a fuller pass.
-* **Fairness.** Frames are dealt one at a time to the waiting jobs in turn, oldest request first, so
-  every waiting job gets an equal share of each pass (up to one frame) whatever its size; a job
+* **Fairness.** Frames are dealt one at a time to the waiting jobs in turn, starting with the job
+  served least recently, so every waiting job gets an equal share of each pass (up to one frame)
+  whatever its size, and with more jobs than rows the ones left out of a pass lead the next; a job
   with many ready frames cannot crowd out a newcomer's first frames.
 
-The jobs' own threads block in :meth:`Seat.render` while the batcher's thread runs the passes, so
-all device work for one renderer happens on one thread, in order.
+The jobs' own threads wait in :meth:`Seat.frames` while the batcher's thread runs the passes (so
+all device work for one renderer happens on one thread, in order), and get their share of every
+pass back as soon as that pass is done.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -55,20 +58,23 @@ class BatchPolicy:
 
 @dataclass(eq=False)
 class _Request:
-    """One job's ready frames, waiting to be rendered (possibly over several passes)."""
+    """One job's ready frames, rendered over one or more passes; each pass's share is handed back at once."""
 
     seat: "Seat"
     piece: FrameSlice
     arrived: float
-    dealt: int = 0  # frames of ``piece`` already placed in a pass
-    done: int = 0  # frames of ``piece`` rendered
-    parts: list[np.ndarray] = field(default_factory=list)
-    error: BaseException | None = None
-    finished: threading.Event = field(default_factory=threading.Event)
+    total: int = -1  # frames to render: all of ``piece`` unless the job withdraws the rest
+    dealt: int = 0  # frames already placed in a pass
+    done: int = 0  # frames rendered and handed back
+    parts: "queue.SimpleQueue[np.ndarray | BaseException]" = field(default_factory=queue.SimpleQueue)
+
+    def __post_init__(self) -> None:
+        if self.total < 0:
+            self.total = len(self.piece)
 
     @property
     def undealt(self) -> int:
-        return len(self.piece) - self.dealt
+        return self.total - self.dealt
 
 
 @dataclass(frozen=True)
@@ -91,11 +97,24 @@ class Seat:
         self.id = seat_id
         self._left = False
 
-    def render(self, piece: FrameSlice) -> np.ndarray:
-        """``piece``'s (n, S, S, 3) uint8 frames, rendered in shared passes; blocks until all are done."""
+    def frames(self, piece: FrameSlice) -> Iterator[np.ndarray]:
+        """``piece``'s frames as (n, S, S, 3) uint8 arrays, in order, each as soon as its pass is done.
+
+        A job's share of one pass comes back at once, so its first frames are out after one pass
+        (plus at most ``max_wait_ms``), however many frames it asked for. Closing the iterator early
+        withdraws the frames not yet placed in a pass.
+        """
         if self._left:
             raise RuntimeError("this job has already left its frame batcher")
-        return self.batcher._render(self, piece)
+        return self.batcher._frames(self, piece)
+
+    def render(self, piece: FrameSlice) -> np.ndarray:
+        """All of ``piece``'s frames in one array (blocks until the last pass holding them is done)."""
+        parts = list(self.frames(piece))
+        if not parts:
+            side = piece.source.features.feature_3d.shape[-1] * 4  # the decoder upsamples the volume 4x
+            return np.zeros((0, side, side, 3), np.uint8)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def leave(self) -> None:
         if not self._left:
@@ -127,6 +146,7 @@ class FrameBatcher:
         self.on_pass = on_pass
         self._changed = threading.Condition()
         self._pending: list[_Request] = []  # arrival order; at most one per seat
+        self._last_dealt: dict[int, int] = {}  # seat id -> the pass that last held its frames
         self._seats = 0
         self._next_seat = 0
         self._thread: threading.Thread | None = None
@@ -158,12 +178,12 @@ class FrameBatcher:
     def _leave(self, seat: Seat) -> None:
         with self._changed:
             self._seats -= 1
+            self._last_dealt.pop(seat.id, None)
             self._changed.notify_all()  # the jobs still here may be all that is left to wait for
 
-    def _render(self, seat: Seat, piece: FrameSlice) -> np.ndarray:
+    def _frames(self, seat: Seat, piece: FrameSlice) -> Iterator[np.ndarray]:
         if not len(piece):
-            side = piece.source.features.feature_3d.shape[-1] * 4  # the decoder upsamples the volume 4x
-            return np.zeros((0, side, side, 3), np.uint8)
+            return
         request = _Request(seat, piece, time.monotonic())
         with self._changed:
             self._pending.append(request)
@@ -171,10 +191,25 @@ class FrameBatcher:
                 self._thread = threading.Thread(target=self._run, name="talkbridge-frame-batcher", daemon=True)
                 self._thread.start()
             self._changed.notify_all()
-        request.finished.wait()
-        if request.error is not None:
-            raise request.error
-        return request.parts[0] if len(request.parts) == 1 else np.concatenate(request.parts)
+        received = 0
+        try:
+            while received < request.total:
+                part = request.parts.get()
+                if isinstance(part, BaseException):
+                    raise part
+                received += len(part)
+                yield part
+        finally:
+            if received < request.total:
+                self._withdraw(request)
+
+    def _withdraw(self, request: _Request) -> None:
+        """The job stopped listening: deal none of its remaining frames; forget it once nothing is in flight."""
+        with self._changed:
+            request.total = request.dealt
+            if request.done >= request.total and request in self._pending:
+                self._pending.remove(request)
+            self._changed.notify_all()
 
     # ------------------------------------------------------------------------------ the render thread
 
@@ -209,8 +244,13 @@ class FrameBatcher:
         return [r for r in self._pending if r.undealt > 0]
 
     def _deal(self, waiting: list[_Request]) -> list[tuple[_Request, int, int]]:
-        """Deal up to ``max_frames`` frames one at a time to the waiting requests in turn."""
-        counts = Counter()
+        """Deal up to ``max_frames`` frames one at a time to the waiting requests in turn.
+
+        The turn starts with the jobs served least recently (ties: the oldest request), so with more
+        waiting jobs than rows the jobs left out of one pass lead the next.
+        """
+        waiting = sorted(waiting, key=lambda r: (self._last_dealt.get(r.seat.id, -1), r.arrived))
+        counts: Counter = Counter()
         room = self.policy.max_frames
         while room:
             dealt_any = False
@@ -227,6 +267,7 @@ class FrameBatcher:
             if count:
                 pieces.append((request, request.dealt, count))
                 request.dealt += count
+                self._last_dealt[request.seat.id] = self.passes_started
         return pieces
 
     def _render_pass(self, pieces: list[tuple[_Request, int, int]]) -> None:
@@ -248,14 +289,14 @@ class FrameBatcher:
             error = failure
         with self._changed:
             for index, (request, _, count) in enumerate(pieces):
+                request.done += count
                 if error is not None:
-                    request.error = error
+                    request.total = request.dealt = request.done  # nothing more for this request
+                    request.parts.put(error)
                 else:
-                    request.parts.append(frames[index])
-                    request.done += count
-                if error is not None or request.done == len(request.piece):
+                    request.parts.put(frames[index])
+                if request.done >= request.total and request in self._pending:
                     self._pending.remove(request)
-                    request.finished.set()
             self._changed.notify_all()
 
 

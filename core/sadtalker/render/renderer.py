@@ -122,14 +122,19 @@ class FaceRenderer:
             seat = None if self.batcher is None else stack.enter_context(self.batcher.join())
             for chunk in chunks:
                 if job.feed(chunk):
-                    yield self._take_ready(job, seat)
+                    yield from self._take_ready(job, seat)
             if job.close():
-                yield self._take_ready(job, seat)
+                yield from self._take_ready(job, seat)
 
-    def _take_ready(self, job: RenderJob, seat: Seat | None = None) -> np.ndarray:
-        """Render every ready frame of ``job``: ``batch_size`` frames per pass, or in shared passes."""
+    def _take_ready(self, job: RenderJob, seat: Seat | None = None) -> Iterator[np.ndarray]:
+        """Every ready frame of ``job``: ``batch_size`` frames per pass in one array, or in shared
+        passes, each pass's share as soon as it is out."""
         if seat is not None:
-            return seat.render(job.take())
+            yield from seat.frames(job.take())
+            return
+        yield self._render_ready(job)
+
+    def _render_ready(self, job: RenderJob) -> np.ndarray:
         out = []
         while job.ready:
             out.extend(render_slices(self.models, [job.take(self.batch_size)], self.timer, self.pad_to))
