@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--renderer", choices=("official", "slim"), default="official")
     parser.add_argument("--overlap", choices=("auto", "on", "off", "both"), default="auto",
                         help="render one batch ahead of paste-back and encoding (auto: on for GPUs); both: time the first clip each way")
+    parser.add_argument("--preprocess", choices=("crop", "full"), default="crop", help="full: frames are seamlessly cloned into the photo")
+    parser.add_argument("--paste-workers", type=int, default=None, help="threads pasting frames back (default: 1 on CPU, most cores beside a GPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,9 +124,10 @@ def main() -> None:
         cache = EngineCache(checkpoints)
         models = cache.sadtalker(args.device)
         if args.renderer == "slim":
-            models.provide_renderer(args.size, "crop", slim_render_models(models.device))
+            models.provide_renderer(args.size, args.preprocess, slim_render_models(models.device))
         print(
-            f"device {models.device}, size {args.size}, batch {args.batch_size}, renderer {args.renderer}, "
+            f"device {models.device}, size {args.size}, batch {args.batch_size}, renderer {args.renderer}, {args.preprocess}, "
+            f"paste workers {args.paste_workers or 'auto'}, "
             f"RSS after loading {rss_mb():.0f} MB"
         )
         results = []
@@ -133,11 +136,12 @@ def main() -> None:
                 print(f"{seconds:6.1f} s: skipped (--max-seconds {args.max_seconds})")
                 continue
             wav = write_wav(tmp / f"speech_{int(seconds)}.wav", speech_like(seconds, seed=1))
-            options = JobOptions(engine="sadtalker", size=args.size, landmarks=landmarks, batch_size=args.batch_size, device=args.device)
+            options = JobOptions(engine="sadtalker", size=args.size, landmarks=landmarks, batch_size=args.batch_size, device=args.device, preprocess=args.preprocess)
             with PeakSampler() as memory:
                 start = time.perf_counter()
                 # The whole streaming job: face, audio networks, renderer, paste-back, the one writer (H.264 + motion files).
-                stream = open_local_job(JobRequest(wav, portrait, options.checked()), cache, overlap={"on": True, "off": False}.get(args.overlap))
+                overlap = {"on": True, "off": False}.get(args.overlap)
+                stream = open_local_job(JobRequest(wav, portrait, options.checked()), cache, overlap=overlap, paste_workers=args.paste_workers)
                 counted = {"frames": 0, "early_rss": None}
                 with tqdm(total=stream.info.n_frames, unit="frame", desc=f"{seconds:g} s", leave=False) as bar:
 
@@ -164,11 +168,11 @@ def main() -> None:
             # Both ways after the warm-up above, in turn first, so neither pays the first run's costs.
             first = results[0]["seconds"]
             wav = tmp / f"speech_{int(first)}.wav"
-            options = JobOptions(engine="sadtalker", size=args.size, landmarks=landmarks, batch_size=args.batch_size, device=args.device)
+            options = JobOptions(engine="sadtalker", size=args.size, landmarks=landmarks, batch_size=args.batch_size, device=args.device, preprocess=args.preprocess)
             timed = {}
             for label, overlap in (("in turn", False), ("overlapped", True)):
                 start = time.perf_counter()
-                stream = open_local_job(JobRequest(wav, portrait, options.checked()), cache, overlap=overlap)
+                stream = open_local_job(JobRequest(wav, portrait, options.checked()), cache, overlap=overlap, paste_workers=args.paste_workers)
                 write_job(stream, OutputPlan(tmp, "again", overwrite=True), audio=wav, request_metadata={})
                 timed[label] = (time.perf_counter() - start) / results[0]["frames"]
             print(f"overlap: {timed['overlapped']:.3f} s/frame overlapped, {timed['in turn']:.3f} s/frame in turn "

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from talkbridge.core.jobs.overlap import ahead
+from talkbridge.core.jobs.overlap import ahead, cpu_workers, map_batches
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -77,7 +77,9 @@ def test_closing_early_stops_the_producer_and_its_thread():
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_sadtalker_job_gives_the_same_steps_with_and_without_overlap(tmp_path):
+def test_a_sadtalker_job_gives_the_same_steps_with_and_without_overlap_and_paste_threads(tmp_path):
+    """Full mode (seamless cloning into the photo): rendering ahead and pasting on three threads
+    change nothing but the speed."""
     from talkbridge.core.jobs import JobOptions, JobRequest
     from talkbridge.core.jobs.cache import EngineCache
     from talkbridge.core.jobs.local import open_local_job
@@ -91,9 +93,71 @@ def test_a_sadtalker_job_gives_the_same_steps_with_and_without_overlap(tmp_path)
     cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
     speech = write_wav(tmp_path / "speech.wav", speech_like(1.2, seed=6))
     cache = EngineCache(folder)
-    cache.sadtalker("cpu").provide_renderer(256, "crop", tiny_recipe_models(seed=4))
-    request = JobRequest(speech, portrait, JobOptions(engine="sadtalker", landmarks=landmarks, device="cpu", batch_size=3, seed=2))
-    runs = [list(open_local_job(request, cache, overlap=overlap).steps) for overlap in (True, False)]
-    assert [s.chunk.start for s in runs[0]] == [s.chunk.start for s in runs[1]]
-    for a, b in zip(*runs):
-        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.chunk.coefficients(), b.chunk.coefficients())
+    cache.sadtalker("cpu").provide_renderer(256, "full", tiny_recipe_models(seed=4))
+    options = JobOptions(engine="sadtalker", landmarks=landmarks, device="cpu", batch_size=3, seed=2, preprocess="full")
+    request = JobRequest(speech, portrait, options)
+    variants = ((False, 1), (True, 1), (True, 3), (False, 2))
+    runs = [list(open_local_job(request, cache, overlap=overlap, paste_workers=workers).steps) for overlap, workers in variants]
+    assert runs[0][0].frames.shape[1:] == (image.shape[0], image.shape[1], 3)  # pasted into the whole photo
+    for run in runs[1:]:
+        assert [s.chunk.start for s in run] == [s.chunk.start for s in runs[0]]
+        for a, b in zip(runs[0], run):
+            assert np.array_equal(a.frames, b.frames) and np.array_equal(a.chunk.coefficients(), b.chunk.coefficients())
+
+
+def _slow_square(value: int) -> int:
+    time.sleep(0.002 * (value % 3))  # finish out of order
+    return value * value
+
+
+def test_map_batches_keeps_batches_and_order_on_any_number_of_threads():
+    batches = [list(range(start, start + n)) for start, n in ((0, 5), (5, 1), (6, 7), (13, 3))]
+    expected = [[v * v for v in batch] for batch in batches]
+    for workers in (1, 2, 4):
+        assert list(map_batches(_slow_square, iter(batches), workers)) == expected
+
+
+def test_map_batches_really_uses_several_threads():
+    meeting = threading.Barrier(3, timeout=10)  # three items must run at the same time to pass
+
+    def meet(value: int) -> str:
+        meeting.wait()
+        return threading.current_thread().name
+
+    [names] = list(map_batches(meet, [[1, 2, 3]], workers=3))
+    assert len(set(names)) == 3 and all(name.startswith("talkbridge-cpu") for name in names)
+
+
+def test_map_batches_raises_an_item_error_in_order_and_closing_early_cancels_the_rest():
+    started: list[int] = []
+
+    def fail_on_four(value: int) -> int:
+        started.append(value)
+        if value == 4:
+            raise ValueError("frame 4 is broken")
+        return value
+
+    results = map_batches(fail_on_four, [[1, 2], [3, 4], [5, 6]], workers=2, depth=1)
+    assert next(results) == [1, 2]
+    with pytest.raises(ValueError, match="frame 4 is broken"):
+        next(results)
+
+    seen: list[int] = []
+
+    def slow(value: int) -> int:
+        seen.append(value)
+        time.sleep(0.05)
+        return value
+
+    lazy = map_batches(slow, ([i] * 4 for i in range(100)), workers=2, depth=1)
+    assert next(lazy) == [0] * 4
+    lazy.close()  # waits for running items, cancels the queued ones
+    count = len(seen)
+    time.sleep(0.2)
+    assert len(seen) == count < 400
+
+
+def test_paste_threads_follow_the_device():
+    assert cpu_workers("cpu") == 1
+    assert 1 <= cpu_workers("cuda") <= 8
+    assert cpu_workers("cuda", limit=2) <= 2

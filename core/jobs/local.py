@@ -34,12 +34,17 @@ def resolve_engine(options: JobOptions, cache: EngineCache) -> str:
 
 
 def open_local_job(
-    request: JobRequest, cache: EngineCache | None = None, render: bool = True, overlap: bool | None = None
+    request: JobRequest,
+    cache: EngineCache | None = None,
+    render: bool = True,
+    overlap: bool | None = None,
+    paste_workers: int | None = None,
 ) -> JobStream:
     """Start ``request`` here; ``render`` adds video frames to every step.
 
     ``overlap`` lets SadTalker render one batch ahead of paste-back and encoding (``None``: on for
-    GPUs, off on a CPU; True/False force it, for measuring what it gains).
+    GPUs, off on a CPU; True/False force it, for measuring what it gains). ``paste_workers`` is how
+    many threads paste SadTalker's frames back (``None``: one on a CPU, most cores next to a GPU).
 
     Input errors (no face, bad audio, an option the engine cannot honour) are raised here, before
     the first step, so a caller fails before it creates any output.
@@ -56,7 +61,7 @@ def open_local_job(
     if engine == "sadtalker":
         from talkbridge.core.jobs.sadtalker_job import open_sadtalker_job
 
-        return open_sadtalker_job(request, cache, render, overlap)
+        return open_sadtalker_job(request, cache, render, overlap, paste_workers)
     return open_registered_job(engine, request, cache, render)
 
 

@@ -11,6 +11,7 @@ motion chunk with exactly the frames made from it, so memory stays flat however 
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -19,7 +20,7 @@ import numpy as np
 
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.cache import EngineCache
-from talkbridge.core.jobs.overlap import ahead
+from talkbridge.core.jobs.overlap import ahead, cpu_workers, map_batches
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
 from talkbridge.core.motion import FPS, MotionChunk
@@ -79,13 +80,18 @@ class FramePairing:
             raise RuntimeError(f"the renderer stopped at frame {self._next_frame} with {len(self._taken)} chunks of motion left")
 
 
-def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool, overlap: bool | None = None) -> JobStream:
+def open_sadtalker_job(
+    request: JobRequest, cache: EngineCache, render: bool, overlap: bool | None = None, paste_workers: int | None = None
+) -> JobStream:
     """Find and reconstruct the face (errors surface here, before any step), then stream.
 
     ``overlap`` renders in a thread of its own, one batch ahead of paste-back and encoding
     (:func:`~talkbridge.core.jobs.overlap.ahead`), so a GPU never waits for the CPU side. ``None``
     chooses by device: on for accelerators; off on a CPU, where rendering and paste-back share the
     same cores and the extra thread only contends (measured: ``bench/generate_long.py --overlap both``).
+    ``paste_workers`` threads paste frames back (seamless cloning in the full modes costs ~100 ms a
+    frame); ``None`` chooses by device (:func:`~talkbridge.core.jobs.overlap.cpu_workers`). Frames
+    are the same whatever the count: each is pasted on its own.
     """
     from talkbridge.core.face.extract import extract_first_frame
     from talkbridge.core.face.image_io import read_image_rgb
@@ -156,13 +162,16 @@ def open_sadtalker_job(request: JobRequest, cache: EngineCache, render: bool, ov
     poses = free_view_poses(job.n_frames, options.yaw, options.pitch, options.roll)
     pairing = FramePairing(job.chunks(options.chunk_frames))
 
+    workers = cpu_workers(models.device.type) if paste_workers is None else max(1, int(paste_workers))
+
     def finished_frames() -> Iterator[np.ndarray]:
         import torch
 
         threads = torch.get_num_threads()  # the caller's choice, for the render thread too
         rendered = renderer.stream(pairing.coefficients(), poses)
-        for batch in ahead(rendered, setup=lambda: torch.set_num_threads(threads)) if overlap else rendered:
-            if len(batch):
-                yield np.stack([finish_frame(frame, original, first.crop, size) for frame in batch])
+        batches = ahead(rendered, setup=lambda: torch.set_num_threads(threads)) if overlap else rendered
+        paste = functools.partial(finish_frame, original_rgb=original, info=first.crop, size=size)
+        for frames in map_batches(paste, (batch for batch in batches if len(batch)), workers):
+            yield np.stack(frames)
 
     return JobStream(info, pairing.pair(finished_frames()))
