@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -107,6 +107,20 @@ def cpu_workers(device_type: str, limit: int = 8) -> int:
     return max(1, min(limit, (os.cpu_count() or 2) - 1))
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def shared_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's pool of ``workers`` threads for per-frame CPU work, shared by every job in it
+    (a sidecar worker running several jobs at once does not multiply its threads)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkbridge-cpu")
+        return pool
+
+
 def map_batches(
     function: Callable[[T], R], batches: Iterable[Sequence[T]], workers: int, depth: int = 2
 ) -> Iterator[list[R]]:
@@ -115,13 +129,14 @@ def map_batches(
     Up to ``depth`` batches are in flight, so the pool starts on the next batch's items while the
     caller still waits for (or writes) the current one; memory stays bounded by ``depth`` batches.
     With one worker nothing is threaded. An exception is raised where its item's result is due.
-    Closing the generator early cancels the items not yet started and waits for the running ones.
+    Closing the generator early cancels this call's items not yet started and waits for its running
+    ones (the pool itself is shared: :func:`shared_pool`).
     """
     if workers <= 1:
         for batch in batches:
             yield [function(item) for item in batch]
         return
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkbridge-cpu")
+    pool = shared_pool(workers)
     pending: deque[list[Future]] = deque()
     try:
         for batch in batches:
@@ -131,4 +146,7 @@ def map_batches(
         while pending:
             yield [future.result() for future in pending.popleft()]
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        left = [future for futures in pending for future in futures]
+        for future in left:
+            future.cancel()
+        wait(left)
