@@ -219,13 +219,21 @@ def test_each_pass_share_comes_back_at_once_and_a_closed_stream_withdraws_the_re
     """A job gets its frames pass by pass (first frames after one pass, not after its whole request);
     a job that stops listening has none of its remaining frames rendered."""
     records: list[PassRecord] = []
-    batcher = FrameBatcher(models, BatchPolicy(max_frames=4, max_wait_ms=0), on_pass=records.append)
+    got_first = threading.Event()
+
+    def on_pass(record: PassRecord) -> None:
+        records.append(record)
+        if len(records) == 2:  # the second pass is held until the job has its first frames
+            assert got_first.wait(10), "the first pass's frames were not handed back before the next pass"
+
+    batcher = FrameBatcher(models, BatchPolicy(max_frames=4, max_wait_ms=0), on_pass=on_pass)
     job = _long_job(models, 35, 12)
     expected = _solo_frames(models, 35, 12, pass_size=4)
     with batcher.join() as seat:
         parts = seat.frames(job.take(8))
         first = next(parts)
-        assert first.shape == (4, SIZE, SIZE, 3) and batcher.passes == 1  # out after the first pass
+        got_first.set()
+        assert first.shape == (4, SIZE, SIZE, 3)  # out after the first pass
         rest = list(parts)
         assert [len(part) for part in rest] == [4]
         assert np.array_equal(np.concatenate([first, *rest]), expected[:8])
