@@ -22,7 +22,7 @@ from typing import Any, Iterator, Protocol
 import numpy as np
 
 from talkbridge.core.errors import InputError
-from talkbridge.core.jobs.options import SADTALKER_SIZES
+from talkbridge.core.jobs.options import SADTALKER_SIZES, OptionSpec
 from talkbridge.core.motion import MotionChunk
 
 log = logging.getLogger(__name__)
@@ -32,14 +32,6 @@ RENDER_SIZES = SADTALKER_SIZES
 REFERENCE_INPUTS = ("ref_eyeblink", "ref_pose")
 """SadTalker's reference inputs: the bytes of a video (or of its coefficient ``.mat``) each."""
 JOB_FOLDER_PREFIX = "talkbridge-job-"
-
-
-def _bounded(name: str, kind: type, low: float, high: float) -> Any:
-    def check(value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()) or not low <= value <= high:
-            raise InputError(f"SadTalker setting {name} must be {'an integer' if kind is int else 'a number'} from {low:g} to {high:g}, got {value!r}")
-
-    return check
 
 
 ACCELERATOR_JOBS_PER_DEVICE = 4  # jobs a GPU worker runs at once by default, so their frames share passes
@@ -61,9 +53,12 @@ def sharing_defaults(devices: tuple[str, ...], jobs_per_device: int | None, batc
     return jobs_per_device, batch_frames
 
 
-SADTALKER_SETTINGS = {
-    "batch_frames": _bounded("batch_frames", int, 0, 256),  # rows per shared render pass; 0: every job on its own
-    "batch_wait_ms": _bounded("batch_wait_ms", float, 0, 10_000),  # longest wait for a fuller pass
+SADTALKER_SETTINGS = {  # a worker's SadTalker settings (serve flags), checked like job options
+    spec.name: spec
+    for spec in (
+        OptionSpec("batch_frames", "int", 0, "rows per shared render pass; 0: every job on its own", low=0, high=256),
+        OptionSpec("batch_wait_ms", "float", 5.0, "longest wait in ms for a fuller pass", low=0, high=10_000),
+    )
 }
 """Per-job temporary folders are named ``talkbridge-job-<pid>-<random>``, so a server can sweep
 the folders of processes that died without cleaning up."""
@@ -144,8 +139,7 @@ class EngineRunner:
         unknown = sorted(set(sadtalker) - set(SADTALKER_SETTINGS))
         if unknown:
             raise InputError(f"unknown SadTalker setting {unknown[0]!r}; known: checkpoint_dir, {', '.join(SADTALKER_SETTINGS)}")
-        for name, value in sadtalker.items():
-            SADTALKER_SETTINGS[name](value)
+        sadtalker = {name: SADTALKER_SETTINGS[name].check(value) for name, value in sadtalker.items()}
         if sadtalker:
             settings["sadtalker"] = sadtalker
         self.cache = EngineCache(checkpoints, settings)

@@ -113,4 +113,4 @@ def test_serve_passes_the_batching_settings_to_the_workers(monkeypatch, caplog, 
     assert served("--devices", "cuda", "--engine-config", str(config), "--batch-frames", "4")[1]["batch_frames"] == 4  # a flag wins
     with caplog.at_level(logging.ERROR):
         assert main(["serve", "--batch-frames", "-3"]) == 1
-    assert "--batch-frames (or the engine config's sadtalker.batch_frames): SadTalker setting batch_frames must be an integer from 0 to 256, got -3" in caplog.text
+    assert "option 'batch_frames' (--batch-frames) must be within [0, 256], got -3" in caplog.text

@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from talkbridge.core.sadtalker.render.models import FaceRenderModels
-from talkbridge.core.sadtalker.render.shared_pass import FrameSlice, render_slices
+from talkbridge.core.sadtalker.render.shared_pass import FrameSlice, no_frames, render_slices
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,13 @@ class _Request:
     seat: "Seat"
     piece: FrameSlice
     arrived: float
-    total: int = -1  # frames to render: all of ``piece`` unless the job withdraws the rest
+    total: int = field(init=False)  # frames to render: all of ``piece`` unless the job withdraws the rest
     dealt: int = 0  # frames already placed in a pass
     done: int = 0  # frames rendered and handed back
     parts: "queue.SimpleQueue[np.ndarray | BaseException]" = field(default_factory=queue.SimpleQueue)
 
     def __post_init__(self) -> None:
-        if self.total < 0:
-            self.total = len(self.piece)
+        self.total = len(self.piece)
 
     @property
     def undealt(self) -> int:
@@ -112,8 +111,7 @@ class Seat:
         """All of ``piece``'s frames in one array (blocks until the last pass holding them is done)."""
         parts = list(self.frames(piece))
         if not parts:
-            side = piece.source.features.feature_3d.shape[-1] * 4  # the decoder upsamples the volume 4x
-            return np.zeros((0, side, side, 3), np.uint8)
+            return no_frames(piece.source)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def leave(self) -> None:

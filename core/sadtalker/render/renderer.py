@@ -18,7 +18,7 @@ from talkbridge.core.sadtalker.render.animate import SourceState, StageTimer
 from talkbridge.core.sadtalker.render.batcher import FrameBatcher, Seat
 from talkbridge.core.sadtalker.render.job import RenderJob
 from talkbridge.core.sadtalker.render.models import FaceRenderModels
-from talkbridge.core.sadtalker.render.shared_pass import render_slices, to_uint8  # noqa: F401 - to_uint8 re-exported
+from talkbridge.core.sadtalker.render.shared_pass import no_frames, render_slices, to_uint8  # noqa: F401 - to_uint8 re-exported
 from talkbridge.core.sadtalker.render.windows import SEMANTIC_RADIUS, camera_pose_sequence
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,7 @@ class FaceRenderer:
             piece = self.job.frame_slice(rows, indices[start : start + self.batch_size], poses)
             out.extend(render_slices(self.models, [piece], self.timer, self.pad_to))
         if not out:
-            side = self.state.features.feature_3d.shape[-1] * 4  # the decoder upsamples the volume 4x
-            return np.zeros((0, side, side, 3), np.uint8)
+            return no_frames(self.state)
         return np.concatenate(out)
 
     def render(

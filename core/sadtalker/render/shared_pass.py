@@ -52,6 +52,12 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
 
 
+def no_frames(source: SourceState) -> np.ndarray:
+    """A (0, S, S, 3) uint8 array at ``source``'s output size (the decoder upsamples the volume 4x)."""
+    side = source.features.feature_3d.shape[-1] * 4
+    return np.zeros((0, side, side, 3), np.uint8)
+
+
 def _rows(tensor: torch.Tensor, count: int) -> torch.Tensor:
     """A source tensor (1 or ``count`` rows) as ``count`` rows (a view when it is shared)."""
     return tensor.expand(count, *tensor.shape[1:]) if tensor.shape[0] == 1 else tensor

@@ -104,12 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_frames is not None or "batch_frames" not in sharing:
         sharing["batch_frames"] = batch_frames
     if args.batch_wait_ms is not None or "batch_wait_ms" not in sharing:
-        sharing["batch_wait_ms"] = 5.0 if args.batch_wait_ms is None else args.batch_wait_ms
-    for flag, name in (("--batch-frames", "batch_frames"), ("--batch-wait-ms", "batch_wait_ms")):
-        try:
-            SADTALKER_SETTINGS[name](sharing[name])
-        except InputError as error:
-            raise InputError(f"{flag} (or the engine config's sadtalker.{name}): {error}") from None
+        sharing["batch_wait_ms"] = SADTALKER_SETTINGS["batch_wait_ms"].default if args.batch_wait_ms is None else args.batch_wait_ms
+    for name in ("batch_frames", "batch_wait_ms"):  # here, before any worker starts
+        sharing[name] = SADTALKER_SETTINGS[name].check(sharing[name])
     preload = tuple(("engine", (name, DEVICE_PLACEHOLDER)) for name in (n.strip() for n in args.preload.split(",")) if name)
     spec = WorkerSpec("talkbridge.bridge.jobs:EngineRunner", {"engine_kwargs": engine_config, "precision": args.precision}, preload)
     # The engines run in one process per device, so none can stall the server's socket; a worker's
