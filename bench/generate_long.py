@@ -27,7 +27,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -39,7 +38,7 @@ from talkbridge.core.jobs.local import open_local_job  # noqa: E402
 from talkbridge.exporters.job_files import OutputPlan, write_job  # noqa: E402
 from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
 from tests.official_checkpoints import write_official_checkpoint_dir  # noqa: E402
-from tests.render_helpers import landmarks_y_down, tiny_recipe_models, tiny_render_config  # noqa: E402
+from tests.render_helpers import tiny_recipe_models, tiny_render_config, write_landmarked_portrait  # noqa: E402
 from tests.speech import speech_like, write_wav  # noqa: E402
 
 
@@ -116,11 +115,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         checkpoints = write_official_checkpoint_dir(tmp / "checkpoints", size=args.size)
-        image, landmarks = landmarks_y_down()
-        import cv2
-
         portrait = tmp / "portrait.png"
-        cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+        _, landmarks = write_landmarked_portrait(portrait)
         cache = EngineCache(checkpoints)
         models = cache.sadtalker(args.device)
         if args.renderer == "slim":

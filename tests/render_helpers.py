@@ -82,3 +82,13 @@ def landmarks_y_down(case_name: str = "h_align_img") -> tuple[np.ndarray, np.nda
     lm = case.inputs["lm68_yup"].astype(np.float32).copy()
     lm[:, 1] = image.shape[0] - 1 - lm[:, 1]
     return image, lm
+
+
+def write_landmarked_portrait(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Save the :func:`landmarks_y_down` crop at ``path`` as a user's image file (BGR on disk, as
+    OpenCV writes it); returns its RGB pixels and 68 landmarks."""
+    import cv2
+
+    image, landmarks = landmarks_y_down()
+    cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1]))
+    return image, landmarks

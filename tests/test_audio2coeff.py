@@ -170,16 +170,13 @@ def test_engine_streams_motion_from_a_checkpoint_folder(tmp_path, first_frame, s
 
 
 def test_engine_reconstructs_the_first_frame_from_a_portrait(tmp_path, speech_4s):
-    import cv2
-
     from talkbridge.core.face.extract import extract_first_frame, load_recon_net
     from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import landmarks_y_down
+    from tests.render_helpers import write_landmarked_portrait
 
     folder = write_official_checkpoint_dir(tmp_path / "checkpoints", render=False)
-    image, landmarks = landmarks_y_down()
     portrait = tmp_path / "portrait.png"
-    cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+    image, landmarks = write_landmarked_portrait(portrait)
     engine = create_engine("sadtalker", checkpoint_dir=folder)
     request = MotionRequest(audio=speech_4s, image=portrait, options={"landmarks": landmarks}, chunk_frames=50)
     motion = Motion.from_chunks(engine.stream_motion(request), engine="sadtalker", engine_version="test")

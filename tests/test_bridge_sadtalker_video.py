@@ -146,22 +146,19 @@ def test_render_without_a_portrait_or_checkpoints_is_a_clear_error(tmp_path, mon
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sidecar_sadtalker_frames_equal_the_in_process_video(tmp_path):
-    import cv2
-
     from talkbridge.core.jobs import JobRequest
     from talkbridge.core.jobs.cache import EngineCache
     from talkbridge.core.jobs.local import open_local_job
     from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import landmarks_y_down, tiny_recipe_models
+    from tests.render_helpers import tiny_recipe_models, write_landmarked_portrait
 
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         folder = write_official_checkpoint_dir(tmp_path / "checkpoints")
         tiny = tiny_recipe_models(seed=3)
-        image, landmarks = landmarks_y_down()
         portrait = tmp_path / "portrait.png"
-        cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+        _, landmarks = write_landmarked_portrait(portrait)
         speech = write_wav(tmp_path / "speech.wav", speech_like(2.0, seed=5))
         options = {"chunk_frames": 20, "seed": 2, "expression_scale": 1.25, "landmarks": landmarks.tolist(), "batch_size": 3, "yaw": [0, 15]}
 

@@ -39,10 +39,9 @@ def tiny_renderer(cache) -> None:
 
 def make_project(folder: Path) -> dict[str, str]:
     from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import landmarks_y_down
+    from tests.render_helpers import write_landmarked_portrait
 
-    image, landmarks = landmarks_y_down()
-    cv2.imwrite(str(folder / "portrait.png"), np.ascontiguousarray(image[:, :, ::-1]))
+    _, landmarks = write_landmarked_portrait(folder / "portrait.png")
     (folder / "face.json").write_text(json.dumps(landmarks.tolist()))
     checkpoints = write_official_checkpoint_dir(folder / "checkpoints", render=False)
     for i, seconds in enumerate((1.0, 1.3, 0.9, 1.0, 1.2)):

@@ -19,7 +19,7 @@ import scipy.io
 
 from talkbridge.exporters.motion_file import load_motion
 from tests.official_checkpoints import write_official_checkpoint_dir
-from tests.render_helpers import landmarks_y_down
+from tests.render_helpers import write_landmarked_portrait
 from tests.speech import speech_like, write_wav
 
 SCRIPT = Path(sys.executable).with_name("talkbridge")
@@ -30,9 +30,8 @@ FRAMES = 4
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sadtalker_e2e")
     checkpoints = write_official_checkpoint_dir(folder / "checkpoints")
-    image, landmarks = landmarks_y_down()
     portrait = folder / "portrait.png"
-    cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+    _, landmarks = write_landmarked_portrait(portrait)
     points = folder / "face.json"
     points.write_text(json.dumps(landmarks.tolist()))
     speech = write_wav(folder / "hello.wav", speech_like(FRAMES / 25 + 0.01, seed=3))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import cv2
 import numpy as np
 import pytest
 
@@ -84,13 +83,12 @@ def test_a_sadtalker_job_gives_the_same_steps_with_and_without_overlap_and_paste
     from talkbridge.core.jobs.cache import EngineCache
     from talkbridge.core.jobs.local import open_local_job
     from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import landmarks_y_down, tiny_recipe_models
+    from tests.render_helpers import tiny_recipe_models, write_landmarked_portrait
     from tests.speech import speech_like, write_wav
 
     folder = write_official_checkpoint_dir(tmp_path / "checkpoints")
-    image, landmarks = landmarks_y_down()
     portrait = tmp_path / "portrait.png"
-    cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+    image, landmarks = write_landmarked_portrait(portrait)
     speech = write_wav(tmp_path / "speech.wav", speech_like(1.2, seed=6))
     cache = EngineCache(folder)
     cache.sadtalker("cpu").provide_renderer(256, "full", tiny_recipe_models(seed=4))

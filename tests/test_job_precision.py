@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import scipy.io
@@ -30,12 +29,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.timeout(300)
 def test_bf16_runs_within_tolerance_and_fp16_on_cpu_is_refused_up_front(tmp_path):
     from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import landmarks_y_down, tiny_recipe_models
+    from tests.render_helpers import tiny_recipe_models, write_landmarked_portrait
 
     folder = write_official_checkpoint_dir(tmp_path / "checkpoints")
-    image, landmarks = landmarks_y_down()
     portrait = tmp_path / "portrait.png"
-    cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+    _, landmarks = write_landmarked_portrait(portrait)
     speech = write_wav(tmp_path / "speech.wav", speech_like(1.0, seed=3))
     cache = EngineCache(folder)
     results = {}

@@ -12,7 +12,6 @@ import logging
 import subprocess
 from pathlib import Path
 
-import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
@@ -72,12 +71,11 @@ def assert_same_outputs(expected_dir: Path, got_dir: Path, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    from tests.render_helpers import landmarks_y_down
+    from tests.render_helpers import write_landmarked_portrait
 
     folder = tmp_path_factory.mktemp("routes")
-    image, landmarks = landmarks_y_down()
     portrait = folder / "portrait.png"
-    cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+    _, landmarks = write_landmarked_portrait(portrait)
     speech = write_wav(folder / "hello.wav", speech_like(2.0, seed=4))
     marks = folder / "face.json"
     marks.write_text(json.dumps(landmarks.tolist()))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 
-import cv2
 import numpy as np
 import pytest
 
@@ -33,12 +32,11 @@ JOBS = [
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import landmarks_y_down
+    from tests.render_helpers import write_landmarked_portrait
 
     folder = tmp_path_factory.mktemp("batching")
-    image, landmarks = landmarks_y_down()
     portrait = folder / "portrait.png"
-    cv2.imwrite(str(portrait), np.ascontiguousarray(image[:, :, ::-1]))
+    _, landmarks = write_landmarked_portrait(portrait)
     speech = write_wav(folder / "speech.wav", speech_like(1.2, seed=7))
     checkpoints = write_official_checkpoint_dir(folder / "checkpoints")
     return checkpoints, portrait.read_bytes(), speech.read_bytes(), landmarks.tolist()
