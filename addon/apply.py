@@ -26,7 +26,7 @@ import bpy
 import numpy as np
 
 from talkbridge.core.errors import InputError, TalkbridgeError
-from talkbridge.core.motion import FPS, Motion
+from talkbridge.core.motion import FPS, Motion, MotionChunk
 from talkbridge.exporters.naming import MatchReport, match_targets, motion_channels
 
 from . import posemath
@@ -337,20 +337,10 @@ class TakeWriter:
 
     # ------------------------------------------------------------------------------ streaming
 
-    def add_chunk(self, start: int, arrays: Mapping[str, np.ndarray]) -> None:
-        """Take one chunk of motion (``pose`` (n, 6), ``blink`` (n,), optional ``arkit``/``visemes``/``expression``)."""
-        pose = np.asarray(arrays["pose"], np.float32)
-        n = len(pose)
-        motion = Motion(
-            fps=FPS,
-            engine="",
-            engine_version="",
-            pose=pose,
-            blink=np.asarray(arrays["blink"], np.float32),
-            expression=arrays.get("expression"),
-            arkit=arrays.get("arkit"),
-            visemes=arrays.get("visemes"),
-        )
+    def add_chunk(self, chunk: MotionChunk) -> None:
+        """Take one chunk of motion (any channels of the motion contract; ``pose`` drives the head)."""
+        start, pose, n = chunk.start, chunk.pose, chunk.n_frames
+        motion = Motion(fps=FPS, engine="", engine_version="", **chunk.arrays())
         channels = motion_channels(motion)
         if not self._started:
             self._start(channels)
@@ -432,9 +422,9 @@ class TakeWriter:
         self._cursor = 0
         return not self.dirty
 
-    def write_all(self, start: int, arrays: Mapping[str, np.ndarray]) -> TakeSummary:
+    def write_all(self, chunk: MotionChunk) -> TakeSummary:
         """A whole clip in one go (the headless/bench path): add it as one chunk and flush."""
-        self.add_chunk(start, arrays)
+        self.add_chunk(chunk)
         self.flush()
         return self.summary
 

@@ -153,9 +153,7 @@ class ActiveJob:
         # The wire carries SadTalker's official rows; the take shows them as rendered: with the scale.
         scale = float(self.controller.settings.options.get("expression_scale", 1.0))
         chunk = scale_expression(event.motion_chunk(), scale)
-        fields = ("pose", "blink", "expression", "arkit", "visemes")
-        arrays = {name: getattr(chunk, name) for name in fields if getattr(chunk, name) is not None}
-        self.writer.add_chunk(chunk.start, arrays)
+        self.writer.add_chunk(chunk)
         start = chunk.start
         frames = event.arrays.get("frames")
         if frames is not None and self.frames is not None:

@@ -72,7 +72,7 @@ def main() -> int:
     args = parser.parse_args()
     import bpy
 
-    from talkbridge.core.motion import ARKIT_52
+    from talkbridge.core.motion import ARKIT_52, MotionChunk
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     load_addon_package()
@@ -82,7 +82,7 @@ def main() -> int:
 
     began = time.perf_counter()
     writer = apply.TakeWriter("bench", shape_keys=face.data.shape_keys, pose_target=apply.PoseTarget(rig, "head"))
-    writer.write_all(0, data)
+    writer.write_all(MotionChunk.from_arrays(0, data))
     one_shot = time.perf_counter() - began
     curves = len(writer.summary.shape_keys) + 4
 
@@ -91,7 +91,7 @@ def main() -> int:
     streamed = apply.TakeWriter("bench streamed", shape_keys=face2.data.shape_keys, pose_target=apply.PoseTarget(rig2, "head"))
     flushes = 0
     for index, start in enumerate(range(0, args.frames, args.chunk)):
-        streamed.add_chunk(start, {k: v[start:start + args.chunk] for k, v in data.items()})
+        streamed.add_chunk(MotionChunk.from_arrays(start, {k: v[start:start + args.chunk] for k, v in data.items()}))
         streamed.flush(final=False)  # what the timer does after each chunk: rewrites only grown curves
         flushes += 1
     streamed.flush()

@@ -89,8 +89,7 @@ class Event:
         """This chunk as a :class:`talkbridge.core.motion.MotionChunk` (imports the core package)."""
         from talkbridge.core.motion import MotionChunk
 
-        fields = {name: self.arrays[name] for name in ("expression", "arkit", "visemes") if name in self.arrays}
-        return MotionChunk(start=self.body["start"], pose=self.arrays["pose"], blink=self.arrays["blink"], **fields)
+        return MotionChunk.from_arrays(self.body["start"], {k: v for k, v in self.arrays.items() if k != "frames"})
 
 
 def _error_event(job_id: str | None, code: str, message: str, retryable: bool) -> Event:

@@ -21,9 +21,6 @@ from talkbridge.core.motion import MotionChunk
 
 log = logging.getLogger(__name__)
 
-CHUNK_FIELDS = ("pose", "blink", "expression", "arkit", "visemes")
-"""The motion arrays of a chunk, in wire order."""
-
 INTERNAL_LIMITS = p.Limits(max_header_bytes=16 * 2**20, max_buffers=16, max_buffer_bytes=2**40, max_message_bytes=2**40)
 """Between a server and its own worker processes: both ends are trusted, the server already
 checked the client's inputs against its public limits."""
@@ -105,7 +102,7 @@ def jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
 def output_message(job_id: str, output: JobOutput) -> p.Message:
     """One engine output as an ``output`` message: the motion arrays, the frames, and ``info``."""
     chunk = output.chunk
-    buffers: dict[str, Any] = {name: getattr(chunk, name) for name in CHUNK_FIELDS if getattr(chunk, name) is not None}
+    buffers: dict[str, Any] = dict(chunk.arrays())
     if output.frames is not None:
         buffers["frames"] = output.frames
     body = {"start": int(chunk.start), "n_frames": int(chunk.n_frames), "info": jsonable_info(output.info)}
@@ -114,6 +111,5 @@ def output_message(job_id: str, output: JobOutput) -> p.Message:
 
 def output_from_message(message: p.Message) -> JobOutput:
     """The :class:`JobOutput` an ``output`` message carries (arrays are views on its frames)."""
-    fields = {name: message.buffers[name] for name in CHUNK_FIELDS if name in message.buffers}
-    chunk = MotionChunk(start=message.body["start"], **fields)
+    chunk = MotionChunk.from_arrays(message.body["start"], {k: v for k, v in message.buffers.items() if k != "frames"})
     return JobOutput(chunk, message.buffers.get("frames"), dict(message.body.get("info", {})))

@@ -30,6 +30,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from talkbridge.core.errors import TalkbridgeError
+from talkbridge.core.motion import CHANNELS
 
 MAGIC = b"TBRG"
 PROTOCOL_VERSION = 1
@@ -247,11 +248,8 @@ _BUFFER_SCHEMAS: dict[str, dict[str, tuple[tuple[str, ...], tuple[int, ...]]]] =
         "ref_pose": (("uint8",), (1,)),
     },
     CHUNK: {
-        "pose": (_FLOATS, (2,)),
-        "blink": (_FLOATS, (1,)),
-        "expression": (_FLOATS, (2,)),
-        "arkit": (_FLOATS, (2,)),
-        "visemes": (_FLOATS, (2,)),
+        # every motion channel of the contract, (frames, *frame shape) float32, then the video frames
+        **{channel.name: (_FLOATS, (1 + len(channel.frame_shape),)) for channel in CHANNELS},
         "frames": (("uint8",), (4,)),
     },
 }

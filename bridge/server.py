@@ -42,7 +42,7 @@ import zmq
 
 from talkbridge._version import __version__
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.job_wire import CHUNK_FIELDS, input_bytes, jsonable_info, spec_from_submit
+from talkbridge.bridge.job_wire import input_bytes, jsonable_info, spec_from_submit
 from talkbridge.bridge.jobs import JobOutput, JobRunner
 from talkbridge.bridge.scheduling import FairQueue, Job, Outbox, Stalled
 from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError
@@ -674,11 +674,7 @@ def chunk_messages(job_id: str, output: JobOutput, max_bytes: int) -> Iterator[p
     client's size limit and for credit to pace the stream at a useful granularity.
     """
     chunk = output.chunk
-    arrays: dict[str, np.ndarray] = {}
-    for name in CHUNK_FIELDS:
-        value = getattr(chunk, name)
-        if value is not None:
-            arrays[name] = value
+    arrays: dict[str, np.ndarray] = dict(chunk.arrays())
     if output.frames is not None:
         frames = np.asarray(output.frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != chunk.n_frames or frames.shape[3] != 3:

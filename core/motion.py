@@ -16,7 +16,7 @@ Conventions (shared with SadTalker's `coeff_3dmm` layout):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -55,25 +55,116 @@ OCULUS_VISEMES = (
 )
 """The 15 Oculus (Meta) Lipsync visemes, as Ready Player Me heads name their morph targets."""
 
+TONGUE_16 = (
+    "tongueTipUp", "tongueTipDown", "tongueTipLeft", "tongueTipRight",
+    "tongueRollUp", "tongueRollDown", "tongueRollLeft", "tongueRollRight",
+    "tongueUp", "tongueDown", "tongueLeft", "tongueRight",
+    "tongueIn", "tongueStretch", "tongueWide", "tongueNarrow",
+)
+"""Audio2Face-3D's 16 tongue blend shapes (the ``bs_tongue.npz`` pose order of its James/Mark models)."""
+
+EMOTIONS = (
+    "amazement", "anger", "cheekiness", "disgust", "fear", "grief", "joy", "outofbreath", "pain", "sadness",
+)
+"""Audio2Face-3D's 10 explicit emotions, in its ``network_info.json`` order; each weight is 0..1."""
+
+EYE_NAMES = ("leftEyePitch", "leftEyeYaw", "rightEyePitch", "rightEyeYaw")
+"""Eye rotations in radians: pitch about x (positive looks down, as head pitch), yaw about y."""
+
+EXPRESSION_NAMES = tuple(f"exp_{i:02d}" for i in range(EXPRESSION_DIM))
+
 assert len(ARKIT_52) == 52 and len(set(ARKIT_52)) == 52
 assert len(OCULUS_VISEMES) == 15
+assert len(TONGUE_16) == 16 and len(EMOTIONS) == 10
 
 
-def _rows(name: str, array: np.ndarray | None, n: int, width: int | None) -> np.ndarray | None:
+@dataclass(frozen=True)
+class Channel:
+    """One per-frame motion channel of the contract: its name, the shape of one frame and its columns.
+
+    Everything that moves motion (the wire, the motion file, curves, the name matcher, the take
+    writer) walks :data:`CHANNELS` instead of listing fields, so a new engine's channel travels and
+    is written everywhere once it is declared here.
+    """
+
+    name: str
+    frame_shape: tuple[int, ...]
+    columns: tuple[str, ...]
+    doc: str
+    required: bool = False
+    shape_weights: bool = False  # 0..1 weights that drive blend shapes by column name
+
+    @property
+    def width(self) -> int:
+        """Values per frame (1 for a scalar channel)."""
+        size = 1
+        for dim in self.frame_shape:
+            size *= dim
+        return size
+
+
+CHANNELS: tuple[Channel, ...] = (
+    Channel("pose", (POSE_DIM,), POSE_NAMES, "pitch, yaw, roll (radians, SadTalker order) and 3DMM translation", required=True),
+    Channel("blink", (), ("blink",), "eye closure 0 (open) .. 1 (closed)", required=True),
+    Channel("arkit", (len(ARKIT_52),), ARKIT_52, "ARKit-52 blend shape weights", shape_weights=True),
+    Channel("visemes", (len(OCULUS_VISEMES),), OCULUS_VISEMES, "Oculus viseme weights", shape_weights=True),
+    Channel("expression", (EXPRESSION_DIM,), EXPRESSION_NAMES, "SadTalker 3DMM expression coefficients"),
+    Channel("tongue", (len(TONGUE_16),), TONGUE_16, "tongue blend shape weights (Audio2Face-3D)", shape_weights=True),
+    Channel("emotion", (len(EMOTIONS),), EMOTIONS, "emotion weights 0..1 (Audio2Face-3D's 10)", shape_weights=True),
+    Channel("eyes", (len(EYE_NAMES),), EYE_NAMES, "eye rotations in radians: left pitch, yaw, right pitch, yaw"),
+    Channel(
+        "jaw", (4, 4), tuple(f"jaw_{r}{c}" for r in range(4) for c in range(4)),
+        "rigid transform of the lower teeth from rest, 4x4 row-major (p' = R p + t), head space",
+    ),
+)
+"""The motion contract, in storage and wire order. Only ``pose`` and ``blink`` are always present."""
+
+CHANNEL = {channel.name: channel for channel in CHANNELS}
+CHANNEL_NAMES = tuple(CHANNEL)
+OPTIONAL_CHANNELS = tuple(channel.name for channel in CHANNELS if not channel.required)
+
+
+def _rows(name: str, array: object, n: int | None) -> np.ndarray | None:
+    """``array`` as contiguous float32 frames of channel ``name`` (``n`` of them, when known)."""
     if array is None:
         return None
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    expected = (n,) if width is None else (n, width)
-    if array.shape != expected:
-        raise ValueError(f"motion field {name!r} has shape {array.shape}, expected {expected}")
-    return array
+    channel = CHANNEL[name]
+    values = np.ascontiguousarray(array, dtype=np.float32)
+    frames = values.shape[0] if values.ndim else -1
+    expected = ((frames if n is None else n),) + channel.frame_shape
+    if values.shape != expected or frames < 0:
+        want = ("T",) + channel.frame_shape if n is None else expected
+        raise ValueError(f"motion channel {name!r} has shape {values.shape}, expected {tuple(want)}")
+    return values
+
+
+def checked_channels(values: Mapping[str, object], what: str = "motion") -> dict[str, np.ndarray]:
+    """Every channel of ``values`` (name -> array or None) checked against the contract.
+
+    Unknown names, missing required channels and shapes that disagree with the contract or with
+    the pose's frame count raise :class:`ValueError` naming the channel.
+    """
+    unknown = sorted(set(values) - set(CHANNEL))
+    if unknown:
+        raise ValueError(f"{what} has an unknown channel {unknown[0]!r}; known: {', '.join(CHANNEL_NAMES)}")
+    for channel in CHANNELS:
+        if channel.required and values.get(channel.name) is None:
+            raise ValueError(f"{what} lacks the required channel {channel.name!r}")
+    pose = _rows("pose", values["pose"], None)
+    assert pose is not None
+    checked = {"pose": pose}
+    for name in CHANNEL_NAMES[1:]:
+        array = _rows(name, values.get(name), pose.shape[0])
+        if array is not None:
+            checked[name] = array
+    return checked
 
 
 @dataclass(frozen=True)
 class MotionChunk:
     """Consecutive frames ``start .. start + n_frames - 1`` of a clip's motion.
 
-    Optional fields are ``None`` when the engine does not produce them (the lite engine has no 3DMM
+    Optional channels are ``None`` when the engine does not produce them (the lite engine has no 3DMM
     expression; SadTalker has no ARKit weights unless retargeted), never zero-filled stand-ins.
     """
 
@@ -83,16 +174,33 @@ class MotionChunk:
     expression: np.ndarray | None = None
     arkit: np.ndarray | None = None
     visemes: np.ndarray | None = None
+    tongue: np.ndarray | None = None
+    emotion: np.ndarray | None = None
+    eyes: np.ndarray | None = None
+    jaw: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        n = int(np.asarray(self.pose).shape[0])
-        object.__setattr__(self, "pose", _rows("pose", self.pose, n, POSE_DIM))
-        object.__setattr__(self, "blink", _rows("blink", self.blink, n, None))
-        object.__setattr__(self, "expression", _rows("expression", self.expression, n, EXPRESSION_DIM))
-        object.__setattr__(self, "arkit", _rows("arkit", self.arkit, n, len(ARKIT_52)))
-        object.__setattr__(self, "visemes", _rows("visemes", self.visemes, n, len(OCULUS_VISEMES)))
         if self.start < 0:
             raise ValueError(f"motion chunk start must be >= 0, got {self.start}")
+        checked = checked_channels({name: getattr(self, name) for name in CHANNEL_NAMES}, "a motion chunk")
+        for name in CHANNEL_NAMES:
+            object.__setattr__(self, name, checked.get(name))
+
+    @classmethod
+    def from_arrays(cls, start: int, arrays: Mapping[str, object]) -> "MotionChunk":
+        """The chunk whose channels are ``arrays`` (name -> frames): the one decoder of named arrays."""
+        unknown = sorted(set(arrays) - set(CHANNEL))
+        if unknown:
+            raise ValueError(f"a motion chunk has an unknown channel {unknown[0]!r}; known: {', '.join(CHANNEL_NAMES)}")
+        return cls(int(start), **{name: arrays.get(name) for name in CHANNEL_NAMES})
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The channels this chunk has, by name, in contract order: the one encoder to named arrays."""
+        return {name: getattr(self, name) for name in CHANNEL_NAMES if getattr(self, name) is not None}
+
+    def replace(self, **channels: np.ndarray | None) -> "MotionChunk":
+        """The same frames with some channels replaced (``None`` removes an optional channel)."""
+        return MotionChunk.from_arrays(self.start, {**self.arrays(), **channels})
 
     @property
     def n_frames(self) -> int:
@@ -104,14 +212,8 @@ class MotionChunk:
 
     def piece(self, offset: int, count: int) -> "MotionChunk":
         """Frames ``offset .. offset + count - 1`` of this chunk, as a chunk of their own."""
-
-        def rows(values: np.ndarray | None) -> np.ndarray | None:
-            return None if values is None else values[offset : offset + count]
-
-        return MotionChunk(
-            self.start + offset, self.pose[offset : offset + count], self.blink[offset : offset + count],
-            rows(self.expression), rows(self.arkit), rows(self.visemes),
-        )
+        rows = {name: values[offset : offset + count] for name, values in self.arrays().items()}
+        return MotionChunk.from_arrays(self.start + offset, rows)
 
     def coefficients(self) -> np.ndarray:
         """The (n, 70) SadTalker rows: 64 expression, 3 angles, 3 translation."""
@@ -129,14 +231,12 @@ def scale_expression(chunk: MotionChunk, expression_scale: float) -> MotionChunk
     """
     if expression_scale == 1 or chunk.expression is None:
         return chunk
-    return MotionChunk(
-        chunk.start, chunk.pose, chunk.blink, chunk.expression * np.float32(expression_scale), chunk.arkit, chunk.visemes
-    )
+    return chunk.replace(expression=chunk.expression * np.float32(expression_scale))
 
 
 @dataclass
 class Motion:
-    """A whole clip's motion plus where it came from."""
+    """A whole clip's motion plus where it came from; channels follow :data:`CHANNELS`."""
 
     fps: int
     engine: str
@@ -148,14 +248,31 @@ class Motion:
     visemes: np.ndarray | None = None
     first_frame: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
+    tongue: np.ndarray | None = None
+    emotion: np.ndarray | None = None
+    eyes: np.ndarray | None = None
+    jaw: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        checked = checked_channels({name: getattr(self, name) for name in CHANNEL_NAMES}, "the motion")
+        for name in CHANNEL_NAMES:
+            setattr(self, name, checked.get(name))
 
     @property
     def n_frames(self) -> int:
         return int(self.pose.shape[0])
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The channels this clip has, by name, in contract order."""
+        return {name: getattr(self, name) for name in CHANNEL_NAMES if getattr(self, name) is not None}
+
+    def as_chunk(self) -> MotionChunk:
+        """The whole clip as one chunk starting at frame 0."""
+        return MotionChunk.from_arrays(0, self.arrays())
+
     def coefficients(self) -> np.ndarray:
         """The (T, 70) SadTalker rows: 64 expression, 3 angles, 3 translation."""
-        return MotionChunk(0, self.pose, self.blink, self.expression).coefficients()
+        return self.as_chunk().coefficients()
 
     @classmethod
     def from_chunks(
@@ -168,7 +285,7 @@ class Motion:
         first_frame: np.ndarray | None = None,
         metadata: dict | None = None,
     ) -> "Motion":
-        """Concatenate chunks, checking that they are contiguous and carry the same fields."""
+        """Concatenate chunks, checking that they are contiguous and carry the same channels."""
         chunks = list(chunks)
         if not chunks:
             raise ValueError("no motion chunks to assemble")
@@ -186,18 +303,14 @@ class Motion:
             if not any(present):
                 return None
             if not all(present):
-                raise ValueError(f"motion field {name!r} is missing from some chunks")
+                raise ValueError(f"motion channel {name!r} is missing from some chunks")
             return np.concatenate(parts, axis=0)
 
         return cls(
             fps=fps,
             engine=engine,
             engine_version=engine_version,
-            pose=join("pose"),
-            blink=join("blink"),
-            expression=join("expression"),
-            arkit=join("arkit"),
-            visemes=join("visemes"),
             first_frame=None if first_frame is None else np.asarray(first_frame, np.float32).reshape(-1),
             metadata=dict(metadata or {}),
+            **{name: join(name) for name in CHANNEL_NAMES},
         )

@@ -2,9 +2,10 @@
 
 JSON: ``{"format": "talkbridge.curves", "version": 1, "fps", "frames", "engine", "metadata",
 "channels": {name: [one value per frame]}}``. CSV: a header ``frame,time,<channel names>`` then one
-row per frame. Channel names are the canonical ones: ``pitch yaw roll tx ty tz`` (pose, radians and
-3DMM units), ``blink``, the ARKit-52 names, ``viseme_*`` and ``exp_00..exp_63``, each present only
-when the motion has it.
+row per frame. Column names are the motion contract's (:data:`~talkbridge.core.motion.CHANNELS`):
+``pitch yaw roll tx ty tz`` (pose, radians and 3DMM units), ``blink``, ``exp_00..exp_63``, the
+ARKit-52 names, ``viseme_*``, the tongue and emotion names, the eye angles and ``jaw_RC`` (the jaw
+matrix, row R column C), each family present only when the motion has it.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from talkbridge.core.errors import InputError
-from talkbridge.core.motion import ARKIT_52, OCULUS_VISEMES, POSE_NAMES, Motion
+from talkbridge.core.motion import CHANNEL, CHANNEL_NAMES, Motion
 from talkbridge.exporters.atomic import atomic_output
-from talkbridge.exporters.naming import EXPRESSION_CHANNELS
 
 FORMAT = "talkbridge.curves"
 VERSION = 1
-FAMILIES = ("pose", "blink", "arkit", "visemes", "expression")
+FAMILIES = CHANNEL_NAMES
 
 
 def curve_table(motion: Motion, families: tuple[str, ...] = FAMILIES) -> tuple[list[str], np.ndarray]:
@@ -32,21 +32,11 @@ def curve_table(motion: Motion, families: tuple[str, ...] = FAMILIES) -> tuple[l
         raise InputError(f"unknown curve families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
     names: list[str] = []
     columns: list[np.ndarray] = []
-    if "pose" in families:
-        names += list(POSE_NAMES)
-        columns.append(np.asarray(motion.pose, np.float32))
-    if "blink" in families:
-        names.append("blink")
-        columns.append(np.asarray(motion.blink, np.float32)[:, None])
-    if "arkit" in families and motion.arkit is not None:
-        names += list(ARKIT_52)
-        columns.append(np.asarray(motion.arkit, np.float32))
-    if "visemes" in families and motion.visemes is not None:
-        names += list(OCULUS_VISEMES)
-        columns.append(np.asarray(motion.visemes, np.float32))
-    if "expression" in families and motion.expression is not None:
-        names += list(EXPRESSION_CHANNELS)
-        columns.append(np.asarray(motion.expression, np.float32))
+    for family in FAMILIES:
+        values = getattr(motion, family)
+        if family in families and values is not None:
+            names += list(CHANNEL[family].columns)
+            columns.append(np.asarray(values, np.float32).reshape(motion.n_frames, -1))
     if not names:
         raise InputError("the motion has none of the requested curve families")
     return names, np.concatenate(columns, axis=1)

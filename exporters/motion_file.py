@@ -1,6 +1,8 @@
 """The `.motion.npz` container: a clip's motion, versioned and documented, readable without pickle.
 
-Layout (format ``talkbridge.motion``, version 1). Every entry is a plain numpy array:
+Layout (format ``talkbridge.motion``, version 1). Every entry is a plain numpy array; each motion
+channel of :data:`~talkbridge.core.motion.CHANNELS` is stored under its name when the motion has it,
+with its column names beside it (``<channel>_names``; ``viseme_names`` for the visemes):
 
 ==================  ==========  ====================================================================
 key                 shape       meaning
@@ -18,6 +20,13 @@ key                 shape       meaning
 ``arkit_names``     (52,)       those names, so the file stands alone
 ``visemes``         (T, 15)     Oculus viseme weights
 ``viseme_names``    (15,)       their names
+``tongue``          (T, 16)     tongue blend shape weights (:data:`~talkbridge.core.motion.TONGUE_16`)
+``tongue_names``    (16,)       their names
+``emotion``         (T, 10)     emotion weights 0..1 (:data:`~talkbridge.core.motion.EMOTIONS`)
+``emotion_names``   (10,)       their names
+``eyes``            (T, 4)      eye rotations, radians (:data:`~talkbridge.core.motion.EYE_NAMES`)
+``eyes_names``      (4,)        their names
+``jaw``             (T, 4, 4)   the lower teeth's rigid transform from rest, row-major
 ``first_frame``     (73,)       the source image's 3DMM row incl. crop parameters, when known
 ``metadata_json``   ()          JSON object: crop info, expression source, options used, ...
 ==================  ==========  ====================================================================
@@ -31,11 +40,16 @@ from pathlib import Path
 import numpy as np
 
 from talkbridge.core.errors import InputError
-from talkbridge.core.motion import ARKIT_52, OCULUS_VISEMES, Motion
+from talkbridge.core.motion import CHANNEL, CHANNELS, Motion
 from talkbridge.exporters.atomic import atomic_output
 
 FORMAT = "talkbridge.motion"
 VERSION = 1
+
+
+def names_key(channel: str) -> str:
+    """The entry that holds a channel's column names (``viseme_names`` predates the rule)."""
+    return "viseme_names" if channel == "visemes" else f"{channel}_names"
 
 
 def save_motion(motion: Motion, path: str | Path, overwrite: bool = False) -> Path:
@@ -46,19 +60,14 @@ def save_motion(motion: Motion, path: str | Path, overwrite: bool = False) -> Pa
         "fps": np.array(motion.fps),
         "engine": np.array(motion.engine),
         "engine_version": np.array(motion.engine_version),
-        "pose": np.asarray(motion.pose, np.float32),
-        "blink": np.asarray(motion.blink, np.float32),
         "metadata_json": np.array(json.dumps(motion.metadata, sort_keys=True)),
     }
+    for name, values in motion.arrays().items():
+        arrays[name] = np.asarray(values, np.float32)
+        if CHANNEL[name].shape_weights or name == "eyes":
+            arrays[names_key(name)] = np.array(CHANNEL[name].columns)
     if motion.expression is not None:
-        arrays["expression"] = np.asarray(motion.expression, np.float32)
         arrays["coeff_3dmm"] = motion.coefficients()
-    if motion.arkit is not None:
-        arrays["arkit"] = np.asarray(motion.arkit, np.float32)
-        arrays["arkit_names"] = np.array(ARKIT_52)
-    if motion.visemes is not None:
-        arrays["visemes"] = np.asarray(motion.visemes, np.float32)
-        arrays["viseme_names"] = np.array(OCULUS_VISEMES)
     if motion.first_frame is not None:
         arrays["first_frame"] = np.asarray(motion.first_frame, np.float32).reshape(-1)
     path = Path(path)
@@ -83,23 +92,23 @@ def load_motion(path: str | Path) -> Motion:
     version = int(entries.get("version", -1))
     if version != VERSION:
         raise InputError(f"motion file version {version} is not supported (this talkbridge reads {VERSION})", path)
-    if "arkit" in entries and tuple(str(n) for n in entries["arkit_names"]) != ARKIT_52:
-        raise InputError("ARKit channel names differ from the canonical 52", path)
+    for channel in CHANNELS:
+        key = names_key(channel.name)
+        if channel.name in entries and key in entries and tuple(str(n) for n in entries[key]) != channel.columns:
+            raise InputError(f"the {channel.name} channel names ({key}) differ from talkbridge's {len(channel.columns)}", path)
     try:
         return Motion(
             fps=int(entries["fps"]),
             engine=str(entries["engine"]),
             engine_version=str(entries["engine_version"]),
-            pose=entries["pose"],
-            blink=entries["blink"],
-            expression=entries.get("expression"),
-            arkit=entries.get("arkit"),
-            visemes=entries.get("visemes"),
             first_frame=entries.get("first_frame"),
             metadata=json.loads(str(entries["metadata_json"])),
+            **{channel.name: entries.get(channel.name) for channel in CHANNELS},
         )
     except KeyError as error:
         raise InputError(f"motion file lacks the {error.args[0]!r} entry", path) from error
+    except ValueError as error:
+        raise InputError(f"not a valid motion file: {error}", path) from error
 
 
 def motion_summary(motion: Motion) -> dict:
@@ -112,12 +121,6 @@ def motion_summary(motion: Motion) -> dict:
         "duration_s": motion.n_frames / motion.fps,
         "engine": motion.engine,
         "engine_version": motion.engine_version,
-        "channels": {
-            "pose": 6,
-            "blink": 1,
-            "expression": 0 if motion.expression is None else int(motion.expression.shape[1]),
-            "arkit": 0 if motion.arkit is None else int(motion.arkit.shape[1]),
-            "visemes": 0 if motion.visemes is None else int(motion.visemes.shape[1]),
-        },
+        "channels": {channel.name: channel.width if getattr(motion, channel.name) is not None else 0 for channel in CHANNELS},
         "metadata": motion.metadata,
     }

@@ -9,7 +9,8 @@ can drive:
 * Oculus visemes (``viseme_aa`` ...), from the viseme curves;
 * VRM 1.0 expression presets (``aa ih ou ee oh blink blinkLeft blinkRight happy ...``), derived from
   visemes, blink and ARKit;
-* 3DMM expression coefficients ``exp_00 .. exp_63``, SadTalker's raw expression.
+* 3DMM expression coefficients ``exp_00 .. exp_63``, SadTalker's raw expression;
+* the tongue and emotion channels of the motion contract (``tongueTipUp`` ..., ``joy`` ...).
 
 A user JSON map (target name -> channel name, or ``null`` to leave a target alone) overrides the
 automatic match. The result records how each target matched so the CLI and the Blender add-on can
@@ -27,9 +28,11 @@ from typing import Mapping
 import numpy as np
 
 from talkbridge.core.errors import InputError
-from talkbridge.core.motion import ARKIT_52, EXPRESSION_DIM, OCULUS_VISEMES, Motion
+from talkbridge.core.motion import (
+    ARKIT_52, CHANNELS, EMOTIONS, EXPRESSION_DIM, EXPRESSION_NAMES, OCULUS_VISEMES, TONGUE_16, Motion, checked_channels,
+)
 
-EXPRESSION_CHANNELS = tuple(f"exp_{i:02d}" for i in range(EXPRESSION_DIM))
+EXPRESSION_CHANNELS = EXPRESSION_NAMES
 
 VRM_PRESETS = (
     "happy", "angry", "sad", "relaxed", "surprised",
@@ -45,6 +48,8 @@ FAMILIES = {
     "viseme": OCULUS_VISEMES,
     "vrm": VRM_PRESETS,
     "exp": EXPRESSION_CHANNELS,
+    "tongue": TONGUE_16,
+    "emotion": EMOTIONS,
 }
 
 # How a VRM preset is made from the motion's channels: a weighted sum of other channels.
@@ -86,14 +91,14 @@ def name_key(name: str) -> str:
 
 def _build_index() -> dict[str, str]:
     index: dict[str, str] = {}
-    for family in ("arkit", "viseme", "vrm"):
+    for family in ("arkit", "viseme", "vrm", "tongue", "emotion"):
         for channel in FAMILIES[family]:
             index.setdefault(name_key(channel), channel)
     return index
 
 
 _INDEX = _build_index()
-ALL_CHANNELS = frozenset(ARKIT_52) | frozenset(OCULUS_VISEMES) | frozenset(VRM_PRESETS) | frozenset(EXPRESSION_CHANNELS)
+ALL_CHANNELS = frozenset(name for names in FAMILIES.values() for name in names)
 
 
 def canonical_channel(name: str) -> str | None:
@@ -194,7 +199,7 @@ def parse_name_map(content: object, path: str | Path | None = None) -> dict[str,
             if channel is None:
                 raise InputError(
                     f"name map entry {target!r} -> {value!r}: not a channel talkbridge knows "
-                    "(ARKit-52, viseme_*, VRM presets, exp_00..exp_63)",
+                    "(ARKit-52, viseme_*, VRM presets, exp_00..exp_63, tongue and emotion names)",
                     path,
                 )
             value = channel
@@ -246,32 +251,25 @@ def motion_channels(motion: Motion) -> dict[str, np.ndarray]:
     ARKit eye blinks fall back to the motion's blink when the engine produced no ARKit curves, so a
     SadTalker clip still blinks a blend-shape head. VRM presets are derived (see ``_VRM_RECIPES``).
     """
-    n = motion.n_frames
-    for field_name in ("blink", "arkit", "visemes", "expression"):
-        values = getattr(motion, field_name)
-        if values is None:
-            continue
-        if len(values) != n:
-            raise InputError(f"the motion's {field_name} has {len(values)} frames but its pose has {n}")
+    try:
+        arrays = checked_channels(motion.arrays(), "the motion")  # it may have been edited since it was made
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    for name, values in arrays.items():
         if not np.all(np.isfinite(values)):
-            raise InputError(f"the motion's {field_name} contains NaN or infinite values")
+            raise InputError(f"the motion's {name} contains NaN or infinite values")
     channels: dict[str, np.ndarray] = {}
-    if motion.arkit is not None:
-        arkit = np.asarray(motion.arkit, np.float32)
-        for i, name in enumerate(ARKIT_52):
-            channels[name] = arkit[:, i]
-    else:
+    for channel in CHANNELS:
+        values = arrays.get(channel.name)
+        if values is None or not (channel.shape_weights or channel.name == "expression"):
+            continue
+        values = np.asarray(values, np.float32)
+        for i, name in enumerate(channel.columns):
+            channels[name] = values[:, i]
+    if motion.arkit is None:
         blink = np.asarray(motion.blink, np.float32)
         channels["eyeBlinkLeft"] = blink
         channels["eyeBlinkRight"] = blink
-    if motion.visemes is not None:
-        visemes = np.asarray(motion.visemes, np.float32)
-        for i, name in enumerate(OCULUS_VISEMES):
-            channels[name] = visemes[:, i]
-    if motion.expression is not None:
-        expression = np.asarray(motion.expression, np.float32)
-        for i, name in enumerate(EXPRESSION_CHANNELS):
-            channels[name] = expression[:, i]
     for preset, recipe in _VRM_RECIPES.items():
         if all(source in channels for source in recipe):
             total = sum(np.float32(w) * channels[source] for source, w in recipe.items())

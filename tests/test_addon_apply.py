@@ -31,7 +31,7 @@ warnings.showwarning = lambda message, category, filename, lineno, *rest: deprec
 sys.path.insert(0, sys.argv[1])  # holds talkbridge_addon -> the checkout's addon/ (a plain package import)
 from talkbridge_addon import apply
 from talkbridge.core.errors import InputError
-from talkbridge.core.motion import ARKIT_52
+from talkbridge.core.motion import ARKIT_52, MotionChunk
 
 bpy.ops.wm.read_homefile(use_empty=True)
 out = {}
@@ -67,11 +67,11 @@ clip = {"pose": (0.3 * np.sin(0.02 * t + np.arange(6))).astype(np.float32),
 # 1. streamed chunks with streaming flushes == one shot
 a, b = face("A", ARKIT_52), face("B", ARKIT_52)
 one = apply.TakeWriter("one", shape_keys=a.data.shape_keys)
-one.write_all(0, clip)
+one.write_all(MotionChunk.from_arrays(0, clip))
 streamed = apply.TakeWriter("streamed", shape_keys=b.data.shape_keys)
 visible = []
 for start in range(0, n, 150):
-    streamed.add_chunk(start, {k: v[start:start + 150] for k, v in clip.items()})
+    streamed.add_chunk(MotionChunk.from_arrays(start, {k: v[start:start + 150] for k, v in clip.items()}))
     streamed.flush(final=False)
     visible.append(len(curves(streamed.action)['key_blocks["jawOpen"].value[0]']))
 streamed.flush()
@@ -81,7 +81,7 @@ out["visible_during_stream"] = visible
 # 2. a zero budget writes at most one curve per call, and repeated calls finish
 c = face("C", ARKIT_52)
 budgeted = apply.TakeWriter("budgeted", shape_keys=c.data.shape_keys)
-budgeted.add_chunk(0, clip)
+budgeted.add_chunk(MotionChunk.from_arrays(0, clip))
 calls = 1
 while not budgeted.flush(budget_s=0.0):
     calls += 1
@@ -100,7 +100,7 @@ head.rotation_euler = (0.1, 0.0, 0.0)
 bpy.context.view_layer.update()
 rest_world = np.array(head.matrix_world)[:3, :3]
 euler = apply.TakeWriter("euler", pose_target=apply.PoseTarget(head), start_frame=1, frame_step=apply.frame_step_for(scene))
-euler.write_all(0, clip)
+euler.write_all(MotionChunk.from_arrays(0, clip))
 rows = curves(euler.action)
 out["euler_paths"] = sorted(rows)
 out["euler_frames"] = [rows["rotation_euler[0]"][i][0] for i in (0, 1, 25)]
@@ -116,8 +116,8 @@ d = face("D", ["jawOpen", "Custom"])
 block = d.data.shape_keys.key_blocks["Custom"]
 block.value = 0.5; block.keyframe_insert("value", frame=1)
 user_action = d.data.shape_keys.animation_data.action.name
-first = apply.TakeWriter("take 1", shape_keys=d.data.shape_keys); first.write_all(0, clip)
-second = apply.TakeWriter("take 2", shape_keys=d.data.shape_keys); second.write_all(0, clip)
+first = apply.TakeWriter("take 1", shape_keys=d.data.shape_keys); first.write_all(MotionChunk.from_arrays(0, clip))
+second = apply.TakeWriter("take 2", shape_keys=d.data.shape_keys); second.write_all(MotionChunk.from_arrays(0, clip))
 anim = d.data.shape_keys.animation_data
 out["retake"] = {
     "active": anim.action.name, "tracks": [[tr.name, [s.action.name for s in tr.strips]] for tr in anim.nla_tracks],
@@ -129,16 +129,16 @@ out["retake"] = {
 # 4b. the action renamed, a curve deleted and the action removed while a take streams
 g = face("G", ARKIT_52)
 live = apply.TakeWriter("live", shape_keys=g.data.shape_keys)
-live.add_chunk(0, {k: v[:400] for k, v in clip.items()})
+live.add_chunk(MotionChunk.from_arrays(0, {k: v[:400] for k, v in clip.items()}))
 live.flush(final=False)
 live.action.name = "renamed by the artist"
 bag = live.action.layers[0].strips[0].channelbags[0]
 bag.fcurves.remove(bag.fcurves.find('key_blocks["jawOpen"].value', index=0))
-live.add_chunk(400, {k: v[400:] for k, v in clip.items()})
+live.add_chunk(MotionChunk.from_arrays(400, {k: v[400:] for k, v in clip.items()}))
 live.flush()
 out["survives_rename_and_lost_curve"] = curves(live.action) == curves(one.action) and live.action_name == "renamed by the artist"
 bpy.data.actions.remove(live.action)
-live.add_chunk(1000, {k: v[:10] for k, v in clip.items()})
+live.add_chunk(MotionChunk.from_arrays(1000, {k: v[:10] for k, v in clip.items()}))
 try:
     live.flush()
     out["action_removed"] = None
@@ -173,11 +173,11 @@ moved = {}
 for kind, target in (("object", apply.PoseTarget(mover)), ("bone", apply.PoseTarget(rig, "head"))):
     writer = apply.TakeWriter(f"move {kind}", pose_target=target, head_movement=0.5)
     for start in range(0, n, 300):
-        writer.add_chunk(start, {k: v[start:start + 300] for k, v in clip.items()})
+        writer.add_chunk(MotionChunk.from_arrays(start, {k: v[start:start + 300] for k, v in clip.items()}))
     writer.flush()
     moved[kind] = {"paths": sorted(curves(writer.action)), "world": world_positions(kind, samples)}
 still = apply.TakeWriter("turn only", pose_target=apply.PoseTarget(head))
-still.write_all(0, clip)
+still.write_all(MotionChunk.from_arrays(0, clip))
 moved["turn_only_paths"] = sorted(curves(still.action))
 moved["samples"] = samples
 out["head_movement"] = moved
@@ -190,7 +190,7 @@ except InputError as error:
 # 5. nothing to drive
 e = face("E", ["Foo", "Bar"])
 try:
-    apply.TakeWriter("none", shape_keys=e.data.shape_keys).write_all(0, clip)
+    apply.TakeWriter("none", shape_keys=e.data.shape_keys).write_all(MotionChunk.from_arrays(0, clip))
     out["no_match"] = None
 except InputError as error:
     out["no_match"] = str(error)

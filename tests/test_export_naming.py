@@ -120,7 +120,7 @@ def test_naming_imports_neither_pygltflib_nor_bpy():
 def test_inconsistent_or_broken_motion_is_refused():
     motion = synthetic_motion(6)
     motion.arkit = motion.arkit[:4]
-    with pytest.raises(InputError, match="arkit has 4 frames"):
+    with pytest.raises(InputError, match=r"'arkit' has shape \(4, 52\), expected \(6, 52\)"):
         motion_channels(motion)
     motion = synthetic_motion(6)
     motion.visemes[2, 3] = np.nan

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from talkbridge.core.emotion import EmotionTrack, emotion_to_wire, emotion_value
 from talkbridge.core.errors import InputError
 from talkbridge.core.sadtalker.files import SIZES as SADTALKER_SIZES
 
@@ -34,7 +35,8 @@ class OptionSpec:
     """One option: how it is named, typed and bounded everywhere it appears.
 
     ``kind`` is one of ``int``, ``float``, ``bool``, ``choice``, ``angles`` (a list of degrees),
-    ``text``, ``points`` (68 or 5 ``[x, y]`` pairs) or ``device``. ``low``/``high`` bound numbers
+    ``text``, ``points`` (68 or 5 ``[x, y]`` pairs), ``device`` or ``emotion`` (an
+    :class:`~talkbridge.core.emotion.EmotionTrack` or ``"auto"``). ``low``/``high`` bound numbers
     (``low_open`` makes the lower bound exclusive); ``choices`` lists the allowed words.
     """
 
@@ -152,6 +154,13 @@ def _check_points(spec: OptionSpec, value: Any) -> np.ndarray:
     return points
 
 
+def _check_emotion(spec: OptionSpec, value: Any) -> EmotionTrack | str | None:
+    try:
+        return emotion_value(value)
+    except InputError as error:
+        raise InputError(f"option {spec.name!r} ({spec.flag}): {error}") from None
+
+
 def _check_engine(spec: OptionSpec, value: Any) -> str:
     from talkbridge.core.engine import ENGINE_FACTORIES
 
@@ -178,6 +187,7 @@ _CHECKERS: dict[str, Callable[[OptionSpec, Any], Any]] = {
     "points": _check_points,
     "device": _check_device,
     "engine": _check_engine,
+    "emotion": _check_emotion,
 }
 
 
@@ -237,6 +247,12 @@ _OPTION_LIST = (
     OptionSpec("chunk_frames", "int", 250, "frames of motion per streamed step", low=1, high=10_000),
     OptionSpec("precision", "choice", "fp32", "number format of the SadTalker networks", choices=PRECISIONS, engines=_ST),
     OptionSpec("device", "device", "auto", "where the networks run", engines=_ST),
+    OptionSpec(
+        "emotion", "emotion", None,
+        "emotion for the whole clip as NAME=WEIGHT pairs (amazement anger cheekiness disgust fear grief joy "
+        "outofbreath pain sadness, each 0..1), e.g. joy=0.6,sadness=0.2",
+        optional=True, engines=("lite", "sadtalker", "audio2face"),
+    ),
 )
 OPTIONS: dict[str, OptionSpec] = {spec.name: spec for spec in _OPTION_LIST}
 """Every job option by its snake_case name."""
@@ -273,6 +289,7 @@ class JobOptions:
     chunk_frames: int = 250
     precision: str = "fp32"
     device: str = "auto"
+    emotion: EmotionTrack | str | None = None
 
     def checked(self) -> "JobOptions":
         """A copy with every value checked and in its canonical type."""
@@ -316,6 +333,9 @@ class JobOptions:
                 continue
             if value is None or value == OPTIONS[name].default:
                 continue
+            if name == "emotion":
+                wire[name] = emotion_to_wire(value)
+                continue
             wire[name] = list(value) if isinstance(value, tuple) else value
         return wire
 
@@ -334,6 +354,8 @@ class JobOptions:
             if f.name in ("landmarks", "transcript", "device"):
                 continue
             value = getattr(self, f.name)
+            if f.name == "emotion":
+                value = emotion_to_wire(value)
             out[f.name] = list(value) if isinstance(value, tuple) else value
         out["landmarks_given"] = self.landmarks is not None
         out["transcript_given"] = self.transcript is not None

@@ -37,13 +37,22 @@ def add_job_options(parser: argparse.ArgumentParser, names: tuple[str, ...] | No
                 kwargs["choices"] = spec.choices
         elif spec.kind == "angles":
             kwargs.update(type=float, nargs="+", metavar="DEGREES")
+        elif spec.kind == "emotion":
+            kwargs.update(type=str, metavar="NAME=WEIGHT[,...]")
         else:
             kwargs["type"] = _TYPES[spec.kind]
         parser.add_argument(spec.flag, **kwargs)
+        if name == "emotion":
+            parser.add_argument(
+                "--emotion-track", type=Path, metavar="FILE", default=argparse.SUPPRESS, dest="emotion_track",
+                help="time-stamped emotion keys (CSV with a 'time' column, or JSON), interpolated per frame",
+            )
 
 
 def job_options_from_args(args: argparse.Namespace, **fixed: Any) -> tuple[JobOptions, dict[str, Path]]:
     """The checked options the flags gave, and the files behind file-backed options (by option name)."""
+    from talkbridge.core.emotion import load_emotion_track
+    from talkbridge.core.errors import InputError
     from talkbridge.core.face.landmarks import load_landmark_file
     from talkbridge.core.jobs.request import read_transcript
 
@@ -55,5 +64,11 @@ def job_options_from_args(args: argparse.Namespace, **fixed: Any) -> tuple[JobOp
     if values.get("landmarks") is not None:
         files["landmarks"] = values["landmarks"]
         values["landmarks"] = load_landmark_file(values["landmarks"])
+    track = getattr(args, "emotion_track", None)
+    if track is not None:
+        if values.get("emotion") is not None:
+            raise InputError("give either --emotion or --emotion-track, not both")
+        files["emotion_track"] = track
+        values["emotion"] = load_emotion_track(track)
     values.update(fixed)
     return JobOptions.from_mapping(values), files
