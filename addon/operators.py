@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import bpy
 from bpy.props import EnumProperty, FloatProperty
@@ -12,7 +13,7 @@ from talkbridge.core.errors import TalkbridgeError
 from talkbridge.core.motion import FPS
 
 from . import apply, runtime, sequencer
-from .job import FAILED, JobController, JobSettings, check_inputs
+from .job import FAILED, JobSettings, check_inputs, make_job
 
 STREAM_CHUNK_FRAMES = 50  # two seconds per chunk: curves show up while the job runs
 LOCAL_START_TIMEOUT_S = 120.0  # a freshly started sidecar imports its engines before it answers
@@ -74,20 +75,13 @@ def head_movement_scale(factor: float, scene) -> float:
     return float(factor) * pose_math.TRANSLATION_UNIT_M / unit
 
 
-def _keys(settings, address: str) -> dict:
-    from talkbridge.bridge.security import load_keypair, load_public_key, load_signing_key
+def _keys(settings, address: str) -> Any:
+    from talkbridge.bridge.security import load_client_keys
 
-    keys: dict = {}
-    if settings.server_key or settings.client_key:
-        if not (settings.server_key and settings.client_key):
-            raise TalkbridgeError("CURVE needs both the server's public key and this client's key pair")
-        keys["server_key"] = load_public_key(bpy.path.abspath(settings.server_key))
-        keys["client_keypair"] = load_keypair(bpy.path.abspath(settings.client_key))
-    elif not is_local_address(address):
-        raise TalkbridgeError(f"{address} is not on this machine: give the server key and a client key pair (CURVE)")
-    if settings.signing_key:
-        keys["signing_key"] = load_signing_key(bpy.path.abspath(settings.signing_key))
-    return keys
+    def path(value: str) -> str | None:
+        return bpy.path.abspath(value) if value else None
+
+    return load_client_keys(address, path(settings.server_key), path(settings.client_key), path(settings.signing_key))
 
 
 def build_job(context) -> runtime.ActiveJob:
@@ -121,7 +115,7 @@ def build_job(context) -> runtime.ActiveJob:
         command = prefs.sidecar_command if prefs is not None else "talkbridge"
         address = runtime.local_sidecar(command).start()
         timeout = max(settings.connect_timeout, LOCAL_START_TIMEOUT_S)
-        keys = {}
+        keys = None
     else:
         address = settings.address.strip()
         if not is_local_address(address) and not bpy.app.online_access:
@@ -147,7 +141,7 @@ def build_job(context) -> runtime.ActiveJob:
         render_size=int(settings.size) if render else None,
         connect_timeout_s=timeout,
         expected_frames=audio_length_frames(audio_path),
-        **keys,
+        keys=keys,
     )
     check_inputs(job_settings)
     number = sum(1 for action in bpy.data.actions if action.get(apply.TAKE_TAG)) + 1
@@ -168,7 +162,7 @@ def build_job(context) -> runtime.ActiveJob:
         sequencer_audio=audio_path if audio_to_sequencer else None,
         metadata={"engine": settings.engine, "audio": audio_path, "seed": int(settings.seed)},
     )
-    return runtime.ActiveJob(JobController(job_settings), plan)
+    return runtime.ActiveJob(make_job(job_settings), plan)
 
 
 class TALKBRIDGE_OT_generate(bpy.types.Operator):

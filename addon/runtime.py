@@ -17,13 +17,14 @@ from typing import Any
 
 import bpy
 
-from talkbridge.bridge import protocol as p
+from talkbridge.bridge.remote_job import RemoteJob
 from talkbridge.core.errors import TalkbridgeError
+from talkbridge.core.jobs.steps import Step
 from talkbridge.core.motion import scale_expression
 
 from . import apply, sequencer
 from .frames import FrameSequenceWriter
-from .job import CANCELLED, DONE, FAILED, JobController
+from .job import CANCELLED, DONE, FAILED
 from .sidecar import LocalSidecar
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class TakePlan:
 class ActiveJob:
     """A job plus the Blender objects it writes; :meth:`tick` advances it by a bounded amount of work."""
 
-    def __init__(self, controller: JobController, plan: TakePlan) -> None:
+    def __init__(self, controller: RemoteJob, plan: TakePlan) -> None:
         self.controller = controller
         self.plan = plan
         self.writer: apply.TakeWriter | None = None
@@ -128,9 +129,8 @@ class ActiveJob:
 
     def _tick(self, began: float, budget_s: float | None) -> None:
         if not self._finishing:
-            for event in self.controller.poll(MAX_EVENTS_PER_TICK):
-                if event.type == p.CHUNK:
-                    self._take_chunk(event)
+            for step in self.controller.updates(MAX_EVENTS_PER_TICK):
+                self._take_step(step)
                 if budget_s is not None and time.perf_counter() - began > budget_s * 0.5:
                     break
         if self.writer is not None:
@@ -147,17 +147,15 @@ class ActiveJob:
             if flushed and (self.frames is None or self.frames.done):
                 self._complete()
 
-    def _take_chunk(self, event: Any) -> None:
+    def _take_step(self, step: Step) -> None:
         if self.writer is None:
             self.writer = self._make_writer()
         # The wire carries SadTalker's official rows; the take shows them as rendered: with the scale.
-        scale = float(self.controller.settings.options.get("expression_scale", 1.0))
-        chunk = scale_expression(event.motion_chunk(), scale)
+        info = self.controller.info
+        chunk = scale_expression(step.chunk, 1.0 if info is None else info.expression_scale)
         self.writer.add_chunk(chunk)
-        start = chunk.start
-        frames = event.arrays.get("frames")
-        if frames is not None and self.frames is not None:
-            self.frames.put(start, frames)
+        if step.frames is not None and self.frames is not None:
+            self.frames.put(chunk.start, step.frames)
 
     def _complete(self) -> None:
         """Place the video/audio strips for what arrived (also after a cancel or a lost sidecar) and end."""

@@ -85,11 +85,17 @@ class Event:
     def code(self) -> str | None:
         return self.body.get("code") if self.type == p.ERROR else None
 
-    def motion_chunk(self) -> Any:
-        """This chunk as a :class:`talkbridge.core.motion.MotionChunk` (imports the core package)."""
-        from talkbridge.core.motion import MotionChunk
+    def step(self) -> Any:
+        """This ``chunk`` as a :class:`~talkbridge.core.jobs.steps.Step` (its motion and frames)."""
+        from talkbridge.bridge.codec import step_from_message
 
-        return MotionChunk.from_arrays(self.body["start"], {k: v for k, v in self.arrays.items() if k != "frames"})
+        return step_from_message(self.body, self.arrays)
+
+    def info(self) -> Any:
+        """This ``info`` as the job's :class:`~talkbridge.core.jobs.steps.JobInfo`."""
+        from talkbridge.bridge.codec import info_from_body
+
+        return info_from_body(self.body)
 
 
 def _error_event(job_id: str | None, code: str, message: str, retryable: bool) -> Event:
@@ -114,17 +120,24 @@ class JobResult:
         parts = [event.arrays[name] for event in self.chunks if name in event.arrays]
         return np.concatenate(parts, axis=0) if parts else None
 
+    @property
+    def info(self) -> Any:
+        """The job's facts (its ``info`` event), or None when the job ended before it started."""
+        found = [event for event in self.events if event.type == p.INFO]
+        return found[0].info() if found else None
+
     def motion(self) -> Any:
         """The whole clip as a :class:`talkbridge.core.motion.Motion` (imports the core package)."""
         from talkbridge.core.motion import Motion
 
         if self.final.type != p.DONE:
             raise p.BridgeError(f"job {self.final.job_id} did not finish: {self.final.body.get('message', self.final.type)}")
-        body = self.final.body
+        info = self.info
         return Motion.from_chunks(
-            [event.motion_chunk() for event in self.chunks],
-            engine=str(body.get("engine", "")),
-            engine_version=str(body.get("engine_version", "")),
+            [event.step().chunk for event in self.chunks],
+            engine="" if info is None else info.engine,
+            engine_version="" if info is None else info.engine_version,
+            fps=25 if info is None else info.fps,
         )
 
 
@@ -288,12 +301,13 @@ class Client:
         """Queue a job whose events go to :meth:`poll_events`; returns its job_id at once."""
         return self._submit(engine, None, **inputs)
 
-    def poll_events(self, max_events: int = 1000) -> list[Event]:
-        """Every event waiting for the non-blocking API, without waiting (for a Blender timer)."""
+    def poll_events(self, max_events: int = 1000, timeout: float = 0.0) -> list[Event]:
+        """The events waiting for the non-blocking API; with ``timeout`` wait that long for the
+        first (0: never wait, as a Blender timer needs)."""
         taken: list[Event] = []
         while len(taken) < max_events:
             try:
-                event = self.events.get_nowait()
+                event = self.events.get(timeout=timeout) if timeout and not taken else self.events.get_nowait()
             except queue.Empty:
                 break
             if event.type == p.CHUNK and event.job_id:

@@ -1,12 +1,14 @@
 """The seam between the sidecar and whatever makes motion: a job runner.
 
-The server only knows :class:`JobRunner`: given a decoded submit (:class:`JobSpec`), a device and a
-cancel flag, it yields :class:`JobOutput` s (one step: a motion chunk with the official
-coefficients, plus the frames rendered for it when the submit asked for ``render_size``).
-:class:`EngineRunner` runs every job through the job layer (:func:`~talkbridge.core.jobs.local.open_local_job`)
-with one :class:`~talkbridge.core.jobs.cache.EngineCache`, so each network loads once per device and
-serves motion-only and render jobs alike. Tests and the transport benchmark plug in the
-deterministic :class:`~talkbridge.bridge.synthetic.SyntheticRunner` instead.
+The server only knows :class:`JobRunner`: given a decoded submit (:class:`~talkbridge.bridge.codec.JobSpec`),
+a device and a cancel flag, it yields the job's stream in its wire form (:mod:`talkbridge.bridge.codec`):
+the ``info`` message with the job's facts, then the ``chunk`` messages of its steps (a motion chunk
+with the official coefficients, plus the frames rendered for it when the submit asked for
+``render_size``). A runner behind a process or Ray boundary relays the messages it receives as
+they are. :class:`EngineRunner` runs every job through the job layer
+(:func:`~talkbridge.core.jobs.local.open_local_job`) with one :class:`~talkbridge.core.jobs.cache.EngineCache`,
+so each network loads once per device and serves motion-only and render jobs alike. Tests and the
+transport benchmark plug in the deterministic :class:`~talkbridge.bridge.synthetic.SyntheticRunner`.
 """
 
 from __future__ import annotations
@@ -15,23 +17,22 @@ import logging
 import os
 import tempfile
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import numpy as np
 
+from talkbridge.bridge import protocol as p
+from talkbridge.bridge.codec import REFERENCE_INPUTS, JobSpec, stream_messages
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.options import SADTALKER_SIZES, OptionSpec
-from talkbridge.core.motion import MotionChunk
 
 log = logging.getLogger(__name__)
 
-RENDER_SIZES = SADTALKER_SIZES
-"""SadTalker's face sizes (the lite engine renders any even size the ``size`` option allows)."""
-REFERENCE_INPUTS = ("ref_eyeblink", "ref_pose")
-"""SadTalker's reference inputs: the bytes of a video (or of its coefficient ``.mat``) each."""
 JOB_FOLDER_PREFIX = "talkbridge-job-"
+"""Per-job temporary folders are named ``talkbridge-job-<pid>-<random>``, so a server can sweep
+the folders of processes that died without cleaning up."""
 
 
 ACCELERATOR_JOBS_PER_DEVICE = 4  # jobs a GPU worker runs at once by default, so their frames share passes
@@ -60,38 +61,6 @@ SADTALKER_SETTINGS = {  # a worker's SadTalker settings (serve flags), checked l
         OptionSpec("batch_wait_ms", "float", 5.0, "longest wait in ms for a fuller pass", low=0, high=10_000),
     )
 }
-"""Per-job temporary folders are named ``talkbridge-job-<pid>-<random>``, so a server can sweep
-the folders of processes that died without cleaning up."""
-
-
-@dataclass
-class JobSpec:
-    """One submitted job, as the runner sees it: inputs are in memory, never paths on the client."""
-
-    job_id: str
-    engine: str
-    options: dict[str, Any] = field(default_factory=dict)
-    audio_file: np.ndarray | None = None  # uint8 bytes of an audio file
-    audio_name: str = "audio.wav"
-    audio_pcm: np.ndarray | None = None  # or 16 kHz mono float32 samples
-    image_file: np.ndarray | None = None  # uint8 bytes of an image file
-    image_name: str = "image.png"
-    first_frame: np.ndarray | None = None
-    render_size: int | None = None
-    references: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)  # name -> (bytes, file name)
-
-
-@dataclass
-class JobOutput:
-    """One step of a job: a chunk of motion, the frames rendered for it (n, H, W, 3) uint8, if any.
-
-    ``info`` is JSON-able; the server sends every key of the last one with ``done`` (the job layer
-    puts the job's facts under ``job``).
-    """
-
-    chunk: MotionChunk
-    frames: np.ndarray | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 class JobRunner(Protocol):
@@ -101,8 +70,9 @@ class JobRunner(Protocol):
         """At least ``engines`` (names) and ``render_sizes``; sent to clients in ``welcome``."""
         ...
 
-    def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
-        """Yield the job's outputs in frame order; stop early when ``cancel`` is set.
+    def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[p.Message]:
+        """Yield the job's ``info`` message, then its ``chunk`` messages in frame order; stop early
+        when ``cancel`` is set.
 
         Raise :class:`~talkbridge.core.errors.TalkbridgeError` for bad input (reported to the
         client as not retryable); any other exception is reported as an engine failure.
@@ -145,10 +115,15 @@ class EngineRunner:
         self.cache = EngineCache(checkpoints, settings)
 
     def capabilities(self) -> dict[str, Any]:
-        from talkbridge.core.engine import ENGINE_FACTORIES
+        """The engines, those that render here (SadTalker only with its checkpoints) and each one's frame sizes."""
+        from talkbridge.core.engine import ENGINE_FACTORIES, engine_facts
+        from talkbridge.core.jobs.options import OPTIONS
 
-        render_engines = ["lite"] + (["sadtalker"] if self.cache.checkpoints is not None else [])
-        return {"engines": sorted(ENGINE_FACTORIES), "render_sizes": list(RENDER_SIZES), "render_engines": render_engines}
+        available = self.cache.checkpoints is not None
+        render_engines = [name for name in sorted(ENGINE_FACTORIES) if engine_facts(name).renders and (name != "sadtalker" or available)]
+        size = OPTIONS["size"]
+        sizes = {name: engine_facts(name).describe_sizes(int(size.low), int(size.high)) for name in render_engines}
+        return {"engines": sorted(ENGINE_FACTORIES), "render_sizes": sizes, "render_engines": render_engines}
 
     def engine(self, name: str, device: str) -> Any:
         """Load ``name``'s engine or networks on ``device`` now and return them (``--preload``:
@@ -166,20 +141,19 @@ class EngineRunner:
             raise InputError(f"unknown engine {name!r}; choose one of {', '.join(sorted(ENGINE_FACTORIES))}")
         return self.cache.registered(name, device)
 
-    def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
+    def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[p.Message]:
         from talkbridge.core.jobs.local import open_local_job
 
         with tempfile.TemporaryDirectory(prefix=f"{JOB_FOLDER_PREFIX}{os.getpid()}-") as folder:
             request = build_request(job, Path(folder), device, self.precision)
-            stream = open_local_job(request, self.cache, render=bool(job.render_size))
+            messages = stream_messages(job.job_id, open_local_job(request, self.cache, render=bool(job.render_size)))
             try:
-                for step in stream.steps:
+                for message in messages:
                     if cancel.is_set():
                         return
-                    facts = stream.info
-                    yield JobOutput(step.chunk, step.frames, {"engine": facts.engine, "engine_version": facts.engine_version, "job": facts.to_wire()})
+                    yield message
             finally:
-                stream.close()
+                messages.close()
 
 
 def build_request(job: JobSpec, folder: Path, device: str = "auto", precision: str = "fp32") -> Any:
@@ -190,8 +164,8 @@ def build_request(job: JobSpec, folder: Path, device: str = "auto", precision: s
 
     if (job.audio_file is None) == (job.audio_pcm is None):
         raise InputError("a job needs exactly one audio input: the bytes of an audio file or 16 kHz float32 samples")
-    if job.render_size is not None and (job.engine == "sadtalker") and job.render_size not in RENDER_SIZES:
-        raise InputError(f"render_size {job.render_size} is not supported by sadtalker; choose one of {list(RENDER_SIZES)}")
+    if job.render_size is not None and (job.engine == "sadtalker") and job.render_size not in SADTALKER_SIZES:
+        raise InputError(f"render_size {job.render_size} is not supported by sadtalker; choose one of {list(SADTALKER_SIZES)}")
     options = JobOptions.from_wire({"precision": precision, **job.options}, engine=job.engine, size=job.render_size)
     options = replace(options, device=device)
     if job.audio_file is not None:

@@ -33,27 +33,25 @@ from talkbridge.core.errors import TalkbridgeError
 from talkbridge.core.motion import CHANNELS
 
 MAGIC = b"TBRG"
-PROTOCOL_VERSION = 1
-SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS: tuple[int, ...] = (2,)
+"""Version 2: a job's facts come once, in ``info`` before its first chunk (version 1 sent them with
+``done``). A version 1 peer is refused at ``hello`` with ``unsupported_version``."""
 DIGEST_SIZE = hashlib.sha256().digest_size
 PREAMBLE_SIZE = len(MAGIC) + 1
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 
 # Message types. Client -> server: hello, submit, cancel, credit, ping.
-# Server -> client: welcome, accepted, progress, chunk, done, error, cancelled, pong.
+# Server -> client: welcome, accepted, progress, info, chunk, done, error, cancelled, pong.
+# A worker process speaks the server's part to its server (bridge/workers.py).
 HELLO, WELCOME = "hello", "welcome"
-SUBMIT, ACCEPTED, PROGRESS, CHUNK, DONE = "submit", "accepted", "progress", "chunk", "done"
+SUBMIT, ACCEPTED, PROGRESS, INFO, CHUNK, DONE = "submit", "accepted", "progress", "info", "chunk", "done"
 ERROR, CANCEL, CANCELLED, CREDIT = "error", "cancel", "cancelled", "credit"
 PING, PONG = "ping", "pong"
 
-# Between a server and its worker processes only (bridge/workers.py): one engine output, with the
-# runner's JSON ``info``. Never valid on the public socket: the server refuses it from clients and
-# clients drop it.
-OUTPUT = "output"
-
 CLIENT_TYPES = frozenset({HELLO, SUBMIT, CANCEL, CREDIT, PING})
-SERVER_TYPES = frozenset({WELCOME, ACCEPTED, PROGRESS, CHUNK, DONE, ERROR, CANCELLED, PONG})
+SERVER_TYPES = frozenset({WELCOME, ACCEPTED, PROGRESS, INFO, CHUNK, DONE, ERROR, CANCELLED, PONG})
 TERMINAL_TYPES = frozenset({DONE, ERROR, CANCELLED})
 """After one of these the server sends nothing more for that job."""
 
@@ -210,31 +208,27 @@ _BODY_SCHEMAS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     },
     ACCEPTED: {"position": ((int,), True), "duplicate": ((bool,), False), "state": ((str,), False)},
     PROGRESS: {"stage": ((str,), True), "frames_done": ((int,), False), "device": ((str,), False)},
-    CHUNK: {"start": ((int,), True), "n_frames": ((int,), True)},
-    DONE: {
+    INFO: {  # the job's facts (core.jobs.steps.JobInfo), once, before its first chunk
+        "engine": ((str,), True),
+        "engine_version": ((str,), True),
         "n_frames": ((int,), True),
-        "n_chunks": ((int,), True),
-        "engine": ((str,), False),
-        "engine_version": ((str,), False),
-        "metadata": ((dict,), False),
-        "first_frame": ((list,), False),
-        "expression_scale": (_NUM, False),
+        "expression_scale": (_NUM, True),
+        "fps": ((int,), True),
+        "first_frame": ((list, type(None)), True),
+        "frame_size": ((list, type(None)), True),
+        "metadata": ((dict,), True),
     },
+    CHUNK: {"start": ((int,), True), "n_frames": ((int,), True)},
+    DONE: {"n_frames": ((int,), True), "n_chunks": ((int,), True)},
     ERROR: {"code": ((str,), True), "retryable": ((bool,), True), "message": ((str,), True)},
     CANCEL: {},
     CANCELLED: {"already": ((bool,), False), "reason": ((str,), False)},
     CREDIT: {"consumed": ((int,), True)},
     PING: {"t": (_NUM, False)},
     PONG: {"t": (_NUM, False)},
-    OUTPUT: {"start": ((int,), True), "n_frames": ((int,), True), "info": ((dict,), False)},
 }
 
-_OPEN_BODIES = frozenset({DONE})
-"""Types whose body may carry further fields: ``done`` relays whatever JSON facts the engine
-reported about the clip (``JobOutput.info``), so a new fact needs no protocol change. The listed
-fields are still type-checked."""
-
-_JOB_TYPES = frozenset({SUBMIT, ACCEPTED, PROGRESS, CHUNK, DONE, CANCEL, CANCELLED, CREDIT, OUTPUT})
+_JOB_TYPES = frozenset({SUBMIT, ACCEPTED, PROGRESS, INFO, CHUNK, DONE, CANCEL, CANCELLED, CREDIT})
 """Types that must name a job (``error`` may or may not)."""
 
 _FLOATS = ("float32",)
@@ -253,16 +247,6 @@ _BUFFER_SCHEMAS: dict[str, dict[str, tuple[tuple[str, ...], tuple[int, ...]]]] =
         "frames": (("uint8",), (4,)),
     },
 }
-_BUFFER_SCHEMAS[OUTPUT] = _BUFFER_SCHEMAS[CHUNK]
-
-
-def done_field_ok(name: str, value: Any) -> bool:
-    """Whether ``value`` may be the ``done`` body's field ``name`` (known fields have fixed types)."""
-    known = _BODY_SCHEMAS[DONE].get(name)
-    if known is None:
-        return True
-    types = known[0]
-    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
 
 
 def valid_id(value: Any) -> bool:
@@ -304,8 +288,6 @@ def validate_header(header: Any) -> None:
     schema = _BODY_SCHEMAS[kind]
     for name, value in body.items():
         if name not in schema:
-            if kind in _OPEN_BODIES and _ID_PATTERN.match(name):
-                continue
             raise ProtocolError(E_BAD_MESSAGE, f"unknown field {str(name)[:40]!r} in a {kind} message", job_id)
         types, _ = schema[name]
         if isinstance(value, bool) and bool not in types:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.jobs import JobSpec
+from talkbridge.bridge.codec import JobSpec
 
 
 class Outbox:

@@ -15,7 +15,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
-from talkbridge.bridge.protocol import BridgeError
+from talkbridge.bridge.protocol import BridgeError, is_local_address
 
 
 class SecurityConfigError(BridgeError):
@@ -93,6 +93,45 @@ def _load(path: str | Path) -> tuple[bytes, bytes | None]:
 
 
 @dataclass(frozen=True)
+class ClientKeys:
+    """What a client needs to reach one sidecar: CURVE keys (both or neither) and a signing key."""
+
+    server_key: bytes | None = None
+    client_keypair: tuple[bytes, bytes] | None = None
+    signing_key: bytes | None = None
+
+    def as_kwargs(self) -> dict[str, object]:
+        """The :class:`~talkbridge.bridge.client.Client` keyword arguments."""
+        return {"server_key": self.server_key, "client_keypair": self.client_keypair, "signing_key": self.signing_key}
+
+
+def load_client_keys(
+    address: str,
+    server_key: str | Path | None = None,
+    client_key: str | Path | None = None,
+    signing_key: str | Path | None = None,
+) -> ClientKeys:
+    """The keys for reaching ``address``, read from their files: the one place that checks them.
+
+    CURVE needs both the server's public key and this client's key pair; a sidecar that is not on
+    this machine is only reached with CURVE (a server off loopback refuses to run without it, and
+    nothing else would encrypt the speech and portraits on the network).
+    """
+    if bool(server_key) != bool(client_key):
+        raise SecurityConfigError("CURVE needs both the server's public key (--server-key) and this client's key pair (--client-key)")
+    if not server_key and not is_local_address(address):
+        raise SecurityConfigError(
+            f"{address} is not on this machine: give the server's public key and a client key pair (CURVE), "
+            "made with `talkbridge keys generate`"
+        )
+    return ClientKeys(
+        server_key=load_public_key(server_key) if server_key else None,
+        client_keypair=load_keypair(client_key) if client_key else None,
+        signing_key=load_signing_key(signing_key) if signing_key else None,
+    )
+
+
+@dataclass(frozen=True)
 class CurveServerKeys:
     """The server's key pair and the folder of client public keys it lets in."""
 
@@ -109,3 +148,13 @@ class CurveServerKeys:
         if not any(folder.glob("*.key")):
             raise SecurityConfigError(f"{folder}: the client allow-list holds no .key files, so no client could connect")
         return cls(public, secret, folder)
+
+
+def check_bind_is_safe(bind: str, curve: "CurveServerKeys | None") -> None:
+    """Refuse to listen beyond this machine unless CURVE keys and a client allow-list are set."""
+    if curve is None and not is_local_address(bind):
+        raise SecurityConfigError(
+            f"refusing to bind {bind} without CURVE keys: anyone on the network could run jobs. "
+            "Bind tcp://127.0.0.1:PORT or ipc://PATH, or pass --curve-secret SERVER.key_secret and "
+            "--allow CLIENT_KEYS_DIR (make keys with `talkbridge keys generate`)."
+        )

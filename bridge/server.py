@@ -26,29 +26,24 @@ jobs are capped per client identity (its CURVE key, else its connection) and in 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import zmq
 
 from talkbridge._version import __version__
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.job_wire import input_bytes, jsonable_info, spec_from_submit
-from talkbridge.bridge.jobs import JobOutput, JobRunner
+from talkbridge.bridge.codec import input_bytes, spec_from_submit
+from talkbridge.bridge.jobs import JobRunner
+from talkbridge.bridge.leftovers import sweep_stale_job_folders
+from talkbridge.bridge.relay import relay_job
 from talkbridge.bridge.scheduling import FairQueue, Job, Outbox, Stalled
-from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError
+from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError, check_bind_is_safe
 from talkbridge.bridge.wakeup import Doorbell
-from talkbridge.bridge.workers import RemoteJobError
-from talkbridge.core.errors import TalkbridgeError
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +64,6 @@ class ServerConfig:
     default_credit: int = 4
     max_credit: int = 64
     outbox_chunks: int = 2
-    max_chunk_bytes: int = 64 * 1024 * 1024  # larger engine chunks go out as several messages
     max_jobs_per_client: int = 32
     max_queued_jobs: int = 512
     max_client_input_bytes: int = 1024 * 1024 * 1024  # inputs of one client's unfinished jobs
@@ -83,65 +77,6 @@ class _Peer:
     last_seen: float
     identity: bytes  # the CURVE public key when the server has CURVE, else the connection's routing id
     jobs: set[str] = field(default_factory=set)
-
-
-_JOB_FOLDER = re.compile(r"^talkbridge-job-(?:(\d+)-[A-Za-z0-9_]+|[A-Za-z0-9_]+)$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
-def sweep_stale_job_folders(root: str | None = None, older_than_s: float = 6 * 3600.0) -> list[str]:
-    """Remove job folders a killed server left in the temp folder (they hold uploaded inputs).
-
-    ``talkbridge-job-<pid>-<random>`` folders go when process ``pid`` is gone; folders without a pid
-    (the older naming) when untouched for ``older_than_s``. Only this user's folders are touched.
-    Returns the removed paths.
-    """
-    root = root or tempfile.gettempdir()
-    removed: list[str] = []
-    now = time.time()
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _JOB_FOLDER.match(entry.name)
-        if match is None:
-            continue
-        try:
-            if not entry.is_dir(follow_symlinks=False):
-                continue
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if hasattr(os, "getuid") and info.st_uid != os.getuid():
-            continue
-        pid = match.group(1)
-        stale = not _pid_alive(int(pid)) if pid is not None else now - info.st_mtime > older_than_s
-        if stale:
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(entry.path)
-    if removed:
-        log.info("removed %d job folder(s) a stopped server left behind in %s", len(removed), root)
-    return removed
-
-
-def check_bind_is_safe(bind: str, curve: CurveServerKeys | None) -> None:
-    """Refuse to listen beyond this machine unless CURVE keys and a client allow-list are set."""
-    if curve is None and not p.is_local_address(bind):
-        raise SecurityConfigError(
-            f"refusing to bind {bind} without CURVE keys: anyone on the network could run jobs. "
-            "Bind tcp://127.0.0.1:PORT or ipc://PATH, or pass --curve-secret SERVER.key_secret and "
-            "--allow CLIENT_KEYS_DIR (make keys with `talkbridge keys generate`)."
-        )
 
 
 class Server:
@@ -613,76 +548,15 @@ class Server:
             return
         job.state = "running"
         self._post(job, p.Message(p.PROGRESS, job.job_id, {"stage": "running", "device": device}))
-        n_frames = n_chunks = 0
-        info: dict[str, Any] = {}
-        stream = None
         try:
-            stream = self.runner.run(job.spec, device, job.cancel)
-            for output in stream:
-                if job.cancel.is_set():
-                    break
-                info.update(output.info)
-                for message in chunk_messages(job.job_id, output, self.config.max_chunk_bytes):
-                    if not self._post(job, message):
-                        break
-                    n_frames += message.body["n_frames"]
-                    n_chunks += 1
-                if job.cancel.is_set():
-                    break
-            if job.cancel.is_set() or self._stopping.is_set():
-                final = self._stopped_message(job)
-            else:
-                final = p.Message(p.DONE, job.job_id, done_body(n_frames, n_chunks, info))
+            final = relay_job(
+                self.runner, job.spec, device, job.cancel, lambda message: self._post(job, message),
+                stopped=lambda: self._stopped_message(job), passthrough=(Stalled,),
+            )
         except Stalled:
             job.outbox.drop_chunks()  # the client is not taking them: the error must not queue behind them
             text = f"the client took no chunk for {self.config.stall_timeout_s:.0f} s; the device was given to other jobs"
             final = p.error_message(p.E_STALLED, text, job.job_id, retryable=True)
-        except RemoteJobError as error:  # the runner's own verdict (a worker process lost, its engine failed)
-            final = p.error_message(error.code, str(error), job.job_id, retryable=error.retryable)
-        except TalkbridgeError as error:
-            final = p.error_message(p.E_BAD_INPUT, str(error), job.job_id)
-        except Exception as error:  # an engine bug must not take the sidecar down
-            log.exception("job %s failed", job.job_id)
-            final = p.error_message(p.E_ENGINE_FAILED, f"{type(error).__name__}: {error}", job.job_id, retryable=True)
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+        if self._stopping.is_set() and final.type == p.DONE:
+            final = self._stopped_message(job)
         self._post(job, final)
-
-
-def done_body(n_frames: int, n_chunks: int, info: dict[str, Any]) -> dict[str, Any]:
-    """The ``done`` body: the counts, then every JSON fact the runner put in ``JobOutput.info``.
-
-    ``engine`` and ``engine_version`` are always text (clients have always read them so).
-    """
-    body: dict[str, Any] = {}
-    for key, value in jsonable_info(info).items():
-        if key in ("n_frames", "n_chunks") or not p.valid_id(key):
-            continue
-        body[key] = str(value) if key in ("engine", "engine_version") else value
-    checked = {k: v for k, v in body.items() if p.done_field_ok(k, v)}
-    for key in set(body) - set(checked):
-        log.warning("left %r out of a done message: it has the wrong type for that field", key)
-    return {"n_frames": n_frames, "n_chunks": n_chunks, **checked}
-
-
-def chunk_messages(job_id: str, output: JobOutput, max_bytes: int) -> Iterator[p.Message]:
-    """The wire form of one job output, split along the frame axis so no message exceeds ``max_bytes``.
-
-    Engines batch as they like (SadTalker: 250 frames); the wire keeps messages small enough for the
-    client's size limit and for credit to pace the stream at a useful granularity.
-    """
-    chunk = output.chunk
-    arrays: dict[str, np.ndarray] = dict(chunk.arrays())
-    if output.frames is not None:
-        frames = np.asarray(output.frames)
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[0] != chunk.n_frames or frames.shape[3] != 3:
-            raise TypeError(f"a runner yielded frames of shape {frames.shape} {frames.dtype} for {chunk.n_frames} motion frames")
-        arrays["frames"] = frames
-    bytes_per_frame = sum(array[:1].nbytes for array in arrays.values()) or 1
-    step = max(1, min(chunk.n_frames, max_bytes // bytes_per_frame))
-    for offset in range(0, max(chunk.n_frames, 1), step):
-        n = min(step, chunk.n_frames - offset)
-        buffers = {name: array[offset : offset + n] for name, array in arrays.items()}
-        yield p.Message(p.CHUNK, job_id, {"start": chunk.start + offset, "n_frames": n}, buffers)

@@ -6,7 +6,8 @@ cancel, fairness and back-pressure behaviour can be checked without any model or
 
 Job options it reads: ``n_frames`` (default 50), ``chunk_frames`` (10), ``seed`` (0), ``delay_s``
 (sleep before each chunk, 0), ``fail_at`` (raise at that chunk index), ``reuse_frames`` (send one
-pre-made frame buffer every time: measures transport alone), ``hold`` (name of a gate the test opens).
+pre-made frame buffer every time: measures transport alone), ``hold`` (name of a gate the test opens),
+``max_message_bytes`` (split steps into chunk messages of at most this size).
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from talkbridge.bridge.jobs import JobOutput, JobSpec
+from talkbridge.bridge import protocol as p
+from talkbridge.bridge.codec import MAX_STEP_MESSAGE_BYTES, JobSpec, info_message, step_messages
 from talkbridge.core.errors import InputError
+from talkbridge.core.jobs.steps import JobInfo, Step
 from talkbridge.core.motion import MotionChunk
 
 ENGINE_NAME = "synthetic"
+ENGINE_VERSION = "1"
 
 
 def synthetic_chunk(start: int, n_frames: int, seed: int = 0) -> MotionChunk:
@@ -55,7 +59,11 @@ class SyntheticRunner:
     def capabilities(self) -> dict[str, Any]:
         return {"engines": [ENGINE_NAME], "render_sizes": [64, 256, 512], "render_engines": [ENGINE_NAME]}
 
-    def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
+    def facts(self, job: JobSpec) -> dict[str, Any]:
+        """Extra facts for the job's ``info`` metadata, asked once as the job starts (tests add theirs)."""
+        return {}
+
+    def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[p.Message]:
         if job.engine != ENGINE_NAME:
             raise InputError(f"unknown engine {job.engine!r}; this server runs only {ENGINE_NAME!r}")
         options = job.options
@@ -64,6 +72,7 @@ class SyntheticRunner:
         seed = int(options.get("seed", 0))
         delay = float(options.get("delay_s", 0.0))
         fail_at = options.get("fail_at")
+        max_bytes = int(options.get("max_message_bytes", MAX_STEP_MESSAGE_BYTES))
         if n_total < 1 or step < 1:
             raise InputError("n_frames and chunk_frames must be positive")
         with self._lock:
@@ -78,6 +87,9 @@ class SyntheticRunner:
         reused = None
         if job.render_size and options.get("reuse_frames"):
             reused = synthetic_frames(0, step, job.render_size)
+        size = (job.render_size, job.render_size) if job.render_size else None
+        facts = {"seed": seed, **self.facts(job)}
+        yield info_message(job.job_id, JobInfo(ENGINE_NAME, ENGINE_VERSION, n_total, frame_size=size, metadata=facts))
         try:
             for index, start in enumerate(range(0, n_total, step)):
                 if cancel.is_set():
@@ -94,7 +106,7 @@ class SyntheticRunner:
                     frames = reused[:n] if reused is not None else synthetic_frames(start, n, job.render_size)
                 with self._lock:
                     self.produced[job.job_id] += 1
-                yield JobOutput(synthetic_chunk(start, n, seed), frames, {"engine": ENGINE_NAME, "engine_version": "1"})
+                yield from step_messages(job.job_id, Step(synthetic_chunk(start, n, seed), frames), max_bytes)
             with self._lock:
                 self.finished.append(job.job_id)
         finally:

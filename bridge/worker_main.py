@@ -28,7 +28,8 @@ import zmq
 
 from talkbridge._version import __version__
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.job_wire import INTERNAL_LIMITS, output_message, spec_from_submit
+from talkbridge.bridge.codec import INTERNAL_LIMITS, spec_from_submit
+from talkbridge.bridge.relay import relay_job
 from talkbridge.bridge.wakeup import Doorbell
 from talkbridge.bridge.workers import DEVICE_PLACEHOLDER, WorkerSpec
 from talkbridge.core.errors import TalkbridgeError
@@ -89,36 +90,25 @@ class _JobThread(threading.Thread):
         self.outbox.append(p.encode(message))
         self.bell.ring()
 
+    def _post(self, message: p.Message) -> bool:
+        """Queue one of the job's messages; a chunk first waits until the server has room for it."""
+        if message.type == p.CHUNK:
+            with self._credit:
+                while self._sent - self.consumed >= self.window and not self.cancel.is_set():
+                    self._credit.wait(0.1)
+            if self.cancel.is_set():
+                return False
+            self._sent += 1
+        self._queue(message)
+        return True
+
     def run(self) -> None:
         job_id = self.spec.job_id
-        n_outputs = n_frames = 0
-        stream = None
-        try:
-            stream = self.runner.run(self.spec, self.device, self.cancel)
-            for output in stream:
-                with self._credit:
-                    while self._sent - self.consumed >= self.window and not self.cancel.is_set():
-                        self._credit.wait(0.1)
-                if self.cancel.is_set():
-                    break
-                self._sent += 1
-                self._queue(output_message(job_id, output))
-                n_outputs += 1
-                n_frames += output.chunk.n_frames
-            if self.cancel.is_set():
-                final = p.Message(p.CANCELLED, job_id, {"reason": "cancelled"})
-            else:
-                final = p.Message(p.DONE, job_id, {"n_frames": n_frames, "n_chunks": n_outputs})
-        except TalkbridgeError as error:
-            final = p.error_message(p.E_BAD_INPUT, str(error), job_id)
-        except BaseException as error:  # an engine bug (even sys.exit in a library) fails the job, never the worker
-            log.exception("job %s failed", job_id)
-            final = p.error_message(p.E_ENGINE_FAILED, f"{type(error).__name__}: {error}", job_id, retryable=True)
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-        self.finished = True
+        final = relay_job(
+            self.runner, self.spec, self.device, self.cancel, self._post,
+            stopped=lambda: p.Message(p.CANCELLED, job_id, {"reason": "cancelled"}),
+        )
+        self.finished = True  # the runner's stream is closed: the final message may leave
         self._queue(final)
 
 

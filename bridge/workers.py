@@ -13,10 +13,11 @@ over a private ZeroMQ ``PAIR`` socket on an ``ipc://`` path in a folder only thi
   are not thread-safe, so in this process one pump thread per worker owns its socket: it sends what
   the job threads queue (waking on a :class:`~talkbridge.bridge.wakeup.Doorbell`) and routes what
   arrives to the right job by ``job_id``.
-* Jobs and outputs cross in the wire protocol's own encoding (:mod:`.job_wire`): a ``submit`` in,
-  ``output`` messages (a chunk's arrays plus the runner's JSON ``info``) back. Arrays are sent and
-  received without user-space copies (``copy=False`` frames, numpy views on them).
-* The child sends at most ``window`` outputs of a job ahead of what the server has taken of that
+* Jobs and their streams cross in the wire's own encoding (:mod:`.codec`): the client's ``submit``
+  is forwarded as it came, and the child's ``info`` and ``chunk`` messages come back and are relayed
+  to the client as they are, never rebuilt. Arrays are sent and received without user-space copies
+  (``copy=False`` frames, numpy views on them).
+* The child sends at most ``window`` chunks of a job ahead of what the server has taken of that
   job, so a client that stops granting credit stops its own job's engine thread, not memory and not
   the other jobs.
 * A worker that dies (a crash, SIGKILL, the out-of-memory killer) or shows no sign of life for
@@ -46,8 +47,8 @@ from typing import Any, Callable, Iterator
 import zmq
 
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.job_wire import INTERNAL_LIMITS, output_from_message, submit_from_spec
-from talkbridge.bridge.jobs import JobOutput, JobSpec
+from talkbridge.bridge.codec import INTERNAL_LIMITS, JobSpec
+from talkbridge.bridge.relay import RemoteJobError
 from talkbridge.bridge.wakeup import Doorbell
 from talkbridge.core.errors import InputError
 
@@ -81,15 +82,6 @@ class WorkerSpec:
     def from_json(cls, text: str) -> "WorkerSpec":
         data = json.loads(text)
         return cls(data["factory"], dict(data.get("kwargs", {})), tuple((name, tuple(args)) for name, args in data.get("calls", [])))
-
-
-class RemoteJobError(Exception):
-    """A job failed on the far side of a boundary; ``code`` and ``retryable`` go to the client as they are."""
-
-    def __init__(self, code: str, message: str, retryable: bool) -> None:
-        self.code = code
-        self.retryable = retryable
-        super().__init__(message)
 
 
 class WorkerLost(RemoteJobError):
@@ -472,21 +464,22 @@ class ProcessRunner:
         assert self._capabilities is not None
         return dict(self._capabilities)
 
-    def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[JobOutput]:
+    def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[p.Message]:
         try:
             worker, inbox = self._open_job(job.job_id, device)
         except WorkerStartError as error:  # a replacement that cannot start is the server's trouble, not the input's
             raise RemoteJobError(p.E_WORKER_LOST, str(error), retryable=True) from None
         state = _JobState()
         try:
-            worker.post(submit_from_spec(job))
+            worker.post(job.to_submit())
             while not state.ended:
-                output = self._next_output(worker, inbox, job.job_id, cancel, state)
-                if output is None:
+                message = self._next_message(worker, inbox, job.job_id, cancel, state)
+                if message is None:
                     continue
-                yield output
-                state.consumed += 1
-                worker.post(p.Message(p.CREDIT, job.job_id, {"consumed": state.consumed}))
+                yield message
+                if message.type == p.CHUNK:
+                    state.consumed += 1
+                    worker.post(p.Message(p.CREDIT, job.job_id, {"consumed": state.consumed}))
         finally:
             try:
                 if not state.ended:  # closed early (cancel, a stalled client) or failed: stop the child's job
@@ -494,7 +487,9 @@ class ProcessRunner:
             finally:
                 worker.close_job(job.job_id)
 
-    def _next_output(self, worker: _Worker, inbox: queue.SimpleQueue[Any], job_id: str, cancel: threading.Event, state: "_JobState") -> JobOutput | None:
+    def _next_message(
+        self, worker: _Worker, inbox: queue.SimpleQueue[Any], job_id: str, cancel: threading.Event, state: "_JobState"
+    ) -> p.Message | None:
         """Wait one poll for the child; None when nothing for the caller came (yet)."""
         if cancel.is_set() and state.cancel_sent_at is None:
             worker.post(p.Message(p.CANCEL, job_id))
@@ -511,8 +506,8 @@ class ProcessRunner:
             state.ended = True
             assert worker.lost is not None
             raise WorkerLost(str(worker.lost))  # a fresh exception per job: they are raised on several threads
-        if message.type == p.OUTPUT:
-            return output_from_message(message)
+        if message.type in (p.INFO, p.CHUNK):
+            return message  # relayed as it came: the client decodes it
         if message.type in (p.DONE, p.CANCELLED):
             state.ended = True
         elif message.type == p.ERROR:

@@ -62,6 +62,37 @@ ENGINE_FACTORIES: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class EngineFacts:
+    """What the job layer, the writer and a sidecar need to know of an engine before it runs.
+
+    Declared beside the factory, so knowing them never imports the engine (or torch).
+    """
+
+    renders: bool = False  # makes video frames (its own, or the lite mannequin's)
+    sizes: tuple[int, ...] | None = None  # frame sizes it renders; None: any even size the `size` option allows
+    coefficients: bool = False  # its motion holds SadTalker's official 3DMM rows (written as `.mat`)
+    arkit: bool = False  # its motion has ARKit curves (else exports derive them)
+
+    def describe_sizes(self, low: int, high: int) -> object:
+        """The JSON a sidecar announces for this engine's frame sizes (``welcome.capabilities.render_sizes``)."""
+        if self.sizes is not None:
+            return list(self.sizes)
+        return {"even": True, "min": low, "max": high}
+
+
+ENGINE_FACTS: dict[str, EngineFacts] = {
+    "sadtalker": EngineFacts(renders=True, sizes=(256, 512), coefficients=True),
+    "lite": EngineFacts(renders=True, arkit=True),
+}
+"""Facts of the registered engines; a plug-in engine without an entry makes motion only."""
+
+
+def engine_facts(name: str) -> EngineFacts:
+    """The facts of engine ``name`` (a plug-in with none declared: motion only, no extras)."""
+    return ENGINE_FACTS.get(name, EngineFacts())
+
+
 def create_engine(name: str, **kwargs) -> MotionEngine:
     """Build the engine registered as ``name``; keyword arguments go to its constructor."""
     try:

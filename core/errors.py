@@ -21,6 +21,11 @@ class InputError(TalkbridgeError, ValueError):
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
 
 
+class JobInterrupted(Exception):
+    """A job stopped because its caller asked it to (a stopping batch, Ctrl-C): not a failure of
+    the job, so it is reported as interrupted, and whoever holds partial files removes them."""
+
+
 class CheckpointError(TalkbridgeError):
     """A weights file is missing, corrupt, of the wrong kind, or does not match the network."""
 

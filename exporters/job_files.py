@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from talkbridge.core.engine import engine_facts
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.steps import JobInfo, JobStream
 from talkbridge.core.motion import Motion, MotionChunk, scale_expression
@@ -31,7 +32,6 @@ from talkbridge.exporters.atomic import atomic_output, check_writable_target
 
 log = logging.getLogger(__name__)
 
-ENGINES_WITH_COEFFICIENTS = ("sadtalker",)
 MOTION_KINDS = ("coefficients", "motion", "summary")
 
 
@@ -52,7 +52,7 @@ class OutputPlan:
         targets = {"video": folder / f"{name}.mp4"} if self.video else {}
         targets["motion"] = folder / f"{name}.motion.npz"
         targets["summary"] = folder / f"{name}.motion.json"
-        if engine in ENGINES_WITH_COEFFICIENTS:
+        if engine is not None and engine_facts(engine).coefficients:
             targets["coefficients"] = folder / f"{name}.mat"
         if self.exports:
             from talkbridge.exporters.job_exports import export_targets

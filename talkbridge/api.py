@@ -15,6 +15,7 @@ written here, with the same arrays and metadata as a local run (only the route f
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -72,6 +73,7 @@ def run_job(
     progress: bool = False,
     opener: StreamOpener | None = None,
     route: dict[str, Any] | None = None,
+    stop: threading.Event | None = None,
 ) -> JobResult:
     """Check the inputs, run the job and write every file of ``plan``; nothing is written under a
     final name unless the job succeeds.
@@ -79,6 +81,7 @@ def run_job(
     The job runs in this process (with ``cache``'s engines), on ``sidecar`` (a target with
     ``.address``/``.client()``) or through ``opener`` (any other route, named by ``route``, e.g.
     ``{"route": "ray ADDRESS"}``). Whatever the route, the checks, the metadata and the files are these.
+    Once ``stop`` is set, a sidecar job is cancelled from this thread and :class:`JobInterrupted` raised.
     """
     from talkbridge.core.audio import SAMPLE_RATE, load_audio
     from talkbridge.core.face.image_io import read_image_rgb
@@ -92,7 +95,7 @@ def run_job(
         from talkbridge.bridge.remote_job import open_remote_job
 
         def opener(job: JobRequest, render: bool) -> JobStream:
-            return open_remote_job(job, sidecar, render=render)
+            return open_remote_job(job, sidecar, render=render, stop=stop)
 
         route = {"route": "sidecar", "sidecar": sidecar.address}
     engine = None if opener is not None else resolve_engine(options, cache)

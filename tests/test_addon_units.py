@@ -120,13 +120,13 @@ def test_a_wrong_address_fails_without_blocking_the_caller(tmp_path):
         port = probe.getsockname()[1]
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"RIFF")
-    controller = job.JobController(job.JobSettings(f"tcp://127.0.0.1:{port}", "lite", str(audio), connect_timeout_s=1.0))
+    controller = job.make_job(job.JobSettings(f"tcp://127.0.0.1:{port}", "lite", str(audio), connect_timeout_s=1.0))
     began = time.perf_counter()
     controller.start()
     longest = 0.0
     while not controller.finished and time.perf_counter() - began < 10:
         t = time.perf_counter()
-        controller.poll()
+        controller.updates()
         longest = max(longest, time.perf_counter() - t)
         time.sleep(0.01)
     controller.close()
@@ -137,7 +137,7 @@ def test_a_wrong_address_fails_without_blocking_the_caller(tmp_path):
 def test_cancel_before_the_job_was_submitted_ends_at_once(tmp_path):
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"RIFF")
-    controller = job.JobController(job.JobSettings("tcp://127.0.0.1:9", "lite", str(audio), connect_timeout_s=5.0))
+    controller = job.make_job(job.JobSettings("tcp://127.0.0.1:9", "lite", str(audio), connect_timeout_s=5.0))
     controller.cancel()
     assert controller.state == job.CANCELLED and controller.finished
     controller.close()

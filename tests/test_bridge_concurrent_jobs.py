@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.jobs import JobOutput, JobSpec
+from talkbridge.bridge.codec import JobSpec
 from talkbridge.bridge.server import Server, ServerConfig
 from talkbridge.bridge.synthetic import SyntheticRunner, synthetic_chunk, synthetic_frames
-from talkbridge.bridge.workers import ProcessRunner, RemoteJobError, WorkerSpec
+from talkbridge.bridge.relay import RemoteJobError
+from talkbridge.bridge.workers import ProcessRunner, WorkerSpec
 from tests.test_bridge_server import connect, wait_for
-from tests.test_bridge_workers import _alive, _first_chunk, serve_in_processes
+from tests.test_bridge_workers import _alive, _first_chunk, one_chunk, serve_in_processes
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,37 +34,47 @@ MEETING = WorkerSpec("tests.test_bridge_concurrent_jobs:MeetingRunner")
 LONG = {"n_frames": 10**6, "chunk_frames": 5, "delay_s": 0.02}
 
 _running = 0  # jobs running in this (worker) process
+_ended: list[str] = []  # jobs that have ended in this process, in order
 _changed = threading.Condition()
 
 
 class MeetingRunner(SyntheticRunner):
     """The synthetic runner; each job first waits up to ``meet_s`` until ``meet_n`` jobs run in this process.
 
-    Every output's info says in which process it ran (``pid``), whether the job met another one
-    (``met``), when it started and when this output was made (``started``, ``at``: monotonic
-    seconds, one clock for the whole machine). With ``stubborn`` a job yields one chunk and then
-    ignores its cancel, like an engine stuck in native code.
+    The job's facts (its ``info`` metadata) say in which process it ran (``pid``), whether it met
+    another job (``met``), when it started (monotonic seconds, one clock for the whole machine) and
+    which jobs had already ended in that process (``ended_before``). With ``stubborn`` a job yields
+    one chunk and then ignores its cancel, like an engine stuck in native code.
     """
 
     def run(self, job, device, cancel):
         global _running
-        started = time.monotonic()
         with _changed:
             _running += 1
             _changed.notify_all()
-            wanted = int(job.options.get("meet_n", 2))
-            met = _changed.wait_for(lambda: _running >= wanted, timeout=float(job.options.get("meet_s", 0.0)))
         try:
-            facts = {"pid": os.getpid(), "met": met, "started": started}
             if job.options.get("stubborn"):
-                yield JobOutput(synthetic_chunk(0, 5), None, {"engine": "synthetic", **facts})
+                yield from one_chunk(job)
                 time.sleep(600)
-            for output in super().run(job, device, cancel):
-                yield JobOutput(output.chunk, output.frames, {**output.info, **facts, "at": time.monotonic()})
+            yield from super().run(job, device, cancel)
         finally:
             with _changed:
                 _running -= 1
+                _ended.append(job.job_id)
                 _changed.notify_all()
+
+    def facts(self, job):
+        started = time.monotonic()
+        with _changed:
+            wanted = int(job.options.get("meet_n", 2))
+            met = _changed.wait_for(lambda: _running >= wanted, timeout=float(job.options.get("meet_s", 0.0)))
+            ended = list(_ended)
+        return {"pid": os.getpid(), "met": met, "started": started, "ended_before": ended}
+
+
+def facts_of(events) -> dict:
+    """The ``info`` metadata among a job's events."""
+    return next(event.info().metadata for event in events if event.type == p.INFO)
 
 
 def _serve(jobs: int, **runner_options):
@@ -93,16 +104,18 @@ def test_two_jobs_share_one_worker_process_only_when_the_device_takes_two(jobs):
     options = {"n_frames": 20, "chunk_frames": 5, "meet_s": meet_s}
     with _serve(jobs) as (server, runner), connect(server) as first, connect(server) as second:
         handles = [first.submit("synthetic", audio=AUDIO, options=options), second.submit("synthetic", audio=AUDIO, options=options)]
-        finals = [handle.result().final for handle in handles]
+        results = [handle.result() for handle in handles]
         pid = runner.worker_pid("cpu")
-    assert [final.type for final in finals] == [p.DONE, p.DONE], [final.body for final in finals]
-    bodies = sorted((final.body for final in finals), key=lambda body: body["started"])
-    assert [body["pid"] for body in bodies] == [pid, pid] and pid != os.getpid()
+    assert [result.final.type for result in results] == [p.DONE, p.DONE], [result.final.body for result in results]
+    ids = {id(result): handle.job_id for result, handle in zip(results, handles)}
+    ordered = sorted(results, key=lambda result: result.info.metadata["started"])
+    facts = [result.info.metadata for result in ordered]
+    assert [fact["pid"] for fact in facts] == [pid, pid] and pid != os.getpid()
     if jobs == 2:
-        assert [body["met"] for body in bodies] == [True, True]
+        assert [fact["met"] for fact in facts] == [True, True]
     else:
-        assert [body["met"] for body in bodies] == [False, False]
-        assert bodies[1]["started"] > bodies[0]["at"]  # the second began after the first's last output
+        assert [fact["met"] for fact in facts] == [False, False]
+        assert ids[id(ordered[0])] in facts[1]["ended_before"]  # the second began after the first had ended
 
 
 def test_interleaved_streams_arrive_intact_and_in_order():
@@ -123,7 +136,7 @@ def test_interleaved_streams_arrive_intact_and_in_order():
         seed, n = jobs[name]
         mine = [event for event in events if event.job_id == job_id]
         chunks = [event for event in mine if event.type == p.CHUNK]
-        assert mine[-1].type == p.DONE and mine[-1].body["met"] is True, mine[-1].body
+        assert mine[-1].type == p.DONE and facts_of(mine)["met"] is True, mine[-1].body
         assert [chunk.body["start"] for chunk in chunks] == list(range(0, n, 4))
         assert np.array_equal(np.concatenate([c.arrays["expression"] for c in chunks]), synthetic_chunk(0, n, seed).expression)
         assert np.array_equal(np.concatenate([c.arrays["pose"] for c in chunks]), synthetic_chunk(0, n, seed).pose)
@@ -135,12 +148,13 @@ def test_cancelling_one_job_leaves_the_other_running_to_done():
         doomed = canceller.submit("synthetic", audio=AUDIO, options={**LONG, "meet_s": 10.0})
         other = bystander.submit("synthetic", audio=AUDIO, options={"n_frames": 200, "chunk_frames": 5, "delay_s": 0.02, "meet_s": 10.0})
         _, doomed_events = _first_chunk(doomed)  # both have met: they run side by side
-        _, other_events = _first_chunk(other)
+        other_seen, other_events = _first_chunk(other)
+        assert facts_of(other_seen)["met"] is True
         pid = runner.worker_pid("cpu")
         doomed.cancel()
         assert list(doomed_events)[-1].type == p.CANCELLED
         rest = list(other_events)
-        assert rest[-1].type == p.DONE and rest[-1].body["met"] is True and rest[-1].body["n_frames"] == 200
+        assert rest[-1].type == p.DONE and rest[-1].body["n_frames"] == 200
         assert runner.worker_pid("cpu") == pid and runner.restarts == 0  # the child stopped one job itself
 
 
@@ -159,8 +173,8 @@ def test_a_lost_worker_fails_all_its_jobs_and_is_replaced_once(how):
         assert runner.restarts == 1 and not _alive(pid)
         successor = runner.worker_pid("cpu")
         assert successor not in (None, pid) and _worker_processes() == [successor]
-        again = first.submit("synthetic", audio=AUDIO, options={"n_frames": 20}).result().final
-        assert again.type == p.DONE and again.body["pid"] == successor
+        again = first.submit("synthetic", audio=AUDIO, options={"n_frames": 20}).result()
+        assert again.final.type == p.DONE and again.info.metadata["pid"] == successor
         assert runner.restarts == 1 and _worker_processes() == [successor]
 
 
@@ -183,7 +197,7 @@ def test_a_client_that_grants_no_credit_stalls_only_its_own_job():
     with _serve(2) as (server, _), connect(server) as paused, connect(server) as other:
         held = paused.submit_nowait("synthetic", audio=AUDIO, credit=1, render_size=16, options={"n_frames": 300, "chunk_frames": 5, "meet_s": 10.0})
         done = other.submit("synthetic", audio=AUDIO, options={"n_frames": 100, "chunk_frames": 5, "delay_s": 0.01, "meet_s": 10.0}).result()
-        assert done.final.type == p.DONE and done.final.body["met"] is True  # both ran in the worker at once
+        assert done.final.type == p.DONE and done.info.metadata["met"] is True  # both ran in the worker at once
         assert np.array_equal(done.array("expression"), synthetic_chunk(0, 100).expression)
         mine = [event for event in list(paused.events.queue) if event.job_id == held]
         assert not any(event.terminal for event in mine) and sum(event.type == p.CHUNK for event in mine) <= 1
@@ -214,7 +228,7 @@ def test_a_worker_refuses_more_jobs_than_it_takes_and_runs_that_many_from_thread
 
     with ProcessRunner(MEETING, jobs_per_worker=2) as runner:
         both = run_all(runner, 2, 10.0)
-    assert all(isinstance(outputs, list) and len(outputs) == 4 and outputs[-1].info["met"] for outputs in both), both
+    assert all(isinstance(messages, list) and len(messages) == 5 and messages[0].body["metadata"]["met"] for messages in both), both
     with ProcessRunner(MEETING, jobs_per_worker=1) as runner:
         crowded = run_all(runner, 2, 2.0)  # the first job is still waiting when the second comes
     refused = [result for result in crowded if isinstance(result, RemoteJobError)]

@@ -83,7 +83,8 @@ def test_serve_and_ping_commands_run_both_engines_for_another_process(tmp_path, 
     try:
         assert main(["ping", address]) == 0
         out = capsys.readouterr().out
-        assert "talkbridge" in out and "protocol 1" in out and "lite" in out
+        assert "talkbridge" in out and f"protocol {p.PROTOCOL_VERSION}" in out and "lite" in out
+        assert "render sizes: lite any even size 64..2048; sadtalker 256, 512" in out
         speech = write_wav(tmp_path / "speech.wav", speech_like(1.2, seed=3))
         client = Client(address)
         try:

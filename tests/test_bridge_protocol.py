@@ -12,6 +12,9 @@ import pytest
 from talkbridge.bridge import protocol as p
 
 
+PREAMBLE = p.MAGIC + bytes([p.PROTOCOL_VERSION])
+
+
 def _frames(kind: str, job_id: str | None = "job-1", body: dict | None = None, buffers: list | None = None, raw=()) -> list[bytes]:
     header = {"type": kind, "msg_id": "m1", "job_id": job_id, "seq": 0, "buffers": buffers or [], "body": body or {}}
     return [p.MAGIC + bytes([p.PROTOCOL_VERSION]), json.dumps(header).encode(), *raw]
@@ -42,7 +45,7 @@ def test_signature_covers_header_and_every_buffer():
     assert p.decode(wire, key).type == p.SUBMIT
     tampered_buffer = wire[:2] + [b"RIFX...."]
     tampered_header = [wire[0], wire[1].replace(b"lite", b"lute"), wire[2]]
-    for frames in (tampered_buffer, tampered_header, [p.MAGIC + b"\x01", *wire[1:]]):
+    for frames in (tampered_buffer, tampered_header, [p.MAGIC + bytes([p.PROTOCOL_VERSION]), *wire[1:]]):
         with pytest.raises(p.ProtocolError) as caught:
             p.decode(frames, key)
         assert caught.value.code == p.E_BAD_SIGNATURE
@@ -53,12 +56,13 @@ def test_signature_covers_header_and_every_buffer():
 @pytest.mark.parametrize(
     "frames, code, words",
     [
-        ([b"TBRG\x01"], p.E_BAD_MESSAGE, "at least"),
-        ([b"XXXX\x01", b"{}"], p.E_BAD_MESSAGE, "magic"),
+        ([PREAMBLE], p.E_BAD_MESSAGE, "at least"),
+        ([b"XXXX" + bytes([p.PROTOCOL_VERSION]), b"{}"], p.E_BAD_MESSAGE, "magic"),
         ([b"TBRG\x09", b"{}"], p.E_UNSUPPORTED_VERSION, "version 9"),
-        ([b"TBRG\x01", b"\xff\xfe"], p.E_BAD_MESSAGE, "JSON"),
-        ([b"TBRG\x01", b"[" * 5000 + b"]" * 5000], p.E_BAD_MESSAGE, "recursion"),
-        ([b"TBRG\x01", b"[1, 2]"], p.E_BAD_MESSAGE, "JSON object"),
+        ([b"TBRG\x01", b"{}"], p.E_UNSUPPORTED_VERSION, "version 1"),  # facts came with `done` then
+        ([PREAMBLE, b"\xff\xfe"], p.E_BAD_MESSAGE, "JSON"),
+        ([PREAMBLE, b"[" * 5000 + b"]" * 5000], p.E_BAD_MESSAGE, "recursion"),
+        ([PREAMBLE, b"[1, 2]"], p.E_BAD_MESSAGE, "JSON object"),
         (_frames("launch"), p.E_BAD_MESSAGE, "unknown message type"),
         (_frames(p.SUBMIT, job_id=None, body={"engine": "lite"}), p.E_BAD_MESSAGE, "job_id"),
         (_frames(p.SUBMIT, job_id="../../etc", body={"engine": "lite"}), p.E_BAD_MESSAGE, "job_id"),
@@ -69,8 +73,8 @@ def test_signature_covers_header_and_every_buffer():
         (_frames(p.CREDIT, body={"consumed": -5}), p.E_BAD_MESSAGE, "credit.consumed"),
         (_frames(p.CREDIT, body={"n": 1}), p.E_BAD_MESSAGE, "unknown field"),
         (_frames(p.HELLO, None, {"versions": ["1"]}), p.E_BAD_MESSAGE, "versions"),
-        ([b"TBRG\x01", b'{"type": "ping", "msg_id": "m", "job_id": null, "seq": 0, "buffers": [], "body": {"t": NaN}}'], p.E_BAD_MESSAGE, "NaN"),
-        ([b"TBRG\x01", b'{"type": "ping", "msg_id": "m", "job_id": null, "seq": 0, "buffers": [], "body": {"t": 1e999}}'], p.E_BAD_MESSAGE, "out of range"),
+        ([PREAMBLE, b'{"type": "ping", "msg_id": "m", "job_id": null, "seq": 0, "buffers": [], "body": {"t": NaN}}'], p.E_BAD_MESSAGE, "NaN"),
+        ([PREAMBLE, b'{"type": "ping", "msg_id": "m", "job_id": null, "seq": 0, "buffers": [], "body": {"t": 1e999}}'], p.E_BAD_MESSAGE, "out of range"),
     ],
 )
 def test_malformed_messages_are_refused_with_a_code(frames, code, words):
@@ -130,7 +134,8 @@ def test_only_loopback_and_ipc_count_as_local(address, local):
 
 
 def test_version_negotiation_picks_the_highest_common_version():
-    assert p.choose_version([1, 7]) == 1
+    assert p.choose_version([1, 2, 7]) == 2
+    assert p.choose_version([1]) is None  # version 1 sent the job facts with `done`: refused, not misread
     assert p.choose_version([7, 8]) is None
 
 

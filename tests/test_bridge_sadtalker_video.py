@@ -193,5 +193,5 @@ def test_sidecar_sadtalker_frames_equal_the_in_process_video(tmp_path):
     assert motion.engine == "sadtalker" and motion.n_frames == 50
     official = np.concatenate([step.chunk.expression for step in local_steps])
     assert np.array_equal(motion.expression, official)  # the wire carries the official rows ...
-    assert result.final.body["job"]["expression_scale"] == 1.25  # ... and the scale beside them
+    assert result.info.expression_scale == 1.25  # ... and the scale beside them, in the job's facts
     assert np.array_equal(motion.pose, np.concatenate([step.chunk.pose for step in local_steps]))

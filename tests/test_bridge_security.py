@@ -146,7 +146,7 @@ def test_ping_command_with_keys_reports_success_or_the_refusal(keys, capsys, cap
         assert main(bad) == 1
         assert "refused the CURVE handshake" in caplog.text
         assert main(["ping", server.address, "--server-key", server_key]) == 1  # half a key set
-        assert "both --server-key and --client-key" in caplog.text
+        assert "CURVE needs both the server's public key (--server-key) and this client's key pair (--client-key)" in caplog.text
     finally:
         server.stop()
 

@@ -70,15 +70,18 @@ def test_a_job_streams_chunks_that_join_to_the_in_process_result(transport, tmp_
         result = client.submit("synthetic", audio=AUDIO, options={"n_frames": 57, "chunk_frames": 8, "seed": 3}, render_size=64).result()
     kinds = [event.type for event in result.events]
     assert kinds[0] == p.ACCEPTED and kinds[-1] == p.DONE and kinds.count(p.CHUNK) == 8
+    assert kinds.count(p.INFO) == 1 and kinds.index(p.INFO) < kinds.index(p.CHUNK)  # the facts once, first
     expected = synthetic_chunk(0, 57, seed=3)
     assert np.array_equal(result.array("pose"), expected.pose)
     assert np.array_equal(result.array("blink"), expected.blink)
     assert np.array_equal(result.array("expression"), expected.expression)
     assert np.array_equal(result.array("frames"), synthetic_frames(0, 57, 64))
     assert [c.body["start"] for c in result.chunks] == list(range(0, 57, 8))
-    assert result.final.body["n_frames"] == 57 and result.final.body["engine"] == "synthetic"
-    motion = result.chunks[1].motion_chunk()
-    assert motion.start == 8 and motion.n_frames == 8
+    assert result.final.body == {"n_frames": 57, "n_chunks": 8}
+    assert result.info.engine == "synthetic" and result.info.n_frames == 57 and result.info.frame_size == (64, 64)
+    step = result.chunks[1].step()
+    assert step.chunk.start == 8 and step.chunk.n_frames == 8
+    np.testing.assert_array_equal(step.frames, synthetic_frames(8, 8, 64))
 
 
 def test_the_polling_api_never_blocks_and_delivers_the_same_stream():
@@ -524,8 +527,9 @@ def test_client_mistakes_fail_at_once_with_a_reason(tmp_path):
 def test_big_engine_chunks_go_out_as_several_messages():
     runner = SyntheticRunner()
     frame_bytes = 64 * 64 * 3
-    with serve(runner, max_chunk_bytes=10 * frame_bytes) as server, connect(server) as client:
-        result = client.submit("synthetic", audio=AUDIO, render_size=64, options={"n_frames": 45, "chunk_frames": 40}).result()
+    options = {"n_frames": 45, "chunk_frames": 40, "max_message_bytes": 10 * frame_bytes}
+    with serve(runner) as server, connect(server) as client:
+        result = client.submit("synthetic", audio=AUDIO, render_size=64, options=options).result()
     assert [c.body["n_frames"] for c in result.chunks] == [9, 9, 9, 9, 4, 5]  # ~10 frames' bytes each, incl. motion
     assert [c.body["start"] for c in result.chunks] == [0, 9, 18, 27, 36, 40]
     assert np.array_equal(result.array("frames"), synthetic_frames(0, 45, 64))

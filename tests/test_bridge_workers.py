@@ -20,7 +20,8 @@ import pytest
 import zmq
 
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.jobs import JobOutput
+from talkbridge.bridge.codec import JobSpec, step_messages
+from talkbridge.core.jobs.steps import Step
 from talkbridge.bridge.server import Server, ServerConfig
 from talkbridge.bridge.synthetic import SyntheticRunner, synthetic_chunk, synthetic_frames
 from talkbridge.bridge.workers import ProcessRunner, WorkerSpec, WorkerStartError
@@ -30,24 +31,28 @@ pytestmark = pytest.mark.timeout(120)
 
 AUDIO = np.zeros(1600, np.float32)
 SYNTHETIC = WorkerSpec("talkbridge.bridge.synthetic:SyntheticRunner")
-INFO = {"engine": "synthetic", "engine_version": "1", "metadata": {"fps": 25, "names": ["a", "b"], "nested": {"x": [1.5, None]}},
-        "first_frame": [0.25, -1.0, 3.0], "expression_scale": 1.25, "job": {"seed": 3}}
+FACTS = {"fps_hint": 25, "names": ["a", "b"], "nested": {"x": [1.5, None]}, "scale": 1.25, "row": [0.25, -1.0, 3.0]}
 
 
 class InfoRunner(SyntheticRunner):
-    """The synthetic runner with rich JSON ``info`` (numpy scalars included) on every output."""
+    """The synthetic runner whose job facts hold rich JSON, numpy scalars and arrays included."""
 
-    def run(self, job, device, cancel):
-        for output in super().run(job, device, cancel):
-            info = {**INFO, "expression_scale": np.float32(1.25), "first_frame": np.array(INFO["first_frame"], np.float64)}
-            yield JobOutput(output.chunk, output.frames, info)
+    def facts(self, job: JobSpec) -> dict:
+        return {**FACTS, "scale": np.float32(1.25), "row": np.array(FACTS["row"], np.float64)}
+
+
+def one_chunk(job: JobSpec):
+    """The first messages of a synthetic job: its facts, then one 5-frame step."""
+    runner = SyntheticRunner()
+    info = next(iter(runner.run(JobSpec(job.job_id, "synthetic", {"n_frames": 5}), "cpu", threading.Event())))
+    return [info, *step_messages(job.job_id, Step(synthetic_chunk(0, 5)))]
 
 
 class ExitingRunner(SyntheticRunner):
     """An engine whose library calls sys.exit() (or os._exit with option "hard") mid-job."""
 
     def run(self, job, device, cancel):
-        yield JobOutput(synthetic_chunk(0, 5), None, {"engine": "synthetic"})
+        yield from one_chunk(job)
         if job.options.get("hard"):
             os._exit(3)
         sys.exit("a library gave up")
@@ -57,7 +62,7 @@ class StubbornRunner(SyntheticRunner):
     """Yields one chunk, then sits in a call that never looks at the cancel flag."""
 
     def run(self, job, device, cancel):
-        yield JobOutput(synthetic_chunk(0, 5), None, {"engine": "synthetic"})
+        yield from one_chunk(job)
         time.sleep(600)
 
 
@@ -102,9 +107,9 @@ def test_a_worker_process_streams_the_same_arrays_and_the_info_arrives_intact():
     assert result.final.type == p.DONE, result.final.body
     assert np.array_equal(result.array("expression"), synthetic_chunk(0, 57, seed=3).expression)
     assert np.array_equal(result.array("frames"), synthetic_frames(0, 57, 64))
-    body = result.final.body
-    assert {key: body[key] for key in INFO} == INFO  # nested JSON, numpy scalars and arrays made plain
-    assert body["n_frames"] == 57 and body["n_chunks"] == 8
+    assert {key: result.info.metadata[key] for key in FACTS} == FACTS  # nested JSON, numpy scalars and arrays made plain
+    assert result.info.engine == "synthetic" and result.info.n_frames == 57
+    assert result.final.body == {"n_frames": 57, "n_chunks": 8}
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGSEGV])
@@ -212,13 +217,12 @@ def test_a_60_s_lite_job_never_delays_another_clients_pings(tmp_path):
 
 def test_outputs_cross_the_process_boundary_without_copies():
     """The runner's frames arrive as read-only views on the received message, not as copies."""
-    from talkbridge.bridge.jobs import JobSpec
-
     with ProcessRunner(SYNTHETIC) as runner:
         job = JobSpec("zero-copy", "synthetic", {"n_frames": 30, "chunk_frames": 10}, audio_pcm=AUDIO, render_size=64)
-        outputs = list(runner.run(job, "cpu", threading.Event()))
-    assert [o.chunk.start for o in outputs] == [0, 10, 20]
-    frames = outputs[1].frames
+        messages = list(runner.run(job, "cpu", threading.Event()))
+    assert [m.type for m in messages] == [p.INFO, p.CHUNK, p.CHUNK, p.CHUNK]
+    assert [m.body["start"] for m in messages[1:]] == [0, 10, 20]
+    frames = messages[2].buffers["frames"]
     owner = frames
     while isinstance(owner, np.ndarray):
         owner = owner.base

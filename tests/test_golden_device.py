@@ -57,7 +57,11 @@ def test_real_cases_pass_on_cpu_with_figures():
     )
     assert all(line.startswith("PASS") for line in lines.values())
     assert all(0 <= _tolerance_used(line) <= 1 for line in lines.values())
-    assert 0 < _tolerance_used(lines["render/golden/a_mapping"])  # float networks never match bit for bit
+    # A float network matches bit for bit on one CPU kind and not on another (AMX, AVX-512 and AVX2
+    # kernels sum in different orders), so the figures are checked against each other, not against 0.
+    for line in lines.values():
+        difference = float(re.search(r"max\|diff\|\s+(\S+)", line).group(1))
+        assert (difference == 0) == (_tolerance_used(line) == 0), line
     assert "golden on cpu: 4 cases: 4 pass" in completed.stdout
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.job_wire import output_from_message, output_message
-from talkbridge.bridge.jobs import JobOutput
+from talkbridge.bridge.codec import step_from_message, step_messages
+from talkbridge.core.jobs.steps import Step
 from talkbridge.core.errors import InputError
 from talkbridge.core.motion import CHANNEL, CHANNELS, EMOTIONS, TONGUE_16, Motion, MotionChunk
 from talkbridge.exporters.curves import curve_table
@@ -94,12 +94,13 @@ def test_curves_name_every_column_of_every_channel():
 
 def test_the_wire_carries_every_channel():
     chunk = full_chunk(11)
-    frames = np.zeros((chunk.n_frames, 4, 4, 3), np.uint8)
-    message = output_message("job1", JobOutput(chunk, frames))
-    decoded = p.decode(p.encode(message), limits=p.Limits(max_buffers=32))
-    back = output_from_message(decoded)
+    frames = np.arange(chunk.n_frames * 48, dtype=np.uint8).reshape(chunk.n_frames, 4, 4, 3)
+    (message,) = step_messages("job1", Step(chunk, frames))
+    decoded = p.decode(p.encode(message))  # the client's default limits take every channel
+    back = step_from_message(decoded.body, decoded.buffers)
     for name, values in chunk.arrays().items():
         np.testing.assert_array_equal(back.chunk.arrays()[name], values)
+    np.testing.assert_array_equal(back.frames, frames)
     chunk_message = p.Message(p.CHUNK, "job1", {"start": 0, "n_frames": 7}, {"jaw": chunk.jaw})
     assert p.decode(p.encode(chunk_message)).buffers["jaw"].shape == (7, 4, 4)
 

@@ -2,7 +2,8 @@
 frames equal its solo run, waiting jobs share every pass fairly, and nobody waits past ``max_wait_ms``.
 
 Tiny recipe renderers at 64x64 with the golden ``sn_u_x10`` adjustment (see test_render_shared_pass),
-on one torch thread, where a fixed-size pass makes a row's result independent of its neighbours.
+on one torch thread, where a fixed-size pass makes a row's result independent of its neighbours (and
+within one grey level of its solo run wherever it sits: ``assert_frames_match``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from talkbridge.core.sadtalker.render import batcher as batcher_module
 from talkbridge.core.sadtalker.render.batcher import BatchPolicy, FrameBatcher, PassRecord
 from talkbridge.core.sadtalker.render.job import RenderJob
 from talkbridge.core.sadtalker.render.renderer import FaceRenderer, free_view_poses
-from tests.render_helpers import sn_u_x10, tiny_recipe_models
+from tests.render_helpers import assert_frames_match, sn_u_x10, tiny_recipe_models
 from tests.test_render_shared_pass import JOBS, SIZE, _portrait, _solo
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.timeout(120)]
@@ -54,7 +55,7 @@ def test_concurrent_jobs_share_passes_and_each_gets_its_solo_frames(models):
     for job, frames in zip(JOBS, results):
         solo = _solo(models, job, batch_size=4, fixed_batch=True)
         assert frames.shape == solo.shape == (9, SIZE, SIZE, 3)
-        assert np.array_equal(frames, solo), job
+        assert_frames_match(frames, solo, str(job))
     assert any(len(record.frames) > 1 for record in records), "no pass mixed jobs"
     assert sum(sum(r.frames.values()) for r in records) == batcher.frames == 27
     assert all(sum(r.frames.values()) + r.padding == 4 for r in records)

@@ -3,9 +3,10 @@
 Tiny recipe renderers at 64x64 (structurally complete, milliseconds per frame) with the golden
 ``sn_u_x10`` adjustment, so frames are not saturated; the jobs differ in portrait, first-frame row,
 still mode, expression scale and free-view pose, so any row mix-up shows. Passes have a fixed size
-(``pad_to``): kernels may sum in a batch-size dependent order, but at a fixed size and one CPU thread
-a row's result is independent of its position and of the other rows, which makes a job's frames
-bit-identical. With several threads, torch's CPU elementwise kernels (exp, grid_sample) compute the
+(``pad_to``): kernels may sum in a batch-size dependent order, and at a fixed size and one CPU thread
+a row's result is independent of the other rows; on most CPUs it is also independent of its position,
+but not on all (see ``assert_frames_match``), so a job's frames are compared within one grey level on
+at most 0.1% of values. With several threads, torch's CPU elementwise kernels (exp, grid_sample) compute the
 tail of each thread's chunk with scalar code instead of vector code, so the last bit of a few values
 depends on where the thread split falls: there a job's frames are within one grey level.
 """
@@ -19,7 +20,7 @@ import torch
 from talkbridge.core.sadtalker.render.job import RenderJob
 from talkbridge.core.sadtalker.render.renderer import FaceRenderer, free_view_poses
 from talkbridge.core.sadtalker.render.shared_pass import drive_slices, render_slices
-from tests.render_helpers import sn_u_x10, tiny_recipe_models
+from tests.render_helpers import assert_float_frames_match, assert_frames_match, sn_u_x10, tiny_recipe_models
 
 SIZE = 64
 
@@ -90,7 +91,7 @@ def test_one_pass_over_three_jobs_equals_each_solo_run(models, threads):
     threads(1)
     solo = [_solo(models, job, batch_size=6) for job in JOBS]
     for index, frames in enumerate(_mixed_passes(models)):
-        np.testing.assert_array_equal(frames, solo[index], err_msg=f"job {index}")
+        assert_frames_match(frames, solo[index], f"job {index}")
         # Without fixed passes the solo run differs only by summation order, below one grey level.
         unpadded = _solo(models, JOBS[index], batch_size=3, fixed_batch=False)
         assert np.abs(unpadded.astype(int) - solo[index].astype(int)).max() <= 1
@@ -111,8 +112,10 @@ def test_shared_pass_float_output_equals_the_solo_pass(models, threads):
     alone_a, alone_b = drive_slices(models, [slice_a], pad_to=5), drive_slices(models, [slice_b], pad_to=5)
     together = drive_slices(models, [slice_a, slice_b], pad_to=5)
     swapped = drive_slices(models, [slice_b, slice_a], pad_to=5)
-    assert torch.equal(together[:2], alone_a) and torch.equal(together[2:], alone_b)
-    assert torch.equal(swapped[2:], alone_a) and torch.equal(swapped[:2], alone_b)
+    assert_float_frames_match(together[:2], alone_a)
+    assert_float_frames_match(together[2:], alone_b)
+    assert_float_frames_match(swapped[2:], alone_a)
+    assert_float_frames_match(swapped[:2], alone_b)
     assert float(together.std()) > 0.1  # well-conditioned: real image content, not a saturated map
     with pytest.raises(ValueError, match="do not fit"):
         drive_slices(models, [slice_a, slice_b], pad_to=3)

@@ -1,5 +1,6 @@
 """Cross-job batching in the sidecar: concurrent SadTalker jobs on one device share render passes, and
-every job's frames and motion are exactly those of the same job run alone.
+every job's motion is exactly that of the same job run alone, and its frames are within last-bit
+rounding of them (``assert_frames_match``).
 
 Checkpoints in the official layout (recipe weights) with the renderer narrowed to the tiny test
 networks, one torch thread in the worker (where a fixed-size pass makes a row independent of its
@@ -17,6 +18,7 @@ import pytest
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.client import Client
 from talkbridge.bridge.jobs import sharing_defaults
+from tests.render_helpers import assert_frames_match
 from tests.sidecars import sidecar
 from tests.speech import speech_like, write_wav
 
@@ -69,7 +71,7 @@ def test_concurrent_jobs_share_passes_and_match_their_solo_runs(inputs, tmp_path
         assert mixed.final.type == p.DONE and solo.final.type == p.DONE, (mixed.final.body, solo.final.body)
         frames = mixed.array("frames")
         assert frames.shape[0] == 30 and frames.dtype == np.uint8
-        assert np.array_equal(frames, solo.array("frames")), options
+        assert_frames_match(frames, solo.array("frames"), str(options))
         for name in ("expression", "pose"):
             assert np.array_equal(mixed.array(name), solo.array(name)), name
     distinct = [np.array_equal(together[0].array("frames"), result.array("frames")) for result in together[1:]]

@@ -6,7 +6,6 @@ are those ``generate`` would write. The Ray backend lives in :mod:`talkbridge.cl
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import queue
 import threading
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from talkbridge.batch.manifest import BatchRow
-from talkbridge.batch.runner import RowInterrupted, RowResult
-from talkbridge.core.errors import InputError
+from talkbridge.batch.runner import INTERRUPTED_REASON, RowInterrupted, RowResult
+from talkbridge.core.errors import InputError, JobInterrupted
 from talkbridge.exporters.job_files import OutputPlan
 
 log = logging.getLogger(__name__)
@@ -60,12 +59,6 @@ def sidecar_slots(target: Any) -> int:
     return max(1, devices * per_device - int(capabilities.get("queued_jobs", 0)))
 
 
-def _interrupt_thread(thread_id: int) -> None:
-    """Raise :class:`RowInterrupted` in another thread at its next Python step; the writer then
-    cancels the remote job and removes its partial files, as on Ctrl-C in the main thread."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(RowInterrupted))
-
-
 class SidecarBackend:
     """Rows spread over sidecars by free capacity: each sidecar has a slot per free device, and a
     row takes whichever slot frees first, so a faster or larger sidecar takes more rows."""
@@ -83,44 +76,21 @@ class SidecarBackend:
                 self._free.put(target)
         self.slots = self._free.qsize()
         self.name = "sidecar " + " ".join(target.address for target in targets)
-        self._running: dict[int, threading.Event] = {}
-        self._lock = threading.Lock()
-        self._watch: threading.Thread | None = None
-        self._closed = threading.Event()
 
     def run_row(self, row: BatchRow, plan: OutputPlan, stop: threading.Event) -> RowResult:
         from talkbridge.api import run_job
 
         assert row.request is not None
         target = self._free.get()
-        self._start_watch(stop)
-        with self._lock:
-            self._running[threading.get_ident()] = stop
         try:
             if stop.is_set():
                 raise RowInterrupted("interrupted before this row started")
-            result = run_job(row.request, plan, sidecar=target)
+            result = run_job(row.request, plan, sidecar=target, stop=stop)
             return RowResult(result.files, result.engine, {"sidecar": target.address})
+        except JobInterrupted:
+            raise RowInterrupted(INTERRUPTED_REASON) from None
         finally:
-            with self._lock:
-                self._running.pop(threading.get_ident(), None)
             self._free.put(target)
 
-    def _start_watch(self, stop: threading.Event) -> None:
-        """One thread that, once the batch stops, interrupts every row still running on a sidecar."""
-        with self._lock:
-            if self._watch is not None:
-                return
-            self._watch = threading.Thread(target=self._interrupt_on_stop, args=(stop,), name="batch-stop", daemon=True)
-            self._watch.start()
-
-    def _interrupt_on_stop(self, stop: threading.Event) -> None:
-        while not stop.wait(0.2):
-            if self._closed.is_set():
-                return
-        with self._lock:
-            for thread_id in list(self._running):
-                _interrupt_thread(thread_id)
-
     def close(self) -> None:
-        self._closed.set()
+        pass

@@ -23,7 +23,7 @@ from talkbridge.batch.ledger import (
 )
 from talkbridge.batch.manifest import BatchRow
 from talkbridge.batch.report import BatchReport, RowOutcome, files_by_kind
-from talkbridge.core.errors import InputError, TalkbridgeError
+from talkbridge.core.errors import InputError, JobInterrupted, TalkbridgeError
 from talkbridge.core.jobs.steps import JobStream, Step
 from talkbridge.exporters.job_files import OutputPlan
 from talkbridge.interrupts import sigterm_as_interrupt
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 INTERRUPTED_REASON = "interrupted before this row finished; run the batch again to make it"
 
 
-class RowInterrupted(Exception):
+class RowInterrupted(JobInterrupted):
     """Raised inside a row's step stream when the batch is stopping (the writer then cleans up)."""
 
 
@@ -85,7 +85,7 @@ def stop_aware(stream: JobStream, stop: threading.Event) -> JobStream:
 
 def describe_failure(error: BaseException) -> str:
     """One line for the report: input problems as they are, anything else with its type."""
-    if isinstance(error, (TalkbridgeError, RowInterrupted)):
+    if isinstance(error, (TalkbridgeError, JobInterrupted)):
         return str(error)
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
@@ -171,9 +171,9 @@ class BatchRun:
             reason = describe_failure(error)
             if not reason.startswith(row.where):
                 reason = f"{row.where}: {reason}"
-            if not isinstance(error, (TalkbridgeError, RowInterrupted)):
+            if not isinstance(error, (TalkbridgeError, JobInterrupted)):
                 log.debug("row %s failed", row.name, exc_info=True)
-            if not isinstance(error, RowInterrupted):
+            if not isinstance(error, JobInterrupted):
                 log.error("%s failed: %s", row.name, reason)
             return RowOutcome(row.name, "failed", reason, seconds=time.monotonic() - started, where=row.where)
 

@@ -18,13 +18,7 @@ class SidecarTarget:
 
     def client(self) -> Any:
         from talkbridge.bridge.client import Client
-        from talkbridge.bridge.security import SecurityConfigError, load_keypair, load_public_key, load_signing_key
+        from talkbridge.bridge.security import load_client_keys
 
-        if (self.server_key is None) != (self.client_key is None):
-            raise SecurityConfigError("CURVE needs both --server-key and --client-key")
-        return Client(
-            self.address,
-            server_key=load_public_key(self.server_key) if self.server_key else None,
-            client_keypair=load_keypair(self.client_key) if self.client_key else None,
-            signing_key=load_signing_key(self.signing_key) if self.signing_key else None,
-        )
+        keys = load_client_keys(self.address, self.server_key, self.client_key, self.signing_key)
+        return Client(self.address, **keys.as_kwargs())

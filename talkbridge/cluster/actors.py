@@ -2,11 +2,12 @@
 
 * :class:`RowActor` runs job-layer requests (``talkbridge batch --ray``): it keeps one
   :class:`~talkbridge.core.jobs.cache.EngineCache`, so weights load once per actor, and streams the
-  job back as a Ray streaming generator: the job's :class:`JobInfo`, its :class:`Step` s, then the
-  final :class:`JobInfo`. The driver writes the files with the one writer.
+  job back as a Ray streaming generator: the job's :class:`JobInfo` once, then its :class:`Step` s.
+  The driver writes the files with the one writer.
 * :class:`GatewayActor` runs sidecar jobs (``talkbridge serve --ray``) on the runner a
   :class:`~talkbridge.bridge.workers.WorkerSpec` builds (the same one ``serve`` runs locally) and
-  streams its :class:`JobOutput` s back.
+  streams the same stream back in its wire form (:mod:`talkbridge.bridge.codec` messages), which
+  the gateway relays to the client as it is.
 
 Input files travel as bytes (a worker node does not see the driver's disk) and are written into a
 per-job temporary folder on the actor's node. Arrays cross as numpy arrays in Ray's object store.
@@ -50,14 +51,18 @@ def unpack_request(request: JobRequest, files: InputFiles, folder: Path) -> JobR
     return dataclasses.replace(request, **changes)
 
 
-def _run_setup(setup: str | None, target: Any) -> None:
-    """Call ``"module:function"`` with ``target`` (how a deployment or a test customises actors)."""
+def _run_setup(setup: str | None, target: Any) -> Any:
+    """Call ``"module:function"`` with ``target`` (how a deployment or a test customises actors).
+
+    What the function returns, when callable, is asked again by :meth:`RowActor.facts` for facts of
+    its own (a deployment's health figures; the tests count what the actor built).
+    """
     if not setup:
-        return
+        return None
     import importlib
 
     module, _, name = setup.partition(":")
-    getattr(importlib.import_module(module), name)(target)
+    return getattr(importlib.import_module(module), name)(target)
 
 
 def _node_facts() -> dict[str, Any]:
@@ -69,55 +74,36 @@ def _node_facts() -> dict[str, Any]:
             "device": "cuda" if gpus else "cpu"}
 
 
-def _recording_cache(checkpoints: str | None) -> Any:
-    """An EngineCache that also lists what it built, in order (an actor reports it: each engine and
-    network should appear once however many jobs ran)."""
-    from talkbridge.core.jobs.cache import EngineCache
-
-    class RecordingCache(EngineCache):
-        def __init__(self, folder: str | None) -> None:
-            super().__init__(folder)
-            self.built: list[str] = []
-
-        def _once(self, key: tuple, build: Any) -> Any:
-            def recorded() -> Any:
-                self.built.append(" ".join(str(part) for part in key))
-                return build()
-
-            return super()._once(key, recorded)
-
-    return RecordingCache(checkpoints)
-
-
 class RowActor:
     """Runs batch rows through the job layer; one :class:`EngineCache` for the actor's lifetime."""
 
     def __init__(self, checkpoints: str | None = None, setup: str | None = None) -> None:
-        self.cache = _recording_cache(checkpoints)
+        from talkbridge.core.jobs.cache import EngineCache
+
+        self.cache = EngineCache(checkpoints)
         self.jobs = 0
-        _run_setup(setup, self.cache)
+        self._setup_facts = _run_setup(setup, self.cache)
 
     def facts(self) -> dict[str, Any]:
-        """Where this actor runs, how many jobs it ran and what its cache built (once each)."""
-        return {**_node_facts(), "jobs": self.jobs, "built": list(self.cache.built)}
+        """Where this actor runs, how many jobs it ran, and what its set-up reports (if anything)."""
+        facts = {**_node_facts(), "jobs": self.jobs}
+        if callable(self._setup_facts):
+            facts["setup"] = self._setup_facts()
+        return facts
 
     def run(self, request: JobRequest, files: InputFiles, render: bool = True) -> Iterator[Any]:
-        """Stream the job: its JobInfo, each Step, then the final JobInfo."""
+        """Stream the job: its JobInfo once, then each Step."""
         from talkbridge.core.jobs.local import open_local_job
 
         self.jobs += 1
         with tempfile.TemporaryDirectory(prefix="talkbridge-ray-job-") as folder:
             stream = open_local_job(unpack_request(request, files, Path(folder)), self.cache, render)
-            finished = False
             try:
                 yield stream.info
                 for step in stream.steps:
                     yield step
-                finished = True
-                yield stream.info
             finally:
-                if not finished:
-                    stream.cancel()
+                stream.close()
 
 
 class GatewayActor:
@@ -139,15 +125,15 @@ class GatewayActor:
         return dict(self.runner.capabilities())
 
     def run(self, job: Any) -> Iterator[Any]:
-        """Stream the job's JobOutputs; Ray's cancel (or the driver going away) ends it at a yield."""
+        """Stream the job's wire messages; Ray's cancel (or the driver going away) ends it at a yield."""
         self.jobs += 1
         cancel = threading.Event()
-        outputs = self.runner.run(job, self.device, cancel)
+        messages = self.runner.run(job, self.device, cancel)
         try:
-            for output in outputs:  # not `yield from`: Ray drives the generator with send(), which a plain iterator lacks
-                yield output
+            for message in messages:  # not `yield from`: Ray drives the generator with send(), which a plain iterator lacks
+                yield message
         finally:
             cancel.set()
-            close = getattr(outputs, "close", None)
+            close = getattr(messages, "close", None)
             if close is not None:
                 close()

@@ -39,17 +39,11 @@ def remote_stream(pool: ray_pool.ActorPool, actor: Any, request: JobRequest, ren
     except BaseException:
         ray_pool.cancel(generator)
         raise
-    stream = JobStream(info, iter(()), lambda: ray_pool.cancel(generator))
-
-    def steps() -> Iterator[Step]:
-        for value in values:
-            if isinstance(value, JobInfo):
-                stream.info = value  # the job's final facts
-            else:
-                yield value
-
-    stream.steps = steps()
-    return stream
+    if not isinstance(info, JobInfo):
+        ray_pool.cancel(generator)
+        raise RuntimeError(f"the Ray job began with a {type(info).__name__}, not its JobInfo")
+    steps: Iterator[Step] = values
+    return JobStream(info, steps, lambda: ray_pool.cancel(generator))
 
 
 class RayBackend:

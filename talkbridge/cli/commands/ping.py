@@ -26,6 +26,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def describe_render_sizes(sizes: object) -> str:
+    """``lite any even size 64..2048; sadtalker 256, 512`` from ``welcome.capabilities.render_sizes``."""
+    if isinstance(sizes, list):  # a server that gives one list for all engines
+        return ", ".join(str(size) for size in sizes) or "none"
+    if not isinstance(sizes, dict) or not sizes:
+        return "none"
+    parts = []
+    for engine, value in sizes.items():
+        if isinstance(value, dict):
+            parts.append(f"{engine} any even size {value.get('min')}..{value.get('max')}")
+        else:
+            parts.append(f"{engine} {', '.join(str(size) for size in value)}")
+    return "; ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     from talkbridge.cli.sidecar_target import SidecarTarget
 
@@ -42,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{welcome['server']} at {args.address} (protocol {welcome['version']}, {rtt * 1000:.2f} ms)")
     print(f"engines: {', '.join(capabilities.get('engines', [])) or 'none'}")
     print(f"devices: {', '.join(capabilities.get('devices', []))}")
-    print(f"render sizes: {', '.join(str(s) for s in capabilities.get('render_sizes', []))}")
+    print(f"render sizes: {describe_render_sizes(capabilities.get('render_sizes'))}")
     print(f"queued jobs: {capabilities.get('queued_jobs', 0)}")
     sys.stdout.flush()
     return 0

@@ -63,8 +63,8 @@ def _engine_config(path: Path | None) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from talkbridge.bridge.protocol import Limits
-    from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError, load_signing_key
-    from talkbridge.bridge.server import Server, ServerConfig, check_bind_is_safe
+    from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError, check_bind_is_safe, load_signing_key
+    from talkbridge.bridge.server import Server, ServerConfig
     from talkbridge.bridge.workers import DEVICE_PLACEHOLDER, ProcessRunner, WorkerSpec
 
     from talkbridge.bridge.jobs import SADTALKER_SETTINGS, sharing_defaults
