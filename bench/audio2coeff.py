@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -21,12 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from talkbridge.core.sadtalker.audio2coeff import CoeffRequest  # noqa: E402
-from talkbridge.core.sadtalker.audio_models import AudioCheckpoints, load_audio2coeff  # noqa: E402
-from tests.sadtalker_weights import write_combined_safetensors  # noqa: E402
-from tests.speech import speech_like, write_wav  # noqa: E402
+from talkbridge.core.sadtalker.audio2coeff import CoeffRequest
+from talkbridge.core.sadtalker.audio_models import AudioCheckpoints, load_audio2coeff
+from tests.sadtalker_weights import write_combined_safetensors
+from tests.speech import speech_like, write_wav
 
 OFFICIAL_SECONDS = {10: 0.62, 60: 3.39}
 

@@ -32,12 +32,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from talkbridge.batch.backends import InProcessBackend  # noqa: E402
-from talkbridge.batch.manifest import read_manifest  # noqa: E402
-from talkbridge.batch.runner import BatchRun  # noqa: E402
-from tests.speech import speech_like, write_wav  # noqa: E402
+from talkbridge.batch.backends import InProcessBackend
+from talkbridge.batch.manifest import read_manifest
+from talkbridge.batch.runner import BatchRun
+from tests.speech import speech_like, write_wav
 
 
 def make_manifests(folder: Path, rows: int, seconds: float, size: int) -> tuple[Path, Path]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -30,16 +29,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from talkbridge.core.jobs import JobOptions, JobRequest  # noqa: E402
-from talkbridge.core.jobs.cache import EngineCache  # noqa: E402
-from talkbridge.core.jobs.local import open_local_job  # noqa: E402
-from talkbridge.exporters.job_files import OutputPlan, write_job  # noqa: E402
-from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
-from tests.official_checkpoints import write_official_checkpoint_dir  # noqa: E402
-from tests.render_helpers import tiny_recipe_models, tiny_render_config, write_landmarked_portrait  # noqa: E402
-from tests.speech import speech_like, write_wav  # noqa: E402
+from talkbridge.core.jobs import JobOptions, JobRequest
+from talkbridge.core.jobs.cache import EngineCache
+from talkbridge.core.jobs.local import open_local_job
+from talkbridge.exporters.job_files import OutputPlan, write_job
+from talkbridge.core.sadtalker.render.models import FaceRenderModels
+from tests.official_checkpoints import write_official_checkpoint_dir
+from tests.render_helpers import tiny_recipe_models, tiny_render_config, write_landmarked_portrait
+from tests.speech import speech_like, write_wav
 
 
 def live_rss_mb() -> float:

@@ -7,7 +7,7 @@ share of its tolerance used (1.0 is the edge), the seconds taken and the output 
 failing case lists its problems below. Exit status 1 when any case fails, 2 for a bad invocation
 (no cases, a device torch cannot use).
 
-    python bench/golden_device.py --device cuda [--root DIR] [--cases audio2exp kp_detector]
+    python -m bench.golden_device --device cuda [--root DIR] [--cases audio2exp kp_detector]
     ./scripts/dev bench golden_device --device cpu --cases mel_chunks    # here, to check it
 """
 
@@ -21,10 +21,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.golden_cases import DEVICE_ENV, GoldenCase, discover_cases, golden_device, golden_root  # noqa: E402
-from tests.golden_cases.check import OutputCheck, check_outputs, entry_for  # noqa: E402
+from tests.golden_cases import DEVICE_ENV, GoldenCase, discover_cases, golden_device, golden_root
+from tests.golden_cases.check import OutputCheck, check_outputs, entry_for
 
 
 @dataclass

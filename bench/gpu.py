@@ -14,9 +14,9 @@ well conditioned); nothing is downloaded or read from disk. Rows:
   sidecar's :class:`FrameBatcher` (fair shares, 5 ms wait), and the slowest job's first-frame wait;
 * the official-style fp32 loop (full generator per frame, source work redone) beside ours.
 
-    python bench/gpu.py                 # on the GPU machine (falls back to CPU, slowly)
-    python bench/gpu.py --smoke         # tiny networks on CPU, well under a minute (CI)
-    python bench/gpu.py --accelerate compile   # also time torch.compile'd passes
+    python -m bench.gpu                 # on the GPU machine (falls back to CPU, slowly)
+    python -m bench.gpu --smoke         # tiny networks on CPU, well under a minute (CI)
+    python -m bench.gpu --accelerate compile   # also time torch.compile'd passes
 
 The last line is ``JSON: [...]`` with every row, for scripts and tests.
 """
@@ -28,32 +28,28 @@ import json
 import math
 import platform
 import resource
-import sys
 import threading
 import time
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from talkbridge.core.errors import InputError  # noqa: E402
-from talkbridge.core.sadtalker.precision import FRAME_PSNR_GATE_DB, resolve_precision  # noqa: E402
-from talkbridge.core.sadtalker.render.batcher import BatchPolicy, FrameBatcher  # noqa: E402
-from talkbridge.core.sadtalker.render.config import (  # noqa: E402
+from talkbridge.core.errors import InputError
+from talkbridge.core.sadtalker.precision import FRAME_PSNR_GATE_DB, resolve_precision
+from talkbridge.core.sadtalker.render.batcher import BatchPolicy, FrameBatcher
+from talkbridge.core.sadtalker.render.config import (
     DenseMotionConfig,
     GeneratorConfig,
     KPDetectorConfig,
     MappingConfig,
     RenderConfig,
 )
-from talkbridge.core.sadtalker.render.job import RenderJob  # noqa: E402
-from talkbridge.core.sadtalker.render.keypoints import keypoint_transformation  # noqa: E402
-from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
-from talkbridge.core.sadtalker.render.shared_pass import drive_slices, render_slices  # noqa: E402
+from talkbridge.core.sadtalker.render.job import RenderJob
+from talkbridge.core.sadtalker.render.keypoints import keypoint_transformation
+from talkbridge.core.sadtalker.render.models import FaceRenderModels
+from talkbridge.core.sadtalker.render.shared_pass import drive_slices, render_slices
 
 
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", getattr(torch.cuda, "OutOfMemoryError", RuntimeError))

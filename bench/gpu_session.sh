@@ -87,7 +87,7 @@ if ! "$python" -c 'import talkbridge.core' 2>/dev/null; then
 fi
 
 echo "== 1. bench/gpu.py $smoke"
-timeout "$(( $(left $golden_reserve) < 420 ? $(left $golden_reserve) : 420 ))" "$python" bench/gpu.py $smoke 2>&1 \
+timeout "$(( $(left $golden_reserve) < 420 ? $(left $golden_reserve) : 420 ))" "$python" -m bench.gpu $smoke 2>&1 \
     | tee "$out/gpu.txt" | tail -60
 
 missing=$(missing_modules)
@@ -98,10 +98,10 @@ elif [ "$long_limit" -le 10 ]; then
     echo "== 2. generate_long skipped: ${long_limit} s left before the golden step" | tee "$out/generate_long.txt"
 elif [ -n "$smoke" ]; then
     echo "== 2. bench/generate_long.py (smoke: 2 s, slim renderer, CPU)"
-    timeout "$long_limit" "$python" bench/generate_long.py --seconds 2 --renderer slim --overlap both --threads 1 2>&1 | grep -v "frame/s" | tee "$out/generate_long.txt"
+    timeout "$long_limit" "$python" -m bench.generate_long --seconds 2 --renderer slim --overlap both --threads 1 2>&1 | grep -v "frame/s" | tee "$out/generate_long.txt"
 else
     echo "== 2. bench/generate_long.py --device cuda (official size, 10 s and 600 s, overlap on and off; ${long_limit} s at most)"
-    timeout "$long_limit" "$python" bench/generate_long.py --device cuda --seconds 10 600 --batch-size 16 --overlap both 2>&1 \
+    timeout "$long_limit" "$python" -m bench.generate_long --device cuda --seconds 10 600 --batch-size 16 --overlap both 2>&1 \
         | grep -v "frame/s" | tee "$out/generate_long.txt"
 fi
 
@@ -116,10 +116,10 @@ if [ -z "$golden" ]; then
     echo "== 3. golden cases skipped: no $carry/golden (run ./scripts/dev gpu-carry here and carry $carry)" | tee "$out/golden.txt"
 elif [ -n "$smoke" ]; then
     echo "== 3. bench/golden_device.py --device cpu on a few cases ($golden)"
-    timeout "$golden_limit" "$python" bench/golden_device.py --device cpu --root "$golden" --threads 1 \
+    timeout "$golden_limit" "$python" -m bench.golden_device --device cpu --root "$golden" --threads 1 \
         --cases blink_random mel_chunks audio2exp a_mapping b_kp_detector d_keypoint_transformation 2>&1 | tee "$out/golden.txt"
 else
     echo "== 3. bench/golden_device.py --device cuda, every case ($golden; ${golden_limit} s at most)"
-    timeout "$golden_limit" "$python" bench/golden_device.py --device cuda --root "$golden" 2>&1 | tee "$out/golden.txt"
+    timeout "$golden_limit" "$python" -m bench.golden_device --device cuda --root "$golden" 2>&1 | tee "$out/golden.txt"
 fi
 echo "tables in $out ($SECONDS s)"

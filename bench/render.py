@@ -20,20 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from talkbridge.core.sadtalker.render.animate import StageTimer, drive_frames, make_animation, prepare_source  # noqa: E402
-from talkbridge.core.sadtalker.render.keypoints import keypoint_transformation  # noqa: E402
-from talkbridge.core.sadtalker.render.models import FaceRenderModels  # noqa: E402
-from talkbridge.core.sadtalker.render.renderer import FaceRenderer  # noqa: E402
-from tests.golden_cases import GoldenCase, golden_root  # noqa: E402
+from talkbridge.core.sadtalker.render.animate import StageTimer, drive_frames, make_animation, prepare_source
+from talkbridge.core.sadtalker.render.keypoints import keypoint_transformation
+from talkbridge.core.sadtalker.render.models import FaceRenderModels
+from talkbridge.core.sadtalker.render.renderer import FaceRenderer
+from tests.golden_cases import GoldenCase, golden_root
 
 OFFICIAL = {"seconds_per_frame": 5.73, "generator_gflop": 1203.0, "kp_detector_s": 0.18, "mapping_ms": 5.7}
 CHECK_CASE = "f2_make_animation_sn_u_x10"

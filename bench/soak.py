@@ -39,11 +39,9 @@ import numpy as np
 import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from talkbridge.bridge import protocol as p  # noqa: E402
-from talkbridge.bridge.client import Client, InputTooLarge, wait_for_server  # noqa: E402
-from talkbridge.bridge.synthetic import synthetic_chunk  # noqa: E402
+from talkbridge.bridge import protocol as p
+from talkbridge.bridge.client import Client, InputTooLarge, wait_for_server
+from talkbridge.bridge.synthetic import synthetic_chunk
 
 FAULTS = ("client_kill", "worker_kill", "malformed", "oversized")
 MAX_INPUT = 256 * 1024  # the soak server's --max-input-mb, small so oversized inputs are cheap

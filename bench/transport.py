@@ -31,12 +31,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from talkbridge.bridge import protocol as p  # noqa: E402
-from talkbridge.bridge.client import Client, ServerUnavailable, wait_for_server  # noqa: E402
-from talkbridge.bridge.jobs import JobSpec  # noqa: E402
-from talkbridge.bridge.synthetic import SyntheticRunner  # noqa: E402
+from talkbridge.bridge import protocol as p
+from talkbridge.bridge.client import Client, ServerUnavailable, wait_for_server
+from talkbridge.bridge.jobs import JobSpec
+from talkbridge.bridge.synthetic import SyntheticRunner
 
 SIZE = 512
 FRAME_BYTES = SIZE * SIZE * 3

@@ -7,8 +7,8 @@ Threads and who owns what:
   long render never delays a cancel or a heartbeat;
 * each device has :attr:`ServerConfig.jobs_per_device` job threads (default 1: one job at a time
   per device). Each takes the next job from the one :class:`FairQueue` (round robin across
-  clients), runs it through the :class:`~talkbridge.bridge.jobs.JobRunner`, encodes (and signs)
-  each output and parks it in the job's bounded :class:`Outbox`, then rings the I/O thread. With
+  clients), runs it through the :class:`~talkbridge.bridge.jobs.JobRunner`, signs
+  each message it yields and parks it in the job's bounded :class:`Outbox`, then rings the I/O thread. With
   more than one, a device runs that many jobs at once, so an engine can share forward passes
   between them; the runner must accept that many concurrent ``run`` calls per device.
 
@@ -42,34 +42,11 @@ from talkbridge.bridge.jobs import JobRunner
 from talkbridge.bridge.leftovers import sweep_stale_job_folders
 from talkbridge.bridge.relay import relay_job
 from talkbridge.bridge.scheduling import FairQueue, Job, Outbox, Stalled
-from talkbridge.bridge.security import CurveServerKeys, SecurityConfigError, check_bind_is_safe
+from talkbridge.bridge.security import SecurityConfigError, check_bind_is_safe
+from talkbridge.bridge.server_config import ServerConfig
 from talkbridge.bridge.wakeup import Doorbell
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServerConfig:
-    """How a sidecar listens, authenticates and schedules. Defaults suit a local Blender user."""
-
-    bind: str = p.DEFAULT_ADDRESS
-    devices: tuple[str, ...] = ("cpu",)
-    jobs_per_device: int = 1  # jobs each device runs at once (one thread each, all from the same fair queue)
-    curve: CurveServerKeys | None = None
-    signing_key: bytes | None = None
-    limits: p.Limits = field(default_factory=p.Limits.for_server)
-    heartbeat_s: float = 0.5
-    client_timeout_s: float = 10.0  # a client silent this long is presumed dead: its jobs are cancelled
-    stall_timeout_s: float = 30.0  # a job whose client grants no credit this long frees its device
-    default_credit: int = 4
-    max_credit: int = 64
-    outbox_chunks: int = 2
-    max_jobs_per_client: int = 32
-    max_queued_jobs: int = 512
-    max_client_input_bytes: int = 1024 * 1024 * 1024  # inputs of one client's unfinished jobs
-    max_total_input_bytes: int = 4 * 1024 * 1024 * 1024  # inputs of all unfinished jobs
-    remembered_jobs: int = 4096
-    sweep_job_folders_older_than_s: float = 6 * 3600.0  # old-format talkbridge-job-* folders
 
 
 @dataclass

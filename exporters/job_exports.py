@@ -9,7 +9,7 @@ kinds; :func:`write_exports` writes them from a finished :class:`Motion` with th
 * ``curves``: ``<name>.curves.csv``; ``curves_json``: ``<name>.curves.json`` (plain per-frame curves).
 
 SadTalker motion carries 3DMM expression but no ARKit curves; for ``glb`` and ``livelink`` its mouth
-shapes come from the viseme engine run on the job's ``audio`` (:func:`with_arkit`), as in
+shapes come from the viseme engine's motion for the job's audio (``viseme_motion``, made by the job layer), as in
 ``talkbridge export --audio``.
 """
 
@@ -67,15 +67,20 @@ def check_export_request(kinds: Iterable[str], head: Path | None) -> None:
         log.warning("a head was given but no glb export was asked for: %s is not used", head)
 
 
-def with_arkit(motion: Motion, model: Any = None, audio: str | Path | None = None) -> Motion:
-    """``motion`` with ARKit curves: unchanged when it has them, else retargeted geometrically with the
-    BFM ``model`` or, without one, with mouth shapes from the viseme engine run on ``audio``."""
-    if motion.arkit is not None or (model is None and audio is None):
-        return motion
-    from talkbridge.exporters.retarget import mouth_motion_from_audio, retarget_motion
+def exports_need_arkit(kinds: Iterable[str]) -> bool:
+    """Whether any of these export kinds drives blend shapes (and so needs ARKit curves)."""
+    return any(kind in _NEEDS_ARKIT for kind in parse_export_kinds(kinds))
 
-    mouth = mouth_motion_from_audio(audio) if model is None else None
-    motion = retarget_motion(motion, model, mouth)
+
+def with_arkit(motion: Motion, model: Any = None, viseme_motion: Motion | None = None) -> Motion:
+    """``motion`` with ARKit curves: unchanged when it has them, else retargeted geometrically with the
+    BFM ``model`` or, without one, with the mouth shapes of ``viseme_motion`` (the viseme engine's motion for
+    the same audio, made by the job layer: :func:`talkbridge.core.jobs.viseme_mouth.viseme_motion_for`)."""
+    if motion.arkit is not None or (model is None and viseme_motion is None):
+        return motion
+    from talkbridge.exporters.retarget import retarget_motion
+
+    motion = retarget_motion(motion, model, viseme_motion if model is None else None)
     log.info("ARKit curves from %s", motion.metadata["expression_source"])
     return motion
 
@@ -87,7 +92,7 @@ def write_exports(
     output_dir: Path,
     name: str,
     overwrite: bool = False,
-    audio: Path | None = None,
+    viseme_motion: Motion | None = None,
 ) -> dict[str, Path]:
     """Write each requested export of ``motion`` to ``output_dir`` (see :func:`export_targets`); returns kind -> path.
 
@@ -98,9 +103,9 @@ def write_exports(
         return {}
     check_export_request(targets, head)
     if any(kind in targets for kind in _NEEDS_ARKIT):
-        motion = with_arkit(motion, audio=audio)
+        motion = with_arkit(motion, viseme_motion=viseme_motion)
         if motion.arkit is None:
-            raise InputError("glb and livelink exports of motion without ARKit curves need the job's audio")
+            raise InputError("glb and livelink exports of motion without ARKit curves need mouth shapes from the job's audio")
     written: dict[str, Path] = {}
     for kind, path in targets.items():
         if kind == "glb":

@@ -75,6 +75,15 @@ class OutputPlan:
         return targets
 
 
+@dataclass(frozen=True)
+class WrittenJob:
+    """What :func:`write_job` made: the files by kind, and the motion exactly as the motion file holds it
+    (so a caller needs no second read of what it has just written)."""
+
+    files: dict[str, Path]
+    motion: Motion
+
+
 def write_job(
     stream: JobStream,
     plan: OutputPlan,
@@ -82,12 +91,14 @@ def write_job(
     audio: Path | None,
     request_metadata: dict[str, Any],
     progress: Callable[[int], None] | None = None,
-) -> dict[str, Path]:
-    """Consume ``stream`` and write every output of ``plan``; returns the files by kind.
+    viseme_motion: Motion | None = None,
+) -> WrittenJob:
+    """Consume ``stream`` and write every output of ``plan``; returns the files by kind and the motion.
 
     ``audio`` is the speech file muxed into the video; ``request_metadata`` is the caller's part of
     the motion file's metadata (input paths, options, route), merged over the engine's. The files
-    are committed together at the end: the video is finished and renamed into place first, then the
+    are committed together at the end (``viseme_motion``: the viseme engine's motion for the same audio, for
+    exports that need ARKit curves the engine lacks): the video is finished and renamed into place first, then the
     motion files; if anything fails before that, none of them appears.
     """
     from talkbridge.exporters.video import VideoWriter
@@ -121,9 +132,9 @@ def write_job(
     if plan.exports:
         from talkbridge.exporters.job_exports import write_exports
 
-        written.update(write_exports(motion, plan.exports, plan.head, plan.output_dir, plan.name, plan.overwrite, audio=audio))
+        written.update(write_exports(motion, plan.exports, plan.head, plan.output_dir, plan.name, plan.overwrite, viseme_motion=viseme_motion))
     log.info("wrote %s (%d frames)", ", ".join(str(path) for path in written.values()), motion.n_frames)
-    return written
+    return WrittenJob(written, motion)
 
 
 def write_motion_files(
@@ -134,7 +145,7 @@ def write_motion_files(
     from talkbridge.exporters.coeff_mat import write_coeff_mat
     from talkbridge.exporters.motion_file import motion_summary, save_motion
 
-    metadata = {**info.metadata, **request_metadata}
+    metadata = json.loads(json.dumps({**info.metadata, **request_metadata}))  # as the file will hold it
     if "video" in targets:
         metadata["video"] = targets["video"].name
     if chunks[0].expression is not None:

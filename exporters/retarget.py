@@ -12,7 +12,8 @@ Two documented routes, recorded in ``motion.metadata["expression_source"]``:
     the eyelid measurement and SadTalker's own blink channel.
 
 ``"viseme_mouth+sadtalker_blink"`` (no 3DMM file)
-    Mouth, jaw, cheek and tongue channels come from the viseme (lite) engine run on the same audio;
+    Mouth, jaw, cheek and tongue channels come from the viseme (lite) engine's motion for the same
+    audio (made by the job layer, ``core/jobs/viseme_mouth.py``: an exporter runs no engine);
     eyeBlinkLeft/Right come from SadTalker's blink, and pose stays SadTalker's. Brows stay at 0.
 """
 
@@ -193,12 +194,3 @@ def retarget_motion(
     metadata["expression_source"] = VISEME_FALLBACK
     metadata["mouth_engine"] = f"{mouth_motion.engine} {mouth_motion.engine_version}"
     return dataclasses.replace(motion, arkit=arkit, visemes=visemes, metadata=metadata)
-
-
-def mouth_motion_from_audio(audio: str | Path, engine: str = "lite") -> Motion:
-    """Run the viseme engine on ``audio`` and assemble its whole clip (the no-3DMM retarget route)."""
-    from talkbridge.core.engine import MotionRequest, create_engine
-
-    runner = create_engine(engine)
-    chunks = list(runner.stream_motion(MotionRequest(audio=Path(audio))))
-    return Motion.from_chunks(chunks, engine=runner.name, engine_version=runner.version)

@@ -86,6 +86,8 @@ def run_job(
     from talkbridge.core.audio import SAMPLE_RATE, load_audio
     from talkbridge.core.face.image_io import read_image_rgb
     from talkbridge.core.jobs.local import open_local_job, resolve_engine
+    from talkbridge.core.jobs.viseme_mouth import needs_viseme_motion, viseme_motion_for
+    from talkbridge.exporters.job_exports import exports_need_arkit
 
     started = time.monotonic()
     options = request.options.checked()
@@ -113,7 +115,7 @@ def run_job(
     enhance = _enhancer(options.enhancer, options.device)
     if opener is None:
         request = replace(request, options=replace(options, engine=engine))  # resolved once, recorded as asked
-        stream = open_local_job(replace(request, audio=samples), cache, render=plan.video)
+        stream = open_local_job(replace(request, audio=samples), cache, render=plan.video, engine=engine)
     else:
         stream = opener(request, plan.video)
         try:
@@ -123,14 +125,15 @@ def run_job(
             raise
     if enhance is not None:
         stream.steps = _enhanced(stream.steps, enhance)
+    viseme_motion = None
+    if plan.exports and needs_viseme_motion(stream.info.engine, exports_need_arkit(plan.exports)):
+        viseme_motion = viseme_motion_for(samples, cache)  # mouth shapes for ARKit exports of motion that has none
     expected = stream.info.n_frames or int(round(samples.size / SAMPLE_RATE * FPS))
     metadata = {**described, **(route or {"route": "local"})}
     with _progress_bar(expected, progress) as bar:
-        files = write_job(stream, plan, audio=audio_path, request_metadata=metadata, progress=bar.update)
-    from talkbridge.exporters.motion_file import load_motion
-
-    motion = load_motion(files["motion"])
-    return JobResult(plan.name, stream.info.engine, files, motion.n_frames, time.monotonic() - started, motion.metadata)
+        written = write_job(stream, plan, audio=audio_path, request_metadata=metadata, progress=bar.update, viseme_motion=viseme_motion)
+    motion = written.motion
+    return JobResult(plan.name, stream.info.engine, written.files, motion.n_frames, time.monotonic() - started, motion.metadata)
 
 
 def _enhancer(name: str | None, device: str) -> Any:

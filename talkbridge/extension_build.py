@@ -43,6 +43,7 @@ from importlib import metadata
 from pathlib import Path
 
 from talkbridge.core.errors import InputError, TalkbridgeError
+from talkbridge.source_layout import package_folders
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,13 @@ PIP_PLATFORMS = {
     "macos-x64": "macosx_10_15_x86_64",
 }
 ADDON_EXCLUDE = re.compile(r"(__pycache__|\.pyc$|\.pyo$|~$|\.orig$)")
-SOURCE_PARTS = ("setup.py", "pyproject.toml", "README.md", "talkbridge", "core", "bridge", "exporters")
+
+
+def source_parts() -> tuple[str, ...]:
+    """What the talkbridge wheel is built from: the packaging files and every folder pyproject.toml's
+    package-dir maps (read when building, so an installed copy without a checkout still imports)."""
+    return ("setup.py", "pyproject.toml", "README.md", *sorted({folder.name for folder in package_folders(ROOT).values()}))
+
 DEFAULT_CACHE = Path(os.environ.get("TALKBRIDGE_WHEEL_CACHE", Path.home() / ".cache" / "talkbridge" / "wheels"))
 
 
@@ -253,7 +260,7 @@ def build_talkbridge_wheel(scratch: Path) -> Path:
     """Build the pure-Python talkbridge wheel from a copy of this checkout (the tree stays clean)."""
     source = scratch / "source"
     source.mkdir()
-    for part in SOURCE_PARTS:
+    for part in source_parts():
         origin = ROOT / part
         if origin.is_dir():
             shutil.copytree(origin, source / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from talkbridge.source_layout import package_folders
+
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"talkbridge": ROOT / "talkbridge", "talkbridge.core": ROOT / "core",
-            "talkbridge.bridge": ROOT / "bridge", "talkbridge.exporters": ROOT / "exporters"}
+PACKAGES = package_folders(ROOT)  # pyproject.toml's package-dir: the one statement of the mapping
 TOP = ("talkbridge.api", "talkbridge.batch", "talkbridge.cluster")
 FORBIDDEN = {
     "talkbridge.core": ("talkbridge.exporters", "talkbridge.bridge", "talkbridge.cli", *TOP),

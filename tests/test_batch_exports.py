@@ -12,6 +12,7 @@ import pytest
 from talkbridge.core.errors import InputError
 from talkbridge.core.motion import ARKIT_52
 from talkbridge.exporters.gltf import write_head_glb
+from talkbridge.core.jobs.viseme_mouth import needs_viseme_motion, viseme_motion_for
 from talkbridge.exporters.job_exports import export_targets, parse_export_kinds, write_exports
 from talkbridge.exporters.livelink import HEADER
 from tests.heads import arkit_head, synthetic_motion
@@ -57,11 +58,18 @@ def test_glb_needs_a_head_and_nothing_is_written_without_one(tmp_path):
 
 def test_sadtalker_motion_gets_its_mouth_from_the_audio(tmp_path):
     sadtalker = dataclasses.replace(synthetic_motion(frames=50), arkit=None, engine="sadtalker")
-    with pytest.raises(InputError, match="need the job's audio"):
+    with pytest.raises(InputError, match="need mouth shapes from the job's audio"):
         write_exports(sadtalker, ["livelink"], None, tmp_path, "st")
     audio = write_wav(tmp_path / "st.wav", speech_like(2.0, seed=2))
-    written = write_exports(sadtalker, ["livelink", "curves"], None, tmp_path, "st", audio=audio)
+    mouth = viseme_motion_for(audio)  # the job layer's step: the viseme engine on the same audio
+    written = write_exports(sadtalker, ["livelink", "curves"], None, tmp_path, "st", viseme_motion=mouth)
     table = np.loadtxt(written["livelink"], delimiter=",", skiprows=1, usecols=range(2, 63))
     assert table.shape == (50, 61) and np.ptp(table[:, JAW]) > 0  # JawOpen moves with the speech
     header = written["curves"].read_text().splitlines()[0].split(",")
     assert "jawOpen" in header and "exp_00" in header  # curves carry the engine's expression and the mouth shapes
+
+
+def test_only_engines_without_arkit_curves_need_the_viseme_engine():
+    assert needs_viseme_motion("sadtalker", arkit_exports=True)
+    assert not needs_viseme_motion("sadtalker", arkit_exports=False)
+    assert not needs_viseme_motion("lite", arkit_exports=True)

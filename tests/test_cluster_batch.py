@@ -25,16 +25,42 @@ from tests.speech import speech_like, write_wav
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-SETUP = "tests.test_cluster_batch:tiny_renderer"
+SETUP = "tests.test_cluster_batch:counting_tiny_renderer"
 
 
 def tiny_renderer(cache) -> None:
-    """Actor (and in-process) set-up: SadTalker renders with the tiny recipe face-vid2vid."""
+    """In-process set-up: SadTalker renders with the tiny recipe face-vid2vid."""
     from tests.render_helpers import tiny_recipe_models
 
     tiny = tiny_recipe_models(seed=5)
     for device in ("auto", "cpu"):
         cache.sadtalker(device).provide_renderer(256, "crop", tiny)
+
+
+def counting_tiny_renderer(cache):
+    """Actor set-up: count every engine, network set and renderer the actor really constructs (by
+    wrapping their constructors, so a cache that rebuilds shows up whatever its internals), then set up
+    the tiny renderer. Returns what the actor's ``facts()`` reports: ``{"built": [(kind, key), ...]}``."""
+    from talkbridge.core.lite.engine import LiteEngine
+    from talkbridge.core.lite.preview import PreviewRenderer
+    from talkbridge.core.sadtalker.models import SadTalkerModels
+
+    built: list[list] = []
+
+    def counted(cls, key):
+        original = cls.__init__
+
+        def init(self, *args, **kwargs):
+            built.append([cls.__name__, key(*args, **kwargs)])
+            original(self, *args, **kwargs)
+
+        cls.__init__ = init
+
+    counted(LiteEngine, lambda *a, **k: "")
+    counted(PreviewRenderer, lambda head, size=512, **k: size)
+    counted(SadTalkerModels, lambda folder, device="auto", precision="fp32", **k: f"{device}/{precision}")
+    tiny_renderer(cache)
+    return lambda: {"built": [list(entry) for entry in built]}
 
 
 def make_project(folder: Path) -> dict[str, str]:
@@ -159,7 +185,11 @@ def test_each_actor_loads_its_engines_once_and_rows_spread_over_both_nodes(outco
     assert len({fact["node_id"] for fact in facts}) == 2
     assert sum(fact["jobs"] for fact in facts) == 6  # the undecodable row fails on the driver, before any actor
     for fact in facts:
-        assert len(fact["built"]) == len(set(fact["built"])), fact["built"]  # nothing built twice
+        built = [tuple(entry) for entry in fact["setup"]["built"]]
+        assert len(built) == len(set(built)), built  # nothing built twice
+        assert ("SadTalkerModels", "cpu/fp32") in built  # the set-up's own builds are counted too
+    ran_lite = [fact for fact in facts if ("LiteEngine", "") in map(tuple, fact["setup"]["built"])]
+    assert ran_lite, "no actor built the lite engine: the count sees nothing"
     assert max(fact["jobs"] for fact in facts) >= 2
 
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_batch_bench_reports_rates_ratios_and_overhead():
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "batch.py"), "--rows", "2", "--seconds", "1", "--size", "64"],
+    done = subprocess.run([sys.executable, "-m", "bench.batch", "--rows", "2", "--seconds", "1", "--size", "64"],
                           capture_output=True, text=True, timeout=280, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()

@@ -22,13 +22,13 @@ from tests.golden_cases import DEVICE_ENV, GoldenCase, golden_device, golden_roo
 from tests.golden_cases.check import compare
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "bench" / "golden_device.py"
+SCRIPT = ("-m", "bench.golden_device")  # run as a module of the checkout, importing the installed package
 FAST_CASES = ["blink_random", "a_mapping", "d_keypoint_transformation", "mel_chunks"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--threads", "1", *args],
+        [sys.executable, *SCRIPT, "--threads", "1", *args],
         capture_output=True, text=True, timeout=240, cwd=ROOT,
     )
 

@@ -36,10 +36,15 @@ def stream_of(steps, scale: float = 2.0, cancelled: list | None = None) -> JobSt
 def test_the_mat_keeps_official_rows_and_the_motion_file_shows_the_scale(tmp_path):
     plan = OutputPlan(tmp_path, "clip")
     plan.prepare("sadtalker")
-    files = write_job(stream_of(sadtalker_steps()), plan, audio=None, request_metadata={"route": "local", "audio": "a.wav"})
+    written = write_job(stream_of(sadtalker_steps()), plan, audio=None, request_metadata={"route": "local", "audio": "a.wav"})
+    files = written.files
     assert set(files) == {"video", "motion", "summary", "coefficients"}
     official = scipy.io.loadmat(files["coefficients"])["coeff_3dmm"]
     motion = load_motion(files["motion"])
+    # The motion handed back is the file's, arrays and metadata alike (the caller never reads it again).
+    assert written.motion.metadata == motion.metadata
+    for name, array in motion.arrays().items():
+        np.testing.assert_array_equal(written.motion.arrays()[name], array, err_msg=name)
     assert official.shape == (15, 70) and motion.n_frames == 15
     assert np.allclose(motion.expression, 2.0 * official[:, :64]) and np.array_equal(motion.pose, official[:, 64:])
     assert motion.metadata["expression_scale_applied"] == 2.0

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.timeout(240)
 def test_a_short_soak_with_every_fault_ends_clean():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "soak.py"), "--clients", "3", "--jobs", "40", "--seconds", "20"],
+        [sys.executable, "-m", "bench.soak", "--clients", "3", "--jobs", "40", "--seconds", "20"],
         capture_output=True, text=True, timeout=220, cwd=ROOT,
     )
     out = result.stdout

@@ -39,8 +39,12 @@ def open_local_job(
     render: bool = True,
     overlap: bool | None = None,
     paste_workers: int | None = None,
+    engine: str | None = None,
 ) -> JobStream:
     """Start ``request`` here; ``render`` adds video frames to every step.
+
+    ``engine`` is the engine a caller has already resolved with :func:`resolve_engine` (so the
+    checkpoint search runs once per job); None resolves it here.
 
     ``overlap`` lets SadTalker render one batch ahead of paste-back and encoding (``None``: on for
     GPUs, off on a CPU; True/False force it, for measuring what it gains). ``paste_workers`` is how
@@ -50,7 +54,7 @@ def open_local_job(
     the first step, so a caller fails before it creates any output.
     """
     cache = cache or EngineCache()
-    engine = resolve_engine(request.options, cache)
+    engine = engine or resolve_engine(request.options, cache)
     ignored = options_for_engine(request.options, engine)
     if ignored:
         log.warning("the %s engine ignores: %s", engine, ", ".join(ignored))

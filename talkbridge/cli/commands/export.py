@@ -102,10 +102,15 @@ def handle(args: argparse.Namespace) -> int:
         from talkbridge.exporters.bfm import load_bfm
 
         model = load_bfm(args.bfm)
-    if model is not None or args.audio:
+    if motion.arkit is None and (model is not None or args.audio):
         from talkbridge.exporters.job_exports import with_arkit
 
-        motion = with_arkit(motion, model, args.audio)
+        mouth = None
+        if model is None:
+            from talkbridge.core.jobs.viseme_mouth import viseme_motion_for
+
+            mouth = viseme_motion_for(Path(args.audio))
+        motion = with_arkit(motion, model, mouth)
     if args.save_motion:
         save_motion(motion, args.save_motion, overwrite=args.overwrite)
 
