@@ -83,7 +83,9 @@ def _number(value: Any, what: str, path: Path | None) -> float:
 
 def _index(value: Any, size: int, what: str, kind: str, path: Path | None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
-        raise InputError(f"{what} names {kind} {value!r}, but the file has {size} {kind}s", path)
+        plural = "meshes" if kind == "mesh" else f"{kind}s"
+        where = "its mesh has" if kind == "morph target" else "the file has"
+        raise InputError(f"{what} names {kind} {value!r}, but {where} {size} {plural}", path)
     return value
 
 
