@@ -231,8 +231,8 @@ class MatchReport:
                 shown = list(dict.fromkeys(targets))
                 lines.append(f"held at rest {len(shown)} ({reason}): " + ", ".join(shown[:12]) + (" ..." if len(shown) > 12 else ""))
         if self.unmatched_targets:
-            lines.append(f"left alone {len(self.unmatched_targets)}: " + ", ".join(self.unmatched_targets[:12])
-                         + (" ..." if len(self.unmatched_targets) > 12 else ""))
+            alone = list(dict.fromkeys(self.unmatched_targets))  # meshes of one head share names
+            lines.append(f"left alone {len(alone)}: " + ", ".join(alone[:12]) + (" ..." if len(alone) > 12 else ""))
         if self.missing_channels:
             lines.append("the motion has no data for: " + ", ".join(self.missing_channels[:12]))
         return "\n".join(lines)

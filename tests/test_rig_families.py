@@ -333,3 +333,25 @@ def test_batch_rows_use_their_mouth_column(tmp_path):
     (tmp_path / "one.csv").write_text("audio,name,size,exports,head\nline.wav,one,64,glb,rpm.glb\n")
     assert main(["-q", "batch", str(tmp_path / "one.csv"), "-o", str(out2), "--engine", "lite", "--mouth", "visemes"]) == 0
     assert _mouth_sets(rigs.animated_weights(out2 / "one.glb")["Wolf3D_Head"]) == (False, True)
+
+
+def test_the_add_on_api_chooses_once_for_every_mesh_of_a_character():
+    """The add-on matches each mesh's shape keys, then makes one choice over all of them."""
+    from talkbridge.exporters.mouth_source import choose_sources
+    from talkbridge.exporters.naming import match_targets
+
+    names = list(ARKIT_52) + list(OCULUS_VISEMES)
+    available = set(ARKIT_52) | set(OCULUS_VISEMES)
+    face = match_targets(names, available)
+    # The teeth alone have a partial ARKit mouth and all visemes: alone they would pick visemes.
+    teeth_names = ["jawOpen", "mouthClose"] + list(OCULUS_VISEMES)
+    teeth = match_targets(teeth_names, available)
+    user = match_targets(["Tongue_Viseme"], available, {"Tongue_Viseme": ("viseme_TH", 1.0)})
+    choice = choose_sources([face, teeth, user])
+    assert choice.mouth.source == "arkit" and choice.blink == "arkit"
+    assert face.mouth_source == teeth.mouth_source == "arkit"
+    assert {m.channel for m in teeth.matches} == {"jawOpen", "mouthClose"}
+    assert {r.target for r in teeth.at_rest} == set(OCULUS_VISEMES)
+    assert [m.target for m in user.matches] == ["Tongue_Viseme"]  # the user's map is never overruled
+    assert set(choice.mouth.at_rest) == set(OCULUS_VISEMES)
+    assert choose_mouth_source(teeth_names).source == "visemes"
