@@ -355,3 +355,23 @@ def test_the_add_on_api_chooses_once_for_every_mesh_of_a_character():
     assert [m.target for m in user.matches] == ["Tongue_Viseme"]  # the user's map is never overruled
     assert set(choice.mouth.at_rest) == set(OCULUS_VISEMES)
     assert choose_mouth_source(teeth_names).source == "visemes"
+
+
+def test_perfect_sync_vrm_drives_its_mouth_with_arkit_custom_expressions(tmp_path, motion, channels):
+    """A VRoid avatar with "perfect sync": ARKit-named custom expressions beside the vowel presets."""
+    names = list(rigs.VROID_FACE) + list(ARKIT_52)
+    face_node = 5
+    custom = {name: {"morphTargetBinds": [{"node": face_node, "index": names.index(name), "weight": 1.0}]} for name in ARKIT_52}
+    preset = {vowel: {"morphTargetBinds": [{"node": face_node, "index": names.index(target), "weight": 1.0}]}
+              for vowel, target in (("aa", "Fcl_MTH_A"), ("ih", "Fcl_MTH_I"), ("ou", "Fcl_MTH_U"), ("ee", "Fcl_MTH_E"), ("oh", "Fcl_MTH_O"))}
+    extensions = {"VRMC_vrm": {"specVersion": "1.0", "meta": {"name": "sync"}, "humanoid": {"humanBones": {"head": {"node": 4}}},
+                               "expressions": {"preset": preset, "custom": custom}}}
+    head = rigs.write_head(tmp_path / "sync.vrm", [rigs.MeshSpec("Face", names)],
+                           ("J_Bip_C_Hips", "J_Bip_C_Spine", "J_Bip_C_Neck", "J_Bip_C_Head"), extensions=extensions)
+    result = add_animation(head.path, motion, tmp_path / "o.vrm")
+    assert result.mouth_source == "arkit"
+    face = rigs.animated_weights(tmp_path / "o.vrm")["Face"]
+    np.testing.assert_allclose(face["jawOpen"], channels["jawOpen"], atol=1e-6)
+    assert all(np.all(face[f"Fcl_MTH_{v}"] == 0.0) for v in "AIUEO")
+    assert {r.target for r in result.report.at_rest if "mouth" in r.reason} == {f"Fcl_MTH_{v}" for v in "AIUEO"}
+    assert {m.how for m in result.report.matches if m.target == "jawOpen"} == {"vrm binding"}
