@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from talkbridge.core.errors import InputError
@@ -110,14 +111,14 @@ class MouthChoice:
         return text
 
 
-def _pick(present: dict[str, frozenset[str]], requested: str | None, where: object = None) -> str | None:
+def _pick(present: dict[str, frozenset[str]], requested: str | None, where: str | Path | None = None) -> str | None:
     if requested is not None:
         if requested not in present:
             offered = ", ".join(present) or "none"
             raise InputError(
                 f"mouth source {requested!r} was asked for, but the head has no {_DESCRIPTION[requested]} the motion "
                 f"can drive (mouth sets it has: {offered})",
-                where if where is not None else None,
+                where,
             )
         return requested
     if present.get("arkit", frozenset()) >= _SOURCE_CHANNELS["arkit"]:
@@ -132,7 +133,7 @@ def choose_mouth_source(
     target_names: Iterable[str],
     requested: str | None = None,
     channel_of: Callable[[str], str | None] = canonical_channel,
-    where: object = None,
+    where: str | Path | None = None,
 ) -> MouthChoice:
     """Choose the mouth set for a head from the names of its targets (all meshes together).
 
@@ -175,7 +176,7 @@ def _hold(report: MatchReport, keep: Callable[[TargetMatch], bool], reason: str)
     report.matches = kept
 
 
-def choose_sources(reports: Sequence[MatchReport], requested: str | None = None, where: object = None) -> SourceChoice:
+def choose_sources(reports: Sequence[MatchReport], requested: str | None = None, where: str | Path | None = None) -> SourceChoice:
     """Choose one mouth set and one blink set over all ``reports`` of one head, and apply the choice.
 
     ``reports`` are the match reports of every mesh of the head (a character's face, teeth, tongue

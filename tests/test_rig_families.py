@@ -375,3 +375,13 @@ def test_perfect_sync_vrm_drives_its_mouth_with_arkit_custom_expressions(tmp_pat
     assert all(np.all(face[f"Fcl_MTH_{v}"] == 0.0) for v in "AIUEO")
     assert {r.target for r in result.report.at_rest if "mouth" in r.reason} == {f"Fcl_MTH_{v}" for v in "AIUEO"}
     assert {m.how for m in result.report.matches if m.target == "jawOpen"} == {"vrm binding"}
+
+
+def test_mouth_source_imports_neither_pygltflib_nor_bpy():
+    """The Blender add-on bundles it without pygltflib."""
+    import subprocess
+    import sys
+
+    code = "import sys, talkbridge.exporters.mouth_source; print('pygltflib' in sys.modules, 'bpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
