@@ -57,8 +57,9 @@ class ExportOptions:
     """How to put a motion on a head.
 
     ``mouth``: which of the head's mouth sets drives the mouth (``"arkit"``, ``"visemes"``, ``"vrm"``;
-    None picks ARKit when complete, else visemes, else VRM vowels). ``pose_reference``: ``"first"`` plays rotations relative to the clip's first frame (the head
-    starts in its rest pose, the usual wish for a 3D character), ``"absolute"`` uses SadTalker's
+    None picks ARKit when complete, else visemes, else VRM vowels). ``pose_reference``: ``"first"``
+    plays rotations relative to the clip's first frame (the head starts in its rest pose, the usual
+    wish for a 3D character), ``"absolute"`` uses SadTalker's
     angles as they are (a portrait turned 15 degrees keeps the 3D head turned). ``translation_scale``
     is metres per 3DMM translation unit; 0 (the default) leaves the head's position alone.
     """
