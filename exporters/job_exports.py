@@ -93,8 +93,12 @@ def write_exports(
     name: str,
     overwrite: bool = False,
     viseme_motion: Motion | None = None,
+    mouth: str | None = None,
 ) -> dict[str, Path]:
     """Write each requested export of ``motion`` to ``output_dir`` (see :func:`export_targets`); returns kind -> path.
+
+    ``mouth`` picks the head's mouth set for the glb export (``arkit``, ``visemes``, ``vrm``; None
+    for the default), as ``talkbridge export --mouth`` does.
 
     Every file is written atomically; a failure leaves the files already written and raises.
     """
@@ -109,9 +113,9 @@ def write_exports(
     written: dict[str, Path] = {}
     for kind, path in targets.items():
         if kind == "glb":
-            from talkbridge.exporters.gltf import add_animation
+            from talkbridge.exporters.gltf import ExportOptions, add_animation
 
-            add_animation(head, motion, path, overwrite=overwrite)
+            add_animation(head, motion, path, ExportOptions(mouth=mouth), overwrite=overwrite)
         elif kind == "livelink":
             from talkbridge.exporters.livelink import write_livelink_csv
 

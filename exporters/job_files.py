@@ -45,6 +45,7 @@ class OutputPlan:
     video: bool = True
     exports: tuple[str, ...] = ()
     head: Path | None = None
+    mouth: str | None = None  # the glb export's mouth set (exporters/mouth_source.py); None: the default
 
     def targets(self, engine: str | None) -> dict[str, Path]:
         """Every file the job will write, by kind; ``engine=None`` before the engine is known."""
@@ -132,7 +133,8 @@ def write_job(
     if plan.exports:
         from talkbridge.exporters.job_exports import write_exports
 
-        written.update(write_exports(motion, plan.exports, plan.head, plan.output_dir, plan.name, plan.overwrite, viseme_motion=viseme_motion))
+        written.update(write_exports(motion, plan.exports, plan.head, plan.output_dir, plan.name, plan.overwrite,
+                                     viseme_motion=viseme_motion, mouth=plan.mouth))
     log.info("wrote %s (%d frames)", ", ".join(str(path) for path in written.values()), motion.n_frames)
     return WrittenJob(written, motion)
 

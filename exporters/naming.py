@@ -10,7 +10,9 @@ can drive:
 * VRM 1.0 expression presets (``aa ih ou ee oh blink blinkLeft blinkRight happy ...``), derived from
   visemes, blink and ARKit;
 * 3DMM expression coefficients ``exp_00 .. exp_63``, SadTalker's raw expression;
-* the tongue and emotion channels of the motion contract (``tongueTipUp`` ..., ``joy`` ...).
+* the tongue and emotion channels of the motion contract (``tongueTipUp`` ..., ``joy`` ...);
+* rig-family aliases (:data:`RIG_ALIASES`): VRoid Studio's ``Fcl_*`` shapes and Character Creator 4's
+  expression names that do not reduce to an ARKit name by case and separators alone.
 
 A user JSON map (target name -> channel name, or ``null`` to leave a target alone) overrides the
 automatic match. The result records how each target matched so the CLI and the Blender add-on can
@@ -73,15 +75,54 @@ _VRM_RECIPES: dict[str, dict[str, float]] = {
     "lookRight": {"eyeLookInLeft": 0.5, "eyeLookOutRight": 0.5},
 }
 
+# Rig families whose names are not ARKit/viseme/VRM names in another spelling: alias -> channel.
+# Where each table comes from is listed in docs/exporters.md ("Rig families").
+VROID_ALIASES: dict[str, str] = {
+    # VRoid Studio face shapes (mesh "Face"): vowels, eyes closed, brows and whole-face emotions.
+    "Fcl_MTH_A": "aa", "Fcl_MTH_I": "ih", "Fcl_MTH_U": "ou", "Fcl_MTH_E": "ee", "Fcl_MTH_O": "oh",
+    "Fcl_EYE_Close": "blink", "Fcl_EYE_Close_L": "blinkLeft", "Fcl_EYE_Close_R": "blinkRight",
+    # The brow parts of VRoid's emotions follow the VRM emotion presets they belong to.
+    "Fcl_BRW_Angry": "angry", "Fcl_BRW_Fun": "relaxed", "Fcl_BRW_Joy": "happy",
+    "Fcl_BRW_Sorrow": "sad", "Fcl_BRW_Surprised": "surprised",
+    # Whole-face emotions are emotion shapes: driven by the motion's emotion channel (Audio2Face-3D's 10).
+    "Fcl_ALL_Joy": "joy", "Fcl_ALL_Angry": "anger", "Fcl_ALL_Sorrow": "sadness",
+    "Fcl_ALL_Surprised": "amazement", "Fcl_ALL_Fun": "cheekiness", "Fcl_ALL_Neutral": "neutral",
+}
+CC4_ALIASES: dict[str, str] = {
+    # Character Creator 4 / iClone "Extended" expressions whose words differ from ARKit's
+    # (Mouth_Smile_L, Jaw_Open, Eye_Blink_L ... already match by spelling).
+    "Brow_Drop_L": "browDownLeft", "Brow_Drop_R": "browDownRight",
+    "Brow_Raise_Inner_L": "browInnerUp", "Brow_Raise_Inner_R": "browInnerUp",
+    "Brow_Raise_Outer_L": "browOuterUpLeft", "Brow_Raise_Outer_R": "browOuterUpRight",
+    "Cheek_Puff_L": "cheekPuff", "Cheek_Puff_R": "cheekPuff",
+    "Cheek_Raise_L": "cheekSquintLeft", "Cheek_Raise_R": "cheekSquintRight",
+    "Eye_L_Look_Down": "eyeLookDownLeft", "Eye_R_Look_Down": "eyeLookDownRight",
+    "Eye_L_Look_Up": "eyeLookUpLeft", "Eye_R_Look_Up": "eyeLookUpRight",
+    # CC4 says where each eye looks (the character's left or right); ARKit says in (to the nose) or out.
+    "Eye_L_Look_L": "eyeLookOutLeft", "Eye_L_Look_R": "eyeLookInLeft",
+    "Eye_R_Look_L": "eyeLookInRight", "Eye_R_Look_R": "eyeLookOutRight",
+    "Mouth_Down_Lower_L": "mouthLowerDownLeft", "Mouth_Down_Lower_R": "mouthLowerDownRight",
+    "Mouth_Up_Upper_L": "mouthUpperUpLeft", "Mouth_Up_Upper_R": "mouthUpperUpRight",
+    "Mouth_Funnel_Up_L": "mouthFunnel", "Mouth_Funnel_Up_R": "mouthFunnel",
+    "Mouth_Funnel_Down_L": "mouthFunnel", "Mouth_Funnel_Down_R": "mouthFunnel",
+    "Mouth_Pucker_Up_L": "mouthPucker", "Mouth_Pucker_Up_R": "mouthPucker",
+    "Mouth_Pucker_Down_L": "mouthPucker", "Mouth_Pucker_Down_R": "mouthPucker",
+    "Mouth_Roll_In_Lower_L": "mouthRollLower", "Mouth_Roll_In_Lower_R": "mouthRollLower",
+    "Mouth_Roll_In_Upper_L": "mouthRollUpper", "Mouth_Roll_In_Upper_R": "mouthRollUpper",
+}
+RIG_ALIASES: dict[str, str] = {**VROID_ALIASES, **CC4_ALIASES}
+
 _NAMESPACE = re.compile(r"^.*[.|:/]")  # blendShape1.jawOpen, Face|jawOpen, mixamorig:..., a/b
 _NUMBERED_PREFIX = re.compile(r"^(?:[A-Za-z]{1,2}\d{1,3}|\d{1,3})[_\- ]+")  # A01_..., 01_...
 _SIDE_SUFFIX = re.compile(r"[_\-. ]?([LR])$")  # Eye_Blink_L, jawOpen.R
 _EXPRESSION = re.compile(r"^(?:exp|expr|expression)_?(\d{1,2})$")
+_VROID_MATERIAL_PREFIX = re.compile(r"^.*?_(?=Fcl_)", re.IGNORECASE)  # M_F00_000_00_Fcl_MTH_A (VRM add-on imports)
 
 
 def name_key(name: str) -> str:
     """The comparison key of a morph-target or channel name: no namespace, numbering, case or separators."""
     name = _NAMESPACE.sub("", name.strip())
+    name = _VROID_MATERIAL_PREFIX.sub("", name)
     name = _NUMBERED_PREFIX.sub("", name)
     side = _SIDE_SUFFIX.search(name)
     if side:
@@ -94,6 +135,9 @@ def _build_index() -> dict[str, str]:
     for family in ("arkit", "viseme", "vrm", "tongue", "emotion"):
         for channel in FAMILIES[family]:
             index.setdefault(name_key(channel), channel)
+    for alias, channel in RIG_ALIASES.items():
+        if index.setdefault(name_key(alias), channel) != channel:
+            raise AssertionError(f"rig alias {alias!r} collides with another channel's name")
     return index
 
 
@@ -125,8 +169,21 @@ class TargetMatch:
 
     target: str
     channel: str
-    how: str  # "exact", "variant" or "user map"
+    how: str  # "exact", "variant", "user map" or "vrm binding"
     scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class RestedTarget:
+    """A target whose name matched a channel but that is held at rest on purpose, and why.
+
+    Typically one of two mouth sets (the head's visemes while ARKit drives the mouth, see
+    :mod:`talkbridge.exporters.mouth_source`): driving both would open the mouth twice as far.
+    """
+
+    target: str
+    channel: str
+    reason: str
 
 
 @dataclass
@@ -138,6 +195,8 @@ class MatchReport:
     ignored_targets: list[str] = field(default_factory=list)  # set to null in the user map
     unused_channels: list[str] = field(default_factory=list)  # motion channels no target took
     missing_channels: list[str] = field(default_factory=list)  # matched names the motion cannot drive
+    mouth_source: str | None = None  # the one set that drives the mouth ("arkit", "visemes", "vrm")
+    at_rest: list[RestedTarget] = field(default_factory=list)  # matched, but held at rest (see RestedTarget)
 
     @property
     def channel_for(self) -> dict[str, TargetMatch]:
@@ -146,6 +205,8 @@ class MatchReport:
     def to_dict(self) -> dict:
         return {
             "matched": [{"target": m.target, "channel": m.channel, "how": m.how, "scale": m.scale} for m in self.matches],
+            "mouth_source": self.mouth_source,
+            "left_at_rest": [{"target": r.target, "channel": r.channel, "reason": r.reason} for r in self.at_rest],
             "unmatched_targets": list(self.unmatched_targets),
             "ignored_targets": list(self.ignored_targets),
             "missing_channels": list(self.missing_channels),
@@ -160,9 +221,18 @@ class MatchReport:
             by_family[family_of(m.channel)] = by_family.get(family_of(m.channel), 0) + 1
         if by_family:
             lines[0] += " (" + ", ".join(f"{n} {f}" for f, n in sorted(by_family.items())) + ")"
+        if self.mouth_source is not None:
+            lines.append(f"mouth driven by {self.mouth_source}")
+        if self.at_rest:
+            reasons: dict[str, list[str]] = {}
+            for rested in self.at_rest:
+                reasons.setdefault(rested.reason, []).append(rested.target)
+            for reason, targets in reasons.items():
+                shown = list(dict.fromkeys(targets))
+                lines.append(f"held at rest {len(shown)} ({reason}): " + ", ".join(shown[:12]) + (" ..." if len(shown) > 12 else ""))
         if self.unmatched_targets:
-            lines.append(f"left alone {len(self.unmatched_targets)}: " + ", ".join(self.unmatched_targets[:12])
-                         + (" ..." if len(self.unmatched_targets) > 12 else ""))
+            alone = list(dict.fromkeys(self.unmatched_targets))  # meshes of one head share names
+            lines.append(f"left alone {len(alone)}: " + ", ".join(alone[:12]) + (" ..." if len(alone) > 12 else ""))
         if self.missing_channels:
             lines.append("the motion has no data for: " + ", ".join(self.missing_channels[:12]))
         return "\n".join(lines)
@@ -288,14 +358,21 @@ def weight_matrix(
     """(T, len(target_names)) weights: matched targets follow their channel, the rest hold ``rest``.
 
     A glTF weights animation must key every target of a mesh, so targets we do not drive are held at
-    the mesh's default weight (``rest``, zeros if absent) and look exactly as they did before.
+    the mesh's default weight (``rest``, zeros if absent) and look exactly as they did before. A
+    target with several matches (a VRM file binding one morph target to two presets) follows their
+    weighted sum, as a VRM runtime would.
     """
     weights = np.zeros((n_frames, len(target_names)), np.float32)
     if rest is not None:
         weights[:] = np.asarray(rest, np.float32)[None, :]
-    bound = report.channel_for
-    for column, target in enumerate(target_names):
-        match = bound.get(target)
-        if match is not None:
-            weights[:, column] = channels[match.channel] * np.float32(match.scale)
+    columns = {target: column for column, target in enumerate(target_names)}
+    driven: set[int] = set()
+    for match in report.matches:
+        column = columns.get(match.target)
+        if column is None:
+            continue
+        if column not in driven:
+            weights[:, column] = 0.0
+            driven.add(column)
+        weights[:, column] += channels[match.channel] * np.float32(match.scale)
     return weights

@@ -96,7 +96,7 @@ THIRD_PARTY_FACE_TARGETS = {
     "blendShape1.eyeBlink_R": "eyeBlinkRight",
     "Mouth_Smile_L": "mouthSmileLeft",
     "mouth_smile_R": "mouthSmileRight",
-    "viseme_aa": "viseme_aa",
+    "Cheek_Puff": "cheekPuff",  # one mouth set on this head (ARKit-like); tests/rig_families.py has the mixed ones
     "Breathe_Chest": None,
     "Body_Fat": None,
     "Muscle_Flex": None,

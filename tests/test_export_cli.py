@@ -24,7 +24,7 @@ def motion_file(tmp_path):
 def test_export_onto_a_head_with_a_name_map_and_report(tmp_path, motion_file):
     head = write_third_party_head(tmp_path)
     name_map = tmp_path / "map.json"
-    name_map.write_text(json.dumps({"Muscle_Flex": "mouthPucker", "viseme_aa": None}))
+    name_map.write_text(json.dumps({"Muscle_Flex": "mouthPucker", "Cheek_Puff": None}))
     out = tmp_path / "out.glb"
     code = main(["export", str(motion_file), "--head", str(head), "-o", str(out), "--map", str(name_map),
                  "--report", str(tmp_path / "report.json")])
@@ -32,7 +32,7 @@ def test_export_onto_a_head_with_a_name_map_and_report(tmp_path, motion_file):
     report = json.loads((tmp_path / "report.json").read_text())
     matched = {m["target"]: (m["channel"], m["how"]) for m in report["matched"]}
     assert matched["Muscle_Flex"] == ("mouthPucker", "user map")
-    assert "viseme_aa" in report["ignored_targets"] and report["frames"] == 25 and report["added_pivot"]
+    assert "Cheek_Puff" in report["ignored_targets"] and report["frames"] == 25 and report["added_pivot"]
     assert [a.name for a in read_gltf(out)[0].animations] == ["Idle", "talkbridge"]
 
 

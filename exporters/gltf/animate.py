@@ -4,7 +4,9 @@ Given a head (``.glb`` or ``.gltf``) and a :class:`~talkbridge.core.motion.Motio
 is the head unchanged plus one named animation:
 
 * a ``weights`` channel on every node whose mesh has morph targets we can match (see
-  :mod:`talkbridge.exporters.naming`); targets we do not drive hold their default weight;
+  :mod:`talkbridge.exporters.naming`); targets we do not drive hold their default weight. One set
+  drives the mouth (:mod:`talkbridge.exporters.mouth_source`), and a VRM file's expressions are
+  driven through their morph binds (:mod:`talkbridge.exporters.gltf.vrm`);
 * a ``rotation`` channel (and, if asked, ``translation``) on the head joint, or, when the head has
   no head joint, on a pivot node we add above the scene's root nodes (skinned-mesh nodes stay at the
   root, as glTF requires).
@@ -38,7 +40,9 @@ from talkbridge.exporters.gltf.document import (
     world_matrices,
 )
 from talkbridge.exporters.gltf.glb import read_gltf, write_glb
-from talkbridge.exporters.naming import MatchReport, TargetMatch, family_of, match_targets, motion_channels, weight_matrix
+from talkbridge.exporters.gltf.vrm import binary_channels, bind_vrm_expressions, read_vrm_expressions
+from talkbridge.exporters.mouth_source import choose_sources
+from talkbridge.exporters.naming import MatchReport, family_of, match_targets, motion_channels, weight_matrix
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,10 @@ _HEAD_EXCLUDED_TOKENS = {"end", "top", "tip", "nub", "site", "null", "target", "
 class ExportOptions:
     """How to put a motion on a head.
 
-    ``pose_reference``: ``"first"`` plays rotations relative to the clip's first frame (the head
-    starts in its rest pose, the usual wish for a 3D character), ``"absolute"`` uses SadTalker's
+    ``mouth``: which of the head's mouth sets drives the mouth (``"arkit"``, ``"visemes"``, ``"vrm"``;
+    None picks ARKit when complete, else visemes, else VRM vowels). ``pose_reference``: ``"first"``
+    plays rotations relative to the clip's first frame (the head starts in its rest pose, the usual
+    wish for a 3D character), ``"absolute"`` uses SadTalker's
     angles as they are (a portrait turned 15 degrees keeps the 3D head turned). ``translation_scale``
     is metres per 3DMM translation unit; 0 (the default) leaves the head's position alone.
     """
@@ -64,6 +70,7 @@ class ExportOptions:
     pose_reference: str = "first"
     translation_scale: float = 0.0
     name_map: dict[str, tuple[str | None, float]] | None = None
+    mouth: str | None = None
     fps: int | None = None  # the frame rate the caller expects; a different motion fps is an error
 
 
@@ -77,6 +84,11 @@ class ExportResult:
     head_node: str | None = None
     added_pivot: bool = False
     mesh_reports: dict[str, MatchReport] = field(default_factory=dict)
+    vrm_version: str | None = None  # "0.x" or "1.0" when the head's VRM expressions were driven
+
+    @property
+    def mouth_source(self) -> str | None:
+        return self.report.mouth_source
 
 
 def _name_tokens(name: str) -> list[str]:
@@ -136,40 +148,6 @@ def _morph_meshes(document: pygltflib.GLTF2, path: Path) -> dict[int, list[str]]
             )
         found[index] = names
     return found
-
-
-def _apply_vrm_bindings(
-    document: pygltflib.GLTF2,
-    morph_meshes: dict[int, list[str]],
-    reports: dict[int, MatchReport],
-    available: set[str],
-    user_map: dict,
-) -> None:
-    """Bind targets a VRM 1.0 file assigns to expression presets (``VRMC_vrm``), when names did not match.
-
-    VRM avatars often name targets after their own conventions (``Fcl_MTH_A``) and say in the
-    extension which target makes each preset; that binding is as good as a name.
-    """
-    extension = (document.extensions or {}).get("VRMC_vrm") if isinstance(document.extensions, dict) else None
-    presets = ((extension or {}).get("expressions") or {}).get("preset") or {}
-    if not isinstance(presets, dict):
-        return
-    for preset, expression in presets.items():
-        if preset not in available or not isinstance(expression, dict):
-            continue
-        for bind in expression.get("morphTargetBinds") or []:
-            try:
-                node = document.nodes[int(bind["node"])]
-                names = morph_meshes[node.mesh]
-                target = names[int(bind["index"])]
-            except (KeyError, IndexError, TypeError, ValueError):
-                continue
-            report = reports[node.mesh]
-            if target in user_map or target not in report.unmatched_targets:
-                continue
-            report.unmatched_targets.remove(target)
-            weight = float(bind.get("weight", 1.0))
-            report.matches.append(TargetMatch(target, preset, "vrm binding", weight))
 
 
 def _remove_previous(document: pygltflib.GLTF2, blob: bytes, name: str, path: Path) -> bytes:
@@ -287,7 +265,11 @@ def add_animation(
     reports: dict[int, MatchReport] = {}
     for mesh_index, names in morph_meshes.items():
         reports[mesh_index] = match_targets(names, available, options.name_map)
-    _apply_vrm_bindings(document, morph_meshes, reports, available, options.name_map or {})
+    vrm = read_vrm_expressions(document, head_path)
+    if vrm is not None:
+        bind_vrm_expressions(vrm, morph_meshes, reports, available, options.name_map)
+        channels = binary_channels(vrm, channels)
+    choose_sources(list(reports.values()), options.mouth, head_path)
     mesh_reports: dict[str, MatchReport] = {}
     combined = MatchReport()
     for mesh_index, report in reports.items():
@@ -296,6 +278,8 @@ def add_animation(
         combined.matches += report.matches
         combined.unmatched_targets += report.unmatched_targets
         combined.ignored_targets += report.ignored_targets
+        combined.at_rest += report.at_rest
+        combined.mouth_source = report.mouth_source
         combined.missing_channels += [c for c in report.missing_channels if c not in combined.missing_channels]
     taken = {m.channel for m in combined.matches}
     combined.unused_channels = sorted(c for c in channels if c not in taken and family_of(c) != "vrm")
@@ -403,4 +387,5 @@ def add_animation(
         head_node=None if head_index is None else (document.nodes[head_index].name or f"node{head_index}"),
         added_pivot=added_pivot,
         mesh_reports=mesh_reports,
+        vrm_version=None if vrm is None else vrm.version,
     )

@@ -57,12 +57,15 @@ def row_inputs(row: BatchRow) -> dict[str, Any]:
     if row.head is not None and "glb" in row.exports:
         files["head"] = row.head
     options = row.request.options
-    return {
+    inputs = {
         "files": {role: {"path": str(path), "sha256": file_sha256(path)} for role, path in sorted(files.items())},
         "options": {f.name: _jsonable(getattr(options, f.name)) for f in fields(options) if f.name != "device"},
         "exports": list(row.exports),
         "code_version": __version__,
     }
+    if row.mouth is not None and "glb" in row.exports:
+        inputs["mouth"] = row.mouth  # only when chosen, so rows made before the choice existed keep their records
+    return inputs
 
 
 def fingerprint(inputs: dict[str, Any]) -> str:

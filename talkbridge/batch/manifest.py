@@ -2,7 +2,8 @@
 
 Columns (CSV header or JSON keys): ``audio`` (required), ``portrait``, ``name`` (default: the audio's
 stem), the file inputs ``transcript``, ``landmarks``, ``ref_eyeblink``, ``ref_pose``, the exports
-``head`` (a glTF head to animate) and ``exports`` (``glb,livelink,curves``), and any job option under
+``head`` (a glTF head to animate), ``exports`` (``glb,livelink,curves``) and ``mouth`` (which of the
+head's mouth sets drives the glb export's mouth: ``arkit``, ``visemes``, ``vrm`` or ``auto``), and any job option under
 its long name with ``_`` or ``-`` (``seed``, ``pose-style``, ``expression_scale``, ``still``, ...).
 Option cells are parsed and checked by the job layer's one definition (:data:`OPTIONS`), so the
 limits are those of ``generate``. Paths resolve relative to the manifest's folder. A ``transcript``
@@ -28,12 +29,13 @@ from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.core.jobs.options import OPTIONS, JobOptions, option_name
 from talkbridge.core.jobs.request import JobRequest, read_transcript
 from talkbridge.exporters.job_exports import parse_export_kinds
+from talkbridge.exporters.mouth_source import parse_mouth_source
 
 log = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus", ".wma", ".aiff", ".aif")
 FILE_COLUMNS = ("audio", "portrait", "transcript", "landmarks", "ref_eyeblink", "ref_pose", "head")
-OTHER_COLUMNS = ("name", "exports")
+OTHER_COLUMNS = ("name", "exports", "mouth")
 # Options that are files on the command line (generate --transcript FILE, --landmarks FILE) are file
 # columns here too; `device` is the backend's choice, not a row's.
 ROW_OPTIONS = tuple(name for name in OPTIONS if name not in ("transcript", "landmarks", "device"))
@@ -56,6 +58,7 @@ class BatchRow:
     request: JobRequest | None = None
     exports: tuple[str, ...] = ()
     head: Path | None = None
+    mouth: str | None = None
     error: str | None = None
 
     @property
@@ -67,11 +70,12 @@ class BatchRow:
 
 @dataclass
 class ManifestDefaults:
-    """Values every row gets unless it sets its own: a portrait, a head, exports, options (typed values or cell text)."""
+    """Values every row gets unless it sets its own: a portrait, a head, exports, a mouth set, options (typed values or cell text)."""
 
     portrait: Path | None = None
     head: Path | None = None
     exports: str = ""
+    mouth: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -138,6 +142,7 @@ def build_row(cells: Mapping[str, Any], base: Path, where: str, defaults: Manife
             options = replace(options, landmarks=load_landmark_file(landmarks_file))
         exports = parse_export_kinds(cells.get("exports") or defaults.exports)
         head = files.get("head", defaults.head)
+        mouth = parse_mouth_source(cells.get("mouth") or defaults.mouth)
         if "glb" in exports and head is None:
             raise InputError(f"{where}: the glb export needs a 'head' (a .glb or .gltf file to animate)")
         request = JobRequest(
@@ -152,7 +157,7 @@ def build_row(cells: Mapping[str, Any], base: Path, where: str, defaults: Manife
     except TalkbridgeError as error:
         text = str(error)
         return BatchRow(name=name, where=where, error=text if text.startswith(where) else f"{where}: {text}")
-    return BatchRow(name=name, where=where, request=request, exports=exports, head=head)
+    return BatchRow(name=name, where=where, request=request, exports=exports, head=head, mouth=mouth)
 
 
 def _canonical_columns(columns: Iterable[str], path: Path, warned: set[str]) -> dict[str, str]:

@@ -152,7 +152,7 @@ class BatchRun:
                 raise RowInterrupted(INTERRUPTED_REASON)
             plan = OutputPlan(
                 self.output_dir, row.name, overwrite=self.overwrite or pending.had_record,
-                video=True, exports=row.exports, head=row.head,
+                video=True, exports=row.exports, head=row.head, mouth=row.mouth,
             )
             plan.prepare(None)  # files this batch did not make stay untouched (unless --overwrite)
             mark_started(self.output_dir, row.name)

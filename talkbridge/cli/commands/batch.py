@@ -7,7 +7,7 @@
 
 The manifest is CSV with a header or JSON Lines: ``audio`` (required), ``portrait``, ``name``, any
 job option under its long name (``seed``, ``pose_style`` or ``pose-style``, ...), ``transcript``,
-``landmarks``, ``ref_eyeblink``, ``ref_pose`` (files), ``head`` and ``exports``. Paths are relative
+``landmarks``, ``ref_eyeblink``, ``ref_pose`` (files), ``head``, ``exports`` and ``mouth``. Paths are relative
 to the manifest. Each row writes what ``generate`` writes, named by ``name``, plus its exports, and
 ``OUTDIR/<name>.batch.json`` once complete; a rerun skips unchanged complete rows. Every row is
 listed in ``OUTDIR/batch_report.json``; the exit status is 1 when any row failed.
@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--portrait", type=Path, help="portrait for rows that name none (needed for a folder of audio with SadTalker)")
     parser.add_argument("--head", type=Path, help="glTF head for rows' glb exports that name none")
     parser.add_argument("--exports", default="", help="exports for rows that name none: glb,livelink,curves,curves_json")
+    parser.add_argument("--mouth", choices=("auto", "arkit", "visemes", "vrm"), default="auto",
+                        help="mouth set for rows' glb exports that name none (a 'mouth' column): default auto, ARKit "
+                        "when the head has all of it, else Oculus visemes, else VRM vowels")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs that no earlier batch run recorded")
     parser.add_argument("--checkpoints", type=Path, help="SadTalker checkpoints folder (default: the model store's; on Ray, a path on every node)")
     defaults = parser.add_argument_group("option defaults (a row's own cell wins)")
@@ -85,11 +88,13 @@ def handle(args: argparse.Namespace) -> int:
     from talkbridge.batch.manifest import ManifestDefaults, read_manifest
     from talkbridge.batch.runner import run_batch
     from talkbridge.exporters.job_exports import parse_export_kinds
+    from talkbridge.exporters.mouth_source import parse_mouth_source
 
     defaults = ManifestDefaults(
         portrait=args.portrait.resolve() if args.portrait else None,
         head=args.head.resolve() if args.head else None,
         exports=",".join(parse_export_kinds(args.exports)),
+        mouth=parse_mouth_source(args.mouth),
         options={name: getattr(args, name) for name in DEFAULT_OPTION_FLAGS if hasattr(args, name)},
     )
     rows = read_manifest(args.manifest, defaults)  # manifest-wide problems stop here, before any work

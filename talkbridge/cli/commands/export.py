@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "onto a person's 3DMM head built from BFM_model_front.mat, or as Live Link Face CSV / plain curves.",
     )
     parser.add_argument("motion", type=Path, help="the .motion.npz written by `talkbridge motion` or the sidecar")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="output file (.glb, .csv or .json)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output file (.glb or .vrm, .csv or .json)")
     parser.add_argument("--format", choices=FORMATS, help="output kind (default: from the output's extension; "
                         ".csv means plain curves unless --format livelink)")
     parser.add_argument("--head", type=Path, help="the glTF 2.0 head (.glb or .gltf) to animate")
@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--audio", type=Path, help="the clip's audio: without --bfm, SadTalker motion gets its mouth "
                         "shapes from the viseme engine run on it")
     parser.add_argument("--map", type=Path, help="JSON name map {target: channel | null} overriding automatic matching")
+    parser.add_argument("--mouth", choices=("auto", "arkit", "visemes", "vrm"), default="auto",
+                        help="which of the head's mouth sets drives the mouth when it has several (default auto: "
+                        "ARKit when complete, else Oculus visemes, else VRM vowels); the others stay at rest")
     parser.add_argument("--animation-name", default="talkbridge", help="name of the animation to add or replace")
     parser.add_argument("--head-node", help="node/joint that head pose drives (default: found by name, else one is added)")
     parser.add_argument("--pose-reference", choices=("first", "absolute"), default="first",
@@ -59,6 +62,8 @@ def _format(args: argparse.Namespace) -> str:
     if args.format:
         return args.format
     suffix = args.output.suffix.lower()
+    if suffix == ".vrm":  # a VRM avatar is a GLB with its VRM extension kept
+        return "glb"
     if suffix in (".glb", ".json", ".csv"):
         return suffix[1:]
     raise InputError("cannot tell the output format from the extension; pass --format", args.output)
@@ -131,6 +136,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _export_glb(args: argparse.Namespace, motion, model, name_map) -> None:
     from talkbridge.exporters.gltf import ExportOptions, add_animation, write_head_glb
+    from talkbridge.exporters.mouth_source import parse_mouth_source
 
     options = ExportOptions(
         animation_name=args.animation_name,
@@ -139,6 +145,7 @@ def _export_glb(args: argparse.Namespace, motion, model, name_map) -> None:
         pose_reference=args.pose_reference,
         translation_scale=args.translation_scale,
         name_map=name_map,
+        mouth=parse_mouth_source(args.mouth),
         fps=args.fps,
     )
     with tempfile.TemporaryDirectory(prefix="talkbridge-head-") as folder:
@@ -158,6 +165,6 @@ def _export_glb(args: argparse.Namespace, motion, model, name_map) -> None:
 
         content = {"frames": result.frames, "fps": result.fps, "head_node": result.head_node,
                    "added_pivot": result.added_pivot, "animated_nodes": result.animated_nodes,
-                   **result.report.to_dict()}
+                   "vrm": result.vrm_version, **result.report.to_dict()}
         with atomic_output(args.report, overwrite=args.overwrite) as temp:
             temp.write_text(json.dumps(content, indent=2), encoding="utf-8")
