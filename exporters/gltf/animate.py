@@ -307,7 +307,7 @@ def add_animation(
             head_path,
         )
 
-    blob = merge_buffers(document, buffers, head_path.parent)
+    blob = merge_buffers(document, buffers, head_path)
     blob = _remove_previous(document, blob, options.animation_name, head_path)
     builder = BinaryBuilder(document, blob)
     first_accessor = len(document.accessors)
