@@ -17,7 +17,7 @@ import pygltflib
 from talkbridge.core.errors import InputError
 from talkbridge.exporters.atomic import atomic_output
 from talkbridge.exporters.gltf.integrity import check_document
-from talkbridge.exporters.gltf.safety import MAX_BUFFER_BYTES, check_file_size, read_uri
+from talkbridge.exporters.gltf.safety import check_file_size, read_uri
 
 GLB_MAGIC = b"glTF"
 CHUNK_JSON = 0x4E4F534A
@@ -139,7 +139,7 @@ def _buffer_bytes(buffer: pygltflib.Buffer, index: int, blob: bytes | None, path
             )
         data = blob
     else:
-        data = read_uri(uri, path.parent, f"buffer {index}", path, limit=MAX_BUFFER_BYTES)
+        data = read_uri(uri, path.parent, f"buffer {index}", path)
     if len(data) < (buffer.byteLength or 0):
         raise InputError(f"buffer {index} has {len(data)} bytes, fewer than its declared byteLength {buffer.byteLength}", path)
     return data[: buffer.byteLength] if buffer.byteLength else data

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from talkbridge.core.errors import InputError
-from talkbridge.exporters.gltf.safety import MAX_BUFFER_BYTES
+from talkbridge.exporters.gltf import safety
 
 # Extensions whose data we leave exactly as it is and that do not depend on anything we add or
 # change (an animation, a pivot node, images moved into the GLB buffer). A file may require these.
@@ -193,8 +193,8 @@ def _check_byte_ranges(content: dict) -> None:
     lengths = []
     for index, buffer in enumerate(buffers):
         length = _non_negative(buffer, "byteLength", f"/buffers/{index}")
-        if length > MAX_BUFFER_BYTES:
-            raise _Bad(f"/buffers/{index} declares {length} bytes, over talkbridge's limit of {MAX_BUFFER_BYTES}")
+        if length > safety.MAX_BUFFER_BYTES:
+            raise _Bad(f"/buffers/{index} declares {length} bytes, over talkbridge's limit of {safety.MAX_BUFFER_BYTES}")
         lengths.append(length)
     views = content.get("bufferViews", [])
     for index, view in enumerate(views):

@@ -33,8 +33,9 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def check_file_size(path: Path, limit: int = MAX_HEAD_FILE_BYTES) -> int:
-    """The size of ``path``, refusing files over ``limit`` before they are read."""
+def check_file_size(path: Path, limit: int | None = None) -> int:
+    """The size of ``path``, refusing files over ``limit`` (default :data:`MAX_HEAD_FILE_BYTES`) before they are read."""
+    limit = MAX_HEAD_FILE_BYTES if limit is None else limit
     size = path.stat().st_size
     if size > limit:
         raise InputError(f"the file is {size} bytes, over talkbridge's limit of {limit} bytes for a head", path)
@@ -83,12 +84,13 @@ def resolve_relative_uri(uri: str, folder: Path, what: str, head: Path) -> Path:
     return target
 
 
-def read_uri(uri: str, folder: Path, what: str, head: Path, limit: int = MAX_BUFFER_BYTES) -> bytes:
+def read_uri(uri: str, folder: Path, what: str, head: Path, limit: int | None = None) -> bytes:
     """The bytes ``uri`` names: a data URI's payload or a file inside the head's ``folder``.
 
     ``what`` names the object in errors (``"buffer 1"``, ``"image 0"``); ``head`` is the file that
     holds the URI. Nothing outside ``folder`` is ever opened.
     """
+    limit = MAX_BUFFER_BYTES if limit is None else limit
     if not isinstance(uri, str) or not uri:
         raise InputError(f"{what} has an empty or non-string URI", head)
     if uri.startswith("data:"):
