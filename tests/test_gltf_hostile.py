@@ -281,3 +281,45 @@ def test_the_cli_reports_a_hostile_head_in_one_line(layout, tmp_path, caplog):
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and errors[0].exc_info is None
     assert errors[0].getMessage() == f"{head}: buffer 0 has URI '../outside/secret.bin', which leads out of the head's folder ('..')"
+
+
+_JUNK = [-1, 0, 1, 2, 9999, 1.5, "x", True, [], {}, [1], [0, 0, 0], 2**40]
+
+
+def _json_paths(value, path=()):
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _json_paths(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:4]):
+            yield from _json_paths(item, path + (index,))
+
+
+def test_random_corruptions_give_input_errors_never_tracebacks(glb, tmp_path):
+    """Seeded single-value corruptions of a valid head: each one exports, or is an InputError."""
+    import random
+
+    document, _ = head_document(arkit_head())
+    content = json.loads(document.to_json())
+    paths = [p for p in _json_paths(content) if p]
+    rng = random.Random(21)
+    outcomes = {"exported": 0, "refused": 0}
+    for trial in range(120):
+        path, junk = rng.choice(paths), rng.choice(_JUNK)
+
+        def edit(variant, path=path, junk=junk):
+            owner = variant
+            for key in path[:-1]:
+                owner = owner[key]
+            owner[path[-1]] = json.loads(json.dumps(junk))
+
+        head = glb(f"fuzz{trial}", edit)
+        try:
+            add_animation(head, synthetic_motion(3), tmp_path / "fuzz_out.glb", overwrite=True)
+            read_head(head)
+            outcomes["exported"] += 1
+        except InputError as error:
+            assert "\n" not in str(error) and str(head) in str(error), (path, junk, error)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 30 and outcomes["exported"] > 5, outcomes

@@ -127,8 +127,10 @@ def check_draco(document: pygltflib.GLTF2, buffers: list[bytes], path: Path) -> 
                 raise InputError(f"{where}: the indices accessor's count does not match the Draco stream's faces", path)
 
 
-def draco_attribute(decoded: Any, unique_id: int) -> np.ndarray:
+def draco_attribute(decoded: Any, unique_id: int, path: Path) -> np.ndarray:
     """One attribute of a decoded Draco mesh as (count, width)."""
     attribute = decoded.get_attribute_by_unique_id(unique_id)
+    if attribute is None:
+        raise InputError(f"a {DRACO} stream has no attribute with id {unique_id}", path)
     data = np.asarray(attribute["data"])
     return data.reshape(len(data), -1)

@@ -92,8 +92,8 @@ def mesh_world_bounds(document: pygltflib.GLTF2, node_indices: list[int]) -> tup
             if position is None:
                 continue
             accessor = document.accessors[position]
-            if accessor.min is None or accessor.max is None:
-                continue
+            if not accessor.min or not accessor.max or len(accessor.min) < 3 or len(accessor.max) < 3:
+                continue  # bounds are required for POSITION, but a head without them still animates
             lo, hi = np.asarray(accessor.min, np.float64), np.asarray(accessor.max, np.float64)
             box = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
             corners.append((worlds[index] @ box.T).T[:, :3])

@@ -207,9 +207,17 @@ def _check_byte_ranges(content: dict) -> None:
         stride = view.get("byteStride")
         if stride is not None and (not _is_index(stride) or not 4 <= stride <= 252):
             raise _Bad(f"{pointer}/byteStride is {stride!r}; glTF allows 4..252")
-        meshopt = (view.get("extensions") or {}).get("EXT_meshopt_compression")
-        if isinstance(meshopt, dict):
+        meshopt = view.get("extensions", {}).get("EXT_meshopt_compression")
+        if meshopt is not None:
             where = f"{pointer}/extensions/EXT_meshopt_compression"
+            for member in ("buffer", "byteLength", "byteStride", "count", "mode"):
+                if member not in meshopt:
+                    raise _Bad(f"{where} has no '{member}', which EXT_meshopt_compression requires")
+            if meshopt["mode"] not in ("ATTRIBUTES", "TRIANGLES", "INDICES") or meshopt.get("filter", "NONE") not in (
+                "NONE", "OCTAHEDRAL", "QUATERNION", "EXPONENTIAL"
+            ):
+                raise _Bad(f"{where} has mode {meshopt['mode']!r} / filter {meshopt.get('filter')!r}, "
+                           "which EXT_meshopt_compression does not define")
             source_start = _non_negative(meshopt, "byteOffset", where, 0)
             source_length = _non_negative(meshopt, "byteLength", where)
             if source_start + source_length > lengths[meshopt["buffer"]]:
@@ -219,20 +227,44 @@ def _check_byte_ranges(content: dict) -> None:
             element = _non_negative(meshopt, "byteStride", where)
             if count * element > length:
                 raise _Bad(f"{where} decodes to {count} x {element} bytes, more than the view's {length}")
-    for index, accessor in enumerate(content.get("accessors", [])):
+    accessors = content.get("accessors", [])
+    for index, accessor in enumerate(accessors):
         _check_accessor(accessor, f"/accessors/{index}", views)
+    _check_vertex_counts(content, accessors)
+
+
+def _check_vertex_counts(content: dict, accessors: list) -> None:
+    """A primitive's attributes and morph targets all have one element per vertex; POSITIONs are VEC3."""
+    for index, mesh in enumerate(content.get("meshes", [])):
+        for position, primitive in enumerate(mesh["primitives"]):
+            pointer = f"/meshes/{index}/primitives/{position}"
+            named = [(f"{pointer}/attributes/{name}", value) for name, value in primitive["attributes"].items()]
+            for target_index, target in enumerate(primitive.get("targets", [])):
+                named += [(f"{pointer}/targets/{target_index}/{name}", value) for name, value in target.items()]
+            counts = {accessors[value]["count"] for _, value in named}
+            if len(counts) > 1:
+                raise _Bad(f"{pointer}: its attributes and morph targets have different counts {sorted(counts)}")
+            indices = primitive.get("indices")
+            if indices is not None and (accessors[indices]["type"] != "SCALAR" or accessors[indices]["componentType"] not in (5121, 5123, 5125)):
+                raise _Bad(f"{pointer}/indices is accessor {indices}, which is not a SCALAR of unsigned integers")
+            for where, value in named:
+                if where.endswith(("/POSITION", "/NORMAL")) and accessors[value]["type"] != "VEC3":
+                    raise _Bad(f"{where} is accessor {value} of type {accessors[value]['type']}; glTF requires VEC3")
 
 
 def _check_accessor(accessor: dict, pointer: str, views: list) -> None:
     component = accessor.get("componentType")
-    if component not in COMPONENT_SIZES:
+    if not _is_index(component) or component not in COMPONENT_SIZES:
         raise _Bad(f"{pointer}/componentType is {component!r}, not a glTF component type")
     kind = accessor.get("type")
-    if kind not in TYPE_WIDTHS:
+    if not isinstance(kind, str) or kind not in TYPE_WIDTHS:
         raise _Bad(f"{pointer}/type is {kind!r}, not a glTF accessor type")
     count = _non_negative(accessor, "count", pointer)
     if count < 1:
         raise _Bad(f"{pointer}/count is 0; glTF accessors have at least one element")
+    for bound in ("min", "max"):
+        if bound in accessor:
+            _numbers(accessor[bound], TYPE_WIDTHS[kind], f"{pointer}/{bound}")
     element = COMPONENT_SIZES[component] * TYPE_WIDTHS[kind]
     if "bufferView" in accessor:
         _check_in_view(views, accessor["bufferView"], _non_negative(accessor, "byteOffset", pointer, 0), count, element, pointer)
@@ -261,6 +293,86 @@ def _check_in_view(views: list, view_index: int, offset: int, count: int, elemen
         raise _Bad(f"{pointer} reads bytes {offset}..{end} of bufferView {view_index}, which has {view['byteLength']}")
 
 
+# Members that glTF requires and that we follow without looking first.
+_REQUIRED_MEMBERS = {
+    "buffers": ("byteLength",),
+    "bufferViews": ("buffer", "byteLength"),
+    "accessors": ("componentType", "count", "type"),
+    "meshes": ("primitives",),
+    "skins": ("joints",),
+    "animations": ("channels", "samplers"),
+}
+_NODE_VECTORS = {"translation": 3, "rotation": 4, "scale": 3, "matrix": 16}
+
+
+def _numbers(value: Any, length: int | None, pointer: str) -> None:
+    if not isinstance(value, list) or (length is not None and len(value) != length) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf") for v in value
+    ):
+        raise _Bad(f"{pointer} must be {'an array' if length is None else f'{length} numbers'} of finite numbers")
+
+
+def _check_members(content: dict) -> None:
+    """Required members present; node transforms, mesh weights and primitives shaped as glTF says."""
+    for collection, members in _REQUIRED_MEMBERS.items():
+        for index, item in enumerate(_collection(content, collection)):
+            for member in members:
+                if member not in item:
+                    raise _Bad(f"/{collection}/{index} has no '{member}', which glTF requires")
+    for index, node in enumerate(_collection(content, "nodes")):
+        for member, length in _NODE_VECTORS.items():
+            if member in node:
+                _numbers(node[member], length, f"/nodes/{index}/{member}")
+        if "weights" in node:
+            _numbers(node["weights"], None, f"/nodes/{index}/weights")
+    for index, mesh in enumerate(_collection(content, "meshes")):
+        primitives = mesh["primitives"]
+        if not isinstance(primitives, list) or not primitives or not all(isinstance(p, dict) for p in primitives):
+            raise _Bad(f"/meshes/{index}/primitives must be a non-empty array of objects")
+        for position, primitive in enumerate(primitives):
+            if not isinstance(primitive.get("attributes"), dict) or not primitive["attributes"]:
+                raise _Bad(f"/meshes/{index}/primitives/{position} has no 'attributes', which glTF requires")
+            targets = primitive.get("targets", [])
+            if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
+                raise _Bad(f"/meshes/{index}/primitives/{position}/targets must be an array of objects")
+        if "weights" in mesh:
+            _numbers(mesh["weights"], None, f"/meshes/{index}/weights")
+    for index, animation in enumerate(_collection(content, "animations")):
+        for position, sampler in enumerate(animation["samplers"] if isinstance(animation["samplers"], list) else []):
+            if not isinstance(sampler, dict) or "input" not in sampler or "output" not in sampler:
+                raise _Bad(f"/animations/{index}/samplers/{position} needs 'input' and 'output'")
+        for position, channel in enumerate(animation["channels"] if isinstance(animation["channels"], list) else []):
+            if not isinstance(channel, dict) or "sampler" not in channel or not isinstance(channel.get("target"), dict):
+                raise _Bad(f"/animations/{index}/channels/{position} needs 'sampler' and a 'target' object")
+
+
+def _check_extension_objects(content: dict) -> None:
+    """Every ``extensions`` member anywhere is an object of objects (we look inside some of them)."""
+    stack: list[tuple[Any, str]] = [(content, "")]
+    while stack:
+        value, pointer = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "extensions" and (not isinstance(item, dict) or not all(isinstance(v, dict) for v in item.values())):
+                    raise _Bad(f"{pointer}/extensions must be an object whose members are objects")
+                if key != "extras":
+                    stack.append((item, f"{pointer}/{key}"))
+        elif isinstance(value, list):
+            stack.extend((item, f"{pointer}/{index}") for index, item in enumerate(value))
+    for index, mesh in enumerate(content.get("meshes", [])):
+        for position, primitive in enumerate(mesh["primitives"]):
+            draco = primitive.get("extensions", {}).get("KHR_draco_mesh_compression")
+            if draco is None:
+                continue
+            where = f"/meshes/{index}/primitives/{position}/extensions/KHR_draco_mesh_compression"
+            attributes = draco.get("attributes")
+            if "bufferView" not in draco or not isinstance(attributes, dict):
+                raise _Bad(f"{where} needs a 'bufferView' and an 'attributes' object")
+            for name, unique_id in attributes.items():
+                if not _is_index(unique_id) or unique_id < 0 or name not in primitive["attributes"]:
+                    raise _Bad(f"{where}/attributes/{name} is {unique_id!r}: not an attribute id of one of the primitive's attributes")
+
+
 def _check_extensions(content: dict) -> None:
     used = content.get("extensionsUsed", [])
     required = content.get("extensionsRequired", [])
@@ -279,6 +391,8 @@ def check_document(content: dict, path: Path) -> None:
     """Refuse ``content`` (a head's parsed glTF JSON) unless every index, byte range and the node tree are sound."""
     try:
         _check_extensions(content)
+        _check_members(content)
+        _check_extension_objects(content)
         _check_references(content)
         _check_node_forest(content)
         _check_byte_ranges(content)

@@ -15,7 +15,7 @@ import pygltflib
 
 from talkbridge.core.errors import InputError
 from talkbridge.core.head_mesh import HeadMesh
-from talkbridge.exporters.gltf.compressed import decode_draco, decode_meshopt, draco_attribute, draco_primitive
+from talkbridge.exporters.gltf.compressed import check_draco, decode_draco, decode_meshopt, draco_attribute, draco_primitive
 from talkbridge.exporters.gltf.document import world_matrices
 from talkbridge.exporters.gltf.glb import read_gltf
 
@@ -74,15 +74,15 @@ def _primitive_geometry(
     if draco is not None:
         decoded = decode_draco(document, buffers, draco["bufferView"], path)
         ids = draco.get("attributes") or {}
-        points = draco_attribute(decoded, ids["POSITION"]) if "POSITION" in ids else np.asarray(decoded.points)
+        points = draco_attribute(decoded, ids["POSITION"], path) if "POSITION" in ids else np.asarray(decoded.points)
         tri = np.asarray(decoded.faces, np.int64).reshape(-1, 3)
-        color = draco_attribute(decoded, ids["COLOR_0"])[:, :3] if "COLOR_0" in ids else None
+        color = draco_attribute(decoded, ids["COLOR_0"], path)[:, :3] if "COLOR_0" in ids else None
         return points.astype(np.float32), tri, None if color is None else color.astype(np.float32)
     points = read_accessor(document, buffers, primitive.attributes.POSITION).astype(np.float32)
-    if primitive.indices is not None:
-        tri = read_accessor(document, buffers, primitive.indices).reshape(-1, 3).astype(np.int64)
-    else:
-        tri = np.arange(len(points)).reshape(-1, 3)
+    corners = read_accessor(document, buffers, primitive.indices).reshape(-1) if primitive.indices is not None else np.arange(len(points))
+    if len(corners) % 3:
+        raise InputError(f"a triangle primitive has {len(corners)} corners, not a multiple of 3", path)
+    tri = corners.reshape(-1, 3).astype(np.int64)
     if tri.size and tri.max() >= len(points):
         raise InputError(f"a primitive's indices reach vertex {int(tri.max())}, but it has {len(points)}", path)
     color = None
@@ -96,6 +96,7 @@ def read_head(path: str | Path) -> HeadMesh:
     path = Path(path)
     document, buffers = read_gltf(path)
     buffers = decode_meshopt(document, buffers, path)
+    check_draco(document, buffers, path)
     if not document.meshes:
         raise InputError("the glTF has no meshes", path)
     with_targets = [i for i, m in enumerate(document.meshes) if any(p.targets for p in m.primitives)]
