@@ -5,7 +5,7 @@ every URI goes through :func:`read_uri`, which allows only a ``data:`` URI or a 
 after percent-decoding and after symlinks are resolved, still lies inside the head's folder. Sizes
 are capped before anything is read or decoded, so a head cannot make us allocate gigabytes by
 declaring them. The caps are module constants (documented in docs/exporters.md); they are far above
-any real avatar (a full-body VRoid export is about 20 MB) and far below what would hurt a farm node.
+a typical avatar (a few to a few tens of MB) and below what would hurt a farm node.
 
 These are plain functions over paths and strings (no pygltflib), so anything that reads glTF
 resources itself (the exporter, the reader, a future add-on path) can call them.
