@@ -123,7 +123,8 @@ def check_draco(document: pygltflib.GLTF2, buffers: list[bytes], path: Path) -> 
                         f"{document.accessors[accessor_index].count}, the Draco stream {points} points",
                         path,
                     )
-            if primitive.indices is not None and document.accessors[primitive.indices].count != decoded.faces.size:
+            triangles = primitive.mode in (None, 4)  # strips and fans decode to a different number of corners
+            if triangles and primitive.indices is not None and document.accessors[primitive.indices].count != decoded.faces.size:
                 raise InputError(f"{where}: the indices accessor's count does not match the Draco stream's faces", path)
 
 

@@ -43,8 +43,15 @@ SUPPORTED_REQUIRED_EXTENSIONS = frozenset(
         "KHR_materials_anisotropy",
         "KHR_materials_dispersion",
         "KHR_materials_pbrSpecularGlossiness",
+        "KHR_materials_variants",
         "KHR_lights_punctual",
         "EXT_mesh_gpu_instancing",
+        # VRM avatars: they name nodes and morph targets by index, and we only ever append nodes.
+        "VRM",
+        "VRMC_vrm",
+        "VRMC_springBone",
+        "VRMC_node_constraint",
+        "VRMC_materials_mtoon",
     }
 )
 
