@@ -123,6 +123,12 @@ class _Bad(Exception):
     """A structural problem, turned into an InputError naming the file by :func:`check_document`."""
 
 
+def _show(value: Any) -> str:
+    """A bad value for an error line, cut short (a hostile file may put megabytes in one)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _is_index(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -150,7 +156,7 @@ def _check_references(content: dict) -> None:
 
 def _check_index(value: Any, size: int, pointer: str, target: str) -> None:
     if not _is_index(value):
-        raise _Bad(f"{pointer} is {value!r}, not an index")
+        raise _Bad(f"{pointer} is {_show(value)}, not an index")
     if not 0 <= value < size:
         raise _Bad(f"{pointer} is {value}, but the file has {size} {target} (valid: 0..{size - 1})" if size else
                    f"{pointer} is {value}, but the file has no {target}")
@@ -190,7 +196,7 @@ def _check_node_forest(content: dict) -> None:
 def _non_negative(item: dict, key: str, pointer: str, default: int | None = None) -> int:
     value = item.get(key, default)
     if not _is_index(value) or value < 0:
-        raise _Bad(f"{pointer}/{key} is {value!r}, not a non-negative integer")
+        raise _Bad(f"{pointer}/{key} is {_show(value)}, not a non-negative integer")
     return value
 
 
@@ -213,7 +219,7 @@ def _check_byte_ranges(content: dict) -> None:
                        f"which has {lengths[view['buffer']]}")
         stride = view.get("byteStride")
         if stride is not None and (not _is_index(stride) or not 4 <= stride <= 252):
-            raise _Bad(f"{pointer}/byteStride is {stride!r}; glTF allows 4..252")
+            raise _Bad(f"{pointer}/byteStride is {_show(stride)}; glTF allows 4..252")
         meshopt = view.get("extensions", {}).get("EXT_meshopt_compression")
         if meshopt is not None:
             where = f"{pointer}/extensions/EXT_meshopt_compression"
@@ -223,7 +229,7 @@ def _check_byte_ranges(content: dict) -> None:
             if meshopt["mode"] not in ("ATTRIBUTES", "TRIANGLES", "INDICES") or meshopt.get("filter", "NONE") not in (
                 "NONE", "OCTAHEDRAL", "QUATERNION", "EXPONENTIAL"
             ):
-                raise _Bad(f"{where} has mode {meshopt['mode']!r} / filter {meshopt.get('filter')!r}, "
+                raise _Bad(f"{where} has mode {_show(meshopt['mode'])} / filter {_show(meshopt.get('filter'))}, "
                            "which EXT_meshopt_compression does not define")
             source_start = _non_negative(meshopt, "byteOffset", where, 0)
             source_length = _non_negative(meshopt, "byteLength", where)
@@ -262,10 +268,10 @@ def _check_vertex_counts(content: dict, accessors: list) -> None:
 def _check_accessor(accessor: dict, pointer: str, views: list) -> None:
     component = accessor.get("componentType")
     if not _is_index(component) or component not in COMPONENT_SIZES:
-        raise _Bad(f"{pointer}/componentType is {component!r}, not a glTF component type")
+        raise _Bad(f"{pointer}/componentType is {_show(component)}, not a glTF component type")
     kind = accessor.get("type")
     if not isinstance(kind, str) or kind not in TYPE_WIDTHS:
-        raise _Bad(f"{pointer}/type is {kind!r}, not a glTF accessor type")
+        raise _Bad(f"{pointer}/type is {_show(kind)}, not a glTF accessor type")
     count = _non_negative(accessor, "count", pointer)
     if count < 1:
         raise _Bad(f"{pointer}/count is 0; glTF accessors have at least one element")
@@ -285,7 +291,7 @@ def _check_accessor(accessor: dict, pointer: str, views: list) -> None:
         if not isinstance(indices, dict) or not isinstance(values, dict) or "bufferView" not in indices or "bufferView" not in values:
             raise _Bad(f"{where} needs indices and values with a bufferView each")
         if indices.get("componentType") not in (5121, 5123, 5125):
-            raise _Bad(f"{where}/indices/componentType is {indices.get('componentType')!r}, not an unsigned integer type")
+            raise _Bad(f"{where}/indices/componentType is {_show(indices.get('componentType'))}, not an unsigned integer type")
         _check_in_view(views, indices["bufferView"], _non_negative(indices, "byteOffset", f"{where}/indices", 0),
                        sparse_count, COMPONENT_SIZES[indices["componentType"]], f"{where}/indices")
         _check_in_view(views, values["bufferView"], _non_negative(values, "byteOffset", f"{where}/values", 0),
@@ -377,7 +383,7 @@ def _check_extension_objects(content: dict) -> None:
                 raise _Bad(f"{where} needs a 'bufferView' and an 'attributes' object")
             for name, unique_id in attributes.items():
                 if not _is_index(unique_id) or unique_id < 0 or name not in primitive["attributes"]:
-                    raise _Bad(f"{where}/attributes/{name} is {unique_id!r}: not an attribute id of one of the primitive's attributes")
+                    raise _Bad(f"{where}/attributes/{name} is {_show(unique_id)}: not an attribute id of one of the primitive's attributes")
 
 
 def _check_extensions(content: dict) -> None:
@@ -404,4 +410,5 @@ def check_document(content: dict, path: Path) -> None:
         _check_node_forest(content)
         _check_byte_ranges(content)
     except _Bad as problem:
-        raise InputError(str(problem), path) from None
+        message = str(problem)  # member names come from the file too: keep the line a line
+        raise InputError(message if len(message) <= 400 else message[:397] + "...", path) from None
