@@ -33,6 +33,12 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
 
 
+def _quoted(uri: str) -> str:
+    """A URI for an error line, cut short (a hostile file may make it megabytes long)."""
+    text = repr(uri)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_file_size(path: Path, limit: int | None = None) -> int:
     """The size of ``path``, refusing files over ``limit`` (default :data:`MAX_HEAD_FILE_BYTES`) before they are read."""
     limit = MAX_HEAD_FILE_BYTES if limit is None else limit
@@ -68,19 +74,19 @@ def resolve_relative_uri(uri: str, folder: Path, what: str, head: Path) -> Path:
     ``..`` segments, backslashes and NUL, whether written plainly or %-encoded.
     """
     if _SCHEME.match(uri) and not _WINDOWS_DRIVE.match(uri):
-        raise InputError(f"{what} has URI {uri!r}: only data: URIs and relative paths are allowed", head)
+        raise InputError(f"{what} has URI {_quoted(uri)}: only data: URIs and relative paths are allowed", head)
     decoded = unquote(uri)
     if "\0" in decoded or "\\" in decoded:
-        raise InputError(f"{what} has URI {uri!r} with a backslash or NUL; glTF URIs use '/'", head)
+        raise InputError(f"{what} has URI {_quoted(uri)} with a backslash or NUL; glTF URIs use '/'", head)
     if decoded.startswith("/") or _WINDOWS_DRIVE.match(decoded) or _SCHEME.match(decoded):
-        raise InputError(f"{what} has URI {uri!r}, an absolute path; a head may only name files in its own folder", head)
+        raise InputError(f"{what} has URI {_quoted(uri)}, an absolute path; a head may only name files in its own folder", head)
     relative = PurePosixPath(decoded)
     if ".." in relative.parts:
-        raise InputError(f"{what} has URI {uri!r}, which leads out of the head's folder ('..')", head)
+        raise InputError(f"{what} has URI {_quoted(uri)}, which leads out of the head's folder ('..')", head)
     root = folder.resolve()
     target = (root / relative).resolve()
     if target != root and root not in target.parents:
-        raise InputError(f"{what} has URI {uri!r}, which resolves outside the head's folder (a symlink?)", head)
+        raise InputError(f"{what} has URI {_quoted(uri)}, which resolves outside the head's folder (a symlink?)", head)
     return target
 
 
@@ -97,8 +103,8 @@ def read_uri(uri: str, folder: Path, what: str, head: Path, limit: int | None = 
         return _decode_data_uri(uri, what, head, min(limit, MAX_DATA_URI_BYTES))
     target = resolve_relative_uri(uri, folder, what, head)
     if not target.is_file():
-        raise InputError(f"{what} refers to {uri!r}, which is not a file beside the head", head)
+        raise InputError(f"{what} refers to {_quoted(uri)}, which is not a file beside the head", head)
     size = os.stat(target).st_size
     if size > limit:
-        raise InputError(f"{what} refers to {uri!r}, a file of {size} bytes, over the limit of {limit} bytes", head)
+        raise InputError(f"{what} refers to {_quoted(uri)}, a file of {size} bytes, over the limit of {limit} bytes", head)
     return target.read_bytes()
