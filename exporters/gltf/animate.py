@@ -107,7 +107,8 @@ def find_head_node(document: pygltflib.GLTF2, requested: str | None = None) -> i
     for index, node in enumerate(document.nodes):
         if isinstance(node.extras, dict) and isinstance(node.extras.get(TAG), dict) and node.extras[TAG].get("role") == PIVOT_ROLE:
             return index
-    hint = document.extras.get(TAG, {}).get("head_joint") if isinstance(document.extras, dict) else None
+    tag = document.extras.get(TAG) if isinstance(document.extras, dict) else None
+    hint = tag.get("head_joint") if isinstance(tag, dict) else None
     if isinstance(hint, str) and hint in names:
         return names.index(hint)
     joints = {j for skin in document.skins for j in skin.joints}
@@ -291,7 +292,7 @@ def add_animation(
             head_path,
         )
 
-    blob = merge_buffers(document, buffers, head_path.parent)
+    blob = merge_buffers(document, buffers, head_path)
     blob = _remove_previous(document, blob, options.animation_name, head_path)
     builder = BinaryBuilder(document, blob)
     first_accessor = len(document.accessors)

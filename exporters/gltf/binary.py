@@ -1,6 +1,7 @@
 """Packing numpy arrays into a glTF binary buffer with correctly described accessors.
 
-Every GLB we write has exactly one buffer (the GLB's BIN chunk). This module appends bytes to that
+Every GLB we write keeps its data in buffer 0 (the GLB's BIN chunk); the only other buffers are
+meshopt fallback buffers, which hold no bytes. This module appends bytes to that
 buffer with the alignment glTF requires, and creates the bufferView/accessor pair that describes
 them, including the ``min``/``max`` bounds the validator insists on for positions and keyframe times.
 """
@@ -103,8 +104,12 @@ class BinaryBuilder:
         return len(self.document.accessors) - 1
 
     def finish(self) -> bytes:
-        """The complete buffer, padded to 4 bytes, also recorded as the document's single buffer."""
+        """The complete buffer, padded to 4 bytes, also recorded as the document's buffer 0 (the BIN chunk).
+
+        Buffers after 0 are kept: a meshopt-compressed head carries a fallback buffer there that
+        has no bytes by design.
+        """
         blob = b"".join(self._parts)
         blob += b"\0" * _pad(len(blob))
-        self.document.buffers = [pygltflib.Buffer(byteLength=len(blob))]
+        self.document.buffers = [pygltflib.Buffer(byteLength=len(blob))] + list(self.document.buffers[1:])
         return blob

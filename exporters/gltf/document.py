@@ -15,8 +15,10 @@ import numpy as np
 import pygltflib
 
 from talkbridge.core.errors import InputError
-from talkbridge.exporters.gltf.glb import read_uri_bytes
+from talkbridge.exporters.gltf.compressed import MESHOPT, check_draco, decode_meshopt, meshopt_view
+from talkbridge.exporters.gltf.glb import is_fallback_buffer
 from talkbridge.exporters.gltf.pose import matrix_to_quaternion, quaternion_to_matrix
+from talkbridge.exporters.gltf.safety import read_uri
 
 
 def local_matrix(node: pygltflib.Node) -> np.ndarray:
@@ -90,8 +92,8 @@ def mesh_world_bounds(document: pygltflib.GLTF2, node_indices: list[int]) -> tup
             if position is None:
                 continue
             accessor = document.accessors[position]
-            if accessor.min is None or accessor.max is None:
-                continue
+            if not accessor.min or not accessor.max or len(accessor.min) < 3 or len(accessor.max) < 3:
+                continue  # bounds are required for POSITION, but a head without them still animates
             lo, hi = np.asarray(accessor.min, np.float64), np.asarray(accessor.max, np.float64)
             box = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
             corners.append((worlds[index] @ box.T).T[:, :3])
@@ -107,47 +109,70 @@ def scene_index(document: pygltflib.GLTF2) -> int:
     return document.scene if document.scene is not None else 0
 
 
-def merge_buffers(document: pygltflib.GLTF2, buffers: list[bytes], base: Path) -> bytes:
-    """Rewrite ``document`` to use one buffer (index 0) holding all data; embed external images.
+def merge_buffers(document: pygltflib.GLTF2, buffers: list[bytes], head: Path) -> bytes:
+    """Rewrite ``document`` to keep all its data in buffer 0; embed external images.
 
     Each source buffer starts at an 8-byte boundary so every existing bufferView keeps its
-    alignment. Returns the merged bytes (the caller appends new data after them).
+    alignment; compressed views (meshopt, Draco) are moved, never re-encoded. An
+    ``EXT_meshopt_compression`` fallback buffer has no bytes by design: it stays a buffer of its
+    own after buffer 0, without a URI, as that extension defines it. Compressed streams are
+    decoded once first, so a broken one is refused here. Returns buffer 0's bytes (the caller
+    appends new data after them).
     """
-    for extension in ("EXT_meshopt_compression",):
-        if extension in (document.extensionsUsed or []):
-            raise InputError(f"heads using {extension} are not supported; export the head without it", base)
+    decode_meshopt(document, buffers, head)
+    check_draco(document, buffers, head)
+    fallback = [is_fallback_buffer(buffer) for buffer in document.buffers]
     parts: list[bytes] = []
     starts: list[int] = []
+    kept: list[pygltflib.Buffer] = []
+    new_index: list[int] = []
     length = 0
-    for data in buffers:
+    for index, data in enumerate(buffers):
+        if fallback[index]:
+            kept_buffer = document.buffers[index]
+            if kept_buffer.uri is not None:
+                # We do not carry its bytes, so only meshopt-aware loaders can read those views now.
+                kept_buffer.uri = None
+                required = document.extensionsRequired or []
+                if MESHOPT not in required:
+                    document.extensionsRequired = required + [MESHOPT]
+            kept.append(kept_buffer)
+            new_index.append(len(kept))
+            starts.append(0)
+            continue
         padding = (-length) % 8
         parts.append(b"\0" * padding)
         length += padding
         starts.append(length)
+        new_index.append(0)
         parts.append(data)
         length += len(data)
-    for view in document.bufferViews:
-        view.byteOffset = (view.byteOffset or 0) + starts[view.buffer]
-        view.buffer = 0
+    for index, view in enumerate(document.bufferViews):
+        source = view.buffer
+        view.byteOffset = (view.byteOffset or 0) + starts[source]
+        view.buffer = new_index[source]
+        ext = meshopt_view(view)
+        if ext is not None:
+            if fallback[ext["buffer"]]:
+                raise InputError(f"bufferView {index}: its {MESHOPT} data is in a fallback buffer, which has no bytes", head)
+            ext["byteOffset"] = ext.get("byteOffset", 0) + starts[ext["buffer"]]
+            ext["buffer"] = 0
     merged = bytearray(b"".join(parts))
-    for image in document.images:
+    for position, image in enumerate(document.images):
         if image.uri is None:
             continue
-        try:
-            data = read_uri_bytes(image.uri, base)
-        except (OSError, ValueError) as error:
-            raise InputError(f"image {image.uri!r} cannot be read: {error}", base) from error
+        data = read_uri(image.uri, head.parent, f"image {position}", head)
         mime = image.mimeType
         if mime is None:
             match = re.match(r"data:([^;,]+)", image.uri)
             mime = match.group(1) if match else mimetypes.guess_type(image.uri)[0]
-        if mime not in ("image/png", "image/jpeg", "image/webp", "image/ktx2"):
-            raise InputError(f"image {image.uri!r} has an unknown type; use PNG or JPEG", base)
+        if mime not in ("image/png", "image/jpeg", "image/webp", "image/ktx2", "image/avif"):
+            raise InputError(f"image {position} ({image.uri[:60]!r}) has an unknown type; use PNG or JPEG", head)
         merged += b"\0" * ((-len(merged)) % 8)
         document.bufferViews.append(pygltflib.BufferView(buffer=0, byteOffset=len(merged), byteLength=len(data)))
         merged += data
         image.bufferView = len(document.bufferViews) - 1
         image.mimeType = mime
         image.uri = None
-    document.buffers = [pygltflib.Buffer(byteLength=len(merged))] if merged else []
+    document.buffers = ([pygltflib.Buffer(byteLength=len(merged))] if merged or kept else []) + kept
     return bytes(merged)

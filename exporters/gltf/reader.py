@@ -15,6 +15,7 @@ import pygltflib
 
 from talkbridge.core.errors import InputError
 from talkbridge.core.head_mesh import HeadMesh
+from talkbridge.exporters.gltf.compressed import check_draco, decode_draco, decode_meshopt, draco_attribute, draco_primitive
 from talkbridge.exporters.gltf.document import world_matrices
 from talkbridge.exporters.gltf.glb import read_gltf
 
@@ -57,16 +58,45 @@ def read_accessor(document: pygltflib.GLTF2, buffers: list[bytes], index: int) -
         idx_dtype = _DTYPES[sparse.indices.componentType]
         where = _view_array(document, buffers, sparse.indices.bufferView, sparse.indices.byteOffset or 0, idx_dtype, sparse.count, 1)[:, 0]
         replacement = _view_array(document, buffers, sparse.values.bufferView, sparse.values.byteOffset or 0, dtype, sparse.count, width)
+        if where.size and int(where.max()) >= accessor.count:
+            raise InputError(f"accessor {index} has a sparse index {int(where.max())} past its count {accessor.count}")
         values[where.astype(np.int64)] = replacement
     if accessor.normalized and dtype in _NORMALIZE:
         return np.maximum(values.astype(np.float32) / _NORMALIZE[dtype], -1.0)
     return values
 
 
+def _primitive_geometry(
+    document: pygltflib.GLTF2, buffers: list[bytes], primitive: pygltflib.Primitive, path: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Positions (N, 3), triangles (M, 3) and colours (N, 3) or None, from plain or Draco-compressed data."""
+    draco = draco_primitive(primitive)
+    if draco is not None:
+        decoded = decode_draco(document, buffers, draco["bufferView"], path)
+        ids = draco.get("attributes") or {}
+        points = draco_attribute(decoded, ids["POSITION"], path) if "POSITION" in ids else np.asarray(decoded.points)
+        tri = np.asarray(decoded.faces, np.int64).reshape(-1, 3)
+        color = draco_attribute(decoded, ids["COLOR_0"], path)[:, :3] if "COLOR_0" in ids else None
+        return points.astype(np.float32), tri, None if color is None else color.astype(np.float32)
+    points = read_accessor(document, buffers, primitive.attributes.POSITION).astype(np.float32)
+    corners = read_accessor(document, buffers, primitive.indices).reshape(-1) if primitive.indices is not None else np.arange(len(points))
+    if len(corners) % 3:
+        raise InputError(f"a triangle primitive has {len(corners)} corners, not a multiple of 3", path)
+    tri = corners.reshape(-1, 3).astype(np.int64)
+    if tri.size and tri.max() >= len(points):
+        raise InputError(f"a primitive's indices reach vertex {int(tri.max())}, but it has {len(points)}", path)
+    color = None
+    if primitive.attributes.COLOR_0 is not None:
+        color = read_accessor(document, buffers, primitive.attributes.COLOR_0)[:, :3].astype(np.float32)
+    return points, tri, color
+
+
 def read_head(path: str | Path) -> HeadMesh:
     """Load the head mesh of a .glb/.gltf file (see module docstring for which mesh)."""
     path = Path(path)
     document, buffers = read_gltf(path)
+    buffers = decode_meshopt(document, buffers, path)
+    check_draco(document, buffers, path)
     if not document.meshes:
         raise InputError("the glTF has no meshes", path)
     with_targets = [i for i, m in enumerate(document.meshes) if any(p.targets for p in m.primitives)]
@@ -84,18 +114,11 @@ def read_head(path: str | Path) -> HeadMesh:
     for primitive in mesh.primitives:
         if primitive.mode not in (None, 4) or primitive.attributes.POSITION is None:
             continue
-        points = read_accessor(document, buffers, primitive.attributes.POSITION).astype(np.float32)
+        points, tri, color = _primitive_geometry(document, buffers, primitive, path)
         count = len(points)
         positions.append(points)
-        if primitive.indices is not None:
-            tri = read_accessor(document, buffers, primitive.indices).reshape(-1, 3).astype(np.int64)
-        else:
-            tri = np.arange(count).reshape(-1, 3)
         indices.append(tri + base)
-        if primitive.attributes.COLOR_0 is not None:
-            colors.append(read_accessor(document, buffers, primitive.attributes.COLOR_0)[:, :3].astype(np.float32))
-        else:
-            colors.append(np.ones((count, 3), np.float32))
+        colors.append(color if color is not None else np.ones((count, 3), np.float32))
         for k in range(n_targets):
             target = (primitive.targets or [])[k] if k < len(primitive.targets or []) else {}
             position = target.get("POSITION") if isinstance(target, dict) else getattr(target, "POSITION", None)
