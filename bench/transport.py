@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.client import Client, ServerUnavailable, wait_for_server
-from talkbridge.bridge.jobs import JobSpec
+from talkbridge.bridge.codec import JobSpec
 from talkbridge.bridge.synthetic import SyntheticRunner
 
 SIZE = 512
@@ -74,8 +74,10 @@ def in_process_frames(n_frames: int, chunk: int) -> float:
     spec = JobSpec("bench", "synthetic", {"n_frames": n_frames, "chunk_frames": chunk, "reuse_frames": True}, render_size=SIZE)
     sink = np.empty((chunk, SIZE, SIZE, 3), np.uint8)
     start = time.perf_counter()
-    for output in runner.run(spec, "cpu", threading.Event()):
-        np.copyto(sink[: len(output.frames)], output.frames)
+    for message in runner.run(spec, "cpu", threading.Event()):
+        frames = message.array("frames")  # the info message carries none
+        if frames is not None:
+            np.copyto(sink[: len(frames)], frames)
     return time.perf_counter() - start
 
 
@@ -149,7 +151,7 @@ def lite_job_share(seconds: float, chunk: int, repeats: int, transport_s_per_fra
         for _ in range(repeats):
             start, cpu = time.perf_counter(), time.process_time()
             spec = JobSpec("bench", "lite", options, audio_pcm=audio, render_size=SIZE)
-            n_frames = sum(len(o.frames) for o in runner.run(spec, "cpu", threading.Event()))
+            n_frames = sum(len(m.array("frames")) for m in runner.run(spec, "cpu", threading.Event()) if m.type == p.CHUNK)
             local = min(local, time.perf_counter() - start)
             local_cpu = min(local_cpu, time.process_time() - cpu)
             start, cpu, server_cpu = time.perf_counter(), time.process_time(), process_cpu_seconds(server.pid)

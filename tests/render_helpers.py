@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +113,35 @@ def assert_frames_match(got: np.ndarray, want: np.ndarray, label: str = "") -> N
 def assert_float_frames_match(got: torch.Tensor, want: torch.Tensor) -> None:
     """Float frames of one job from different batches: equal up to last-bit rounding (see above)."""
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@dataclass(frozen=True)
+class PortraitJobInputs:
+    """What a SadTalker job test starts from: a landmarked portrait, its landmarks (also as a JSON
+    file, as a user passes them), a speech clip and, when asked for, official-layout checkpoints."""
+
+    folder: Path
+    portrait: Path
+    image: np.ndarray
+    landmarks: np.ndarray
+    landmarks_file: Path
+    speech: Path
+    checkpoints: Path | None
+
+
+def portrait_job_inputs(
+    folder: Path, seconds: float, seed: int, *, checkpoints: bool = True, render: bool = True, speech_name: str = "speech.wav"
+) -> PortraitJobInputs:
+    """Write :class:`PortraitJobInputs` into ``folder`` (``seconds`` of speech-like audio from ``seed``;
+    ``render=False`` leaves the face-vid2vid and MappingNet weights out of the checkpoints)."""
+    from tests.official_checkpoints import write_official_checkpoint_dir
+    from tests.speech import speech_like, write_wav
+
+    folder.mkdir(parents=True, exist_ok=True)
+    portrait = folder / "portrait.png"
+    image, landmarks = write_landmarked_portrait(portrait)
+    landmarks_file = folder / "face.json"
+    landmarks_file.write_text(json.dumps(landmarks.tolist()))
+    speech = write_wav(folder / speech_name, speech_like(seconds, seed=seed))
+    weights = write_official_checkpoint_dir(folder / "checkpoints", render=render) if checkpoints else None
+    return PortraitJobInputs(folder, portrait, image, landmarks, landmarks_file, speech, weights)

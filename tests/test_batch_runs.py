@@ -23,6 +23,7 @@ from talkbridge.core.jobs.options import JobOptions
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.exporters.job_files import OutputPlan
 from talkbridge.exporters.motion_file import load_motion
+from tests.helpers import statuses
 from tests.speech import speech_like, write_wav
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,10 +49,6 @@ def project(tmp_path):
 
 def report(out: Path) -> dict:
     return json.loads((out / "batch_report.json").read_text())
-
-
-def statuses(out: Path) -> dict[str, str]:
-    return {row["name"]: row["status"] for row in report(out)["rows"]}
 
 
 def mtimes(out: Path) -> dict[str, int]:

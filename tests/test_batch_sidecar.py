@@ -8,20 +8,13 @@ import numpy as np
 import pytest
 
 from talkbridge.batch.backends import SidecarBackend, sidecar_slots
-from talkbridge.bridge.server import Server, ServerConfig
-from talkbridge.bridge.workers import ProcessRunner, WorkerSpec
 from talkbridge.cli import main
 from talkbridge.cli.sidecar_target import SidecarTarget
 from talkbridge.exporters.motion_file import load_motion
+from tests.sidecars import sidecar
 from tests.speech import speech_like, write_wav
 
 pytestmark = [pytest.mark.timeout(300)]
-
-
-def sidecar(devices: tuple[str, ...], jobs_per_device: int = 1) -> Server:
-    """A sidecar as `talkbridge serve` runs it: the engines in one worker process per device."""
-    runner = ProcessRunner(WorkerSpec("talkbridge.bridge.jobs:EngineRunner"), devices, jobs_per_worker=jobs_per_device).start()
-    return Server(runner, ServerConfig(bind="tcp://127.0.0.1:*", devices=devices, jobs_per_device=jobs_per_device)).start()
 
 
 def test_rows_spread_over_two_sidecars_and_match_an_in_process_batch(tmp_path):
@@ -31,15 +24,10 @@ def test_rows_spread_over_two_sidecars_and_match_an_in_process_batch(tmp_path):
         lines.append(f"l{i}.wav,,{i},64,livelink")
     lines.append("l0.wav,odd,0,65,")  # odd size: refused by the sidecar route like locally
     (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
-    one, two = sidecar(("cpu",)), sidecar(("cpu:0", "cpu:1"), jobs_per_device=2)
-    try:
+    with sidecar() as one, sidecar(devices=("cpu:0", "cpu:1"), jobs_per_device=2) as two:
         assert sidecar_slots(SidecarTarget(one.address)) == 1 and sidecar_slots(SidecarTarget(two.address)) == 4  # 2 devices x 2 jobs
         code = main(["-q", "batch", str(tmp_path / "m.csv"), "-o", str(tmp_path / "remote"), "--engine", "lite",
                      "--sidecar", one.address, two.address])
-    finally:
-        for server in (one, two):
-            server.stop()
-            server.runner.close()
     assert code == 1
     assert main(["-q", "batch", str(tmp_path / "m.csv"), "-o", str(tmp_path / "local"), "--engine", "lite"]) == 1
     report = json.loads((tmp_path / "remote/batch_report.json").read_text())
@@ -66,13 +54,9 @@ def test_sigterm_cancels_rows_in_flight_on_the_sidecars(tmp_path):
     from tests.test_batch_runs import eight_rows, terminate_after_first_row
 
     manifest, out = eight_rows(tmp_path, 4.0), tmp_path / "out"
-    server = sidecar(("cpu:0", "cpu:1"))
-    try:
+    with sidecar(devices=("cpu:0", "cpu:1")) as server:
         args = [str(manifest), "--engine", "lite", "--sidecar", server.address]
         done = terminate_after_first_row(args, out)
         assert main(["-q", "batch", *args, "-o", str(out)]) == 0  # the sidecar is fine: the cancelled jobs ended
         skipped = {row["name"] for row in json.loads((out / "batch_report.json").read_text())["rows"] if row["status"] == "skipped"}
         assert skipped == done
-    finally:
-        server.stop()
-        server.runner.close()

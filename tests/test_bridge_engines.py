@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.client import Client, JobResult
@@ -19,17 +18,8 @@ from talkbridge.core.motion import Motion
 from tests.sidecars import sidecar
 from tests.speech import speech_like, write_wav
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.usefixtures("one_torch_thread")]
 
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The CPU is shared with other test workers: keep torch to one thread here, then restore."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from talkbridge import __version__
-
-SCRIPT = Path(sys.executable).with_name("talkbridge")
-
+from tests.helpers import run_cli
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+    return run_cli(*args)
 
 
 def test_version():

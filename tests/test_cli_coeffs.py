@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +10,10 @@ import scipy.io
 
 from talkbridge.core.sadtalker.audio2coeff import Audio2Coeff, CoeffRequest
 from talkbridge.exporters.motion_file import load_motion
+from tests.helpers import run_cli
 from tests.sadtalker_weights import seeded_audio_models, write_combined_safetensors
 from tests.speech import speech_like, write_wav
 
-SCRIPT = Path(sys.executable).with_name("talkbridge")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +29,7 @@ def setup(tmp_path_factory):
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), "coeffs", *args], capture_output=True, text=True, timeout=300)
+    return run_cli("coeffs", *args, timeout=300)
 
 
 def test_writes_mat_and_motion_matching_the_api(setup):

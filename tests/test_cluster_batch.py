@@ -19,6 +19,7 @@ import pytest
 from talkbridge.batch.backends import InProcessBackend
 from talkbridge.batch.manifest import read_manifest
 from talkbridge.batch.runner import BatchRun
+from tests.helpers import statuses
 from tests.test_batch_runs import complete_rows
 from tests.ray_harness import local_cluster, run_scenario
 from tests.speech import speech_like, write_wav
@@ -94,10 +95,6 @@ def make_project(folder: Path) -> dict[str, str]:
 
 def names_and_mtimes(out: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in sorted(out.iterdir()) if p.name != "batch_report.json"}
-
-
-def statuses(out: Path) -> dict[str, str]:
-    return {row["name"]: row["status"] for row in json.loads((out / "batch_report.json").read_text())["rows"]}
 
 
 def scenario(payload: dict) -> dict:

@@ -18,9 +18,7 @@ import pytest
 import scipy.io
 
 from talkbridge.exporters.motion_file import load_motion
-from tests.official_checkpoints import write_official_checkpoint_dir
-from tests.render_helpers import write_landmarked_portrait
-from tests.speech import speech_like, write_wav
+from tests.render_helpers import portrait_job_inputs
 
 SCRIPT = Path(sys.executable).with_name("talkbridge")
 FRAMES = 4
@@ -28,14 +26,8 @@ FRAMES = 4
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sadtalker_e2e")
-    checkpoints = write_official_checkpoint_dir(folder / "checkpoints")
-    portrait = folder / "portrait.png"
-    _, landmarks = write_landmarked_portrait(portrait)
-    points = folder / "face.json"
-    points.write_text(json.dumps(landmarks.tolist()))
-    speech = write_wav(folder / "hello.wav", speech_like(FRAMES / 25 + 0.01, seed=3))
-    return folder, checkpoints, portrait, points, speech
+    made = portrait_job_inputs(tmp_path_factory.mktemp("sadtalker_e2e"), FRAMES / 25 + 0.01, seed=3, speech_name="hello.wav")
+    return made.folder, made.checkpoints, made.portrait, made.landmarks_file, made.speech
 
 
 def ffprobe(path: Path) -> dict:

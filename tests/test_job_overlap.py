@@ -82,15 +82,11 @@ def test_a_sadtalker_job_gives_the_same_steps_with_and_without_overlap_and_paste
     from talkbridge.core.jobs import JobOptions, JobRequest
     from talkbridge.core.jobs.cache import EngineCache
     from talkbridge.core.jobs.local import open_local_job
-    from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import tiny_recipe_models, write_landmarked_portrait
-    from tests.speech import speech_like, write_wav
+    from tests.render_helpers import portrait_job_inputs, tiny_recipe_models
 
-    folder = write_official_checkpoint_dir(tmp_path / "checkpoints")
-    portrait = tmp_path / "portrait.png"
-    image, landmarks = write_landmarked_portrait(portrait)
-    speech = write_wav(tmp_path / "speech.wav", speech_like(1.2, seed=6))
-    cache = EngineCache(folder)
+    made = portrait_job_inputs(tmp_path, 1.2, seed=6)
+    portrait, image, landmarks, speech = made.portrait, made.image, made.landmarks, made.speech
+    cache = EngineCache(made.checkpoints)
     cache.sadtalker("cpu").provide_renderer(256, "full", tiny_recipe_models(seed=4))
     options = JobOptions(engine="sadtalker", landmarks=landmarks, device="cpu", batch_size=3, seed=2, preprocess="full")
     request = JobRequest(speech, portrait, options)

@@ -19,7 +19,6 @@ from talkbridge.core.jobs import JobOptions, JobRequest
 from talkbridge.core.jobs.cache import EngineCache
 from talkbridge.core.sadtalker.precision import COEFF_TOLERANCE
 from talkbridge.exporters.job_files import OutputPlan
-from tests.speech import speech_like, write_wav
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,14 +27,11 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_bf16_runs_within_tolerance_and_fp16_on_cpu_is_refused_up_front(tmp_path):
-    from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import tiny_recipe_models, write_landmarked_portrait
+    from tests.render_helpers import portrait_job_inputs, tiny_recipe_models
 
-    folder = write_official_checkpoint_dir(tmp_path / "checkpoints")
-    portrait = tmp_path / "portrait.png"
-    _, landmarks = write_landmarked_portrait(portrait)
-    speech = write_wav(tmp_path / "speech.wav", speech_like(1.0, seed=3))
-    cache = EngineCache(folder)
+    made = portrait_job_inputs(tmp_path, 1.0, seed=3)
+    portrait, landmarks, speech = made.portrait, made.landmarks, made.speech
+    cache = EngineCache(made.checkpoints)
     results = {}
     for precision in ("fp32", "bf16"):
         cache.sadtalker("cpu", precision).provide_renderer(256, "crop", tiny_recipe_models(seed=2))

@@ -25,18 +25,13 @@ from talkbridge.cli.sidecar_target import SidecarTarget
 from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.core.jobs import JobOptions, JobRequest
 from talkbridge.exporters.job_files import OutputPlan
+from tests.helpers import decoded_frames
 from tests.sidecars import sidecar
-from tests.speech import speech_like, write_wav
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.timeout(300)]
 
 ROUTE_FIELDS = ("route", "sidecar")
 
-
-def decoded_frames(path: Path) -> np.ndarray:
-    reader = imageio_ffmpeg.read_frames(str(path))
-    width, height = next(reader)["size"]
-    return np.stack([np.frombuffer(frame, np.uint8).reshape(height, width, 3) for frame in reader])
 
 
 def audio_streams(path: Path) -> int:
@@ -71,14 +66,10 @@ def assert_same_outputs(expected_dir: Path, got_dir: Path, name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    from tests.render_helpers import write_landmarked_portrait
+    from tests.render_helpers import portrait_job_inputs
 
-    folder = tmp_path_factory.mktemp("routes")
-    portrait = folder / "portrait.png"
-    _, landmarks = write_landmarked_portrait(portrait)
-    speech = write_wav(folder / "hello.wav", speech_like(2.0, seed=4))
-    marks = folder / "face.json"
-    marks.write_text(json.dumps(landmarks.tolist()))
+    made = portrait_job_inputs(tmp_path_factory.mktemp("routes"), 2.0, seed=4, checkpoints=False, speech_name="hello.wav")
+    folder, portrait, speech, marks = made.folder, made.portrait, made.speech, made.landmarks_file
     transcript = folder / "hello.txt"
     transcript.write_text("hello there, how are you today\n", encoding="utf-8")
     return portrait, speech, marks, transcript

@@ -20,7 +20,6 @@ from talkbridge.bridge.client import Client
 from talkbridge.bridge.jobs import sharing_defaults
 from tests.render_helpers import assert_frames_match
 from tests.sidecars import sidecar
-from tests.speech import speech_like, write_wav
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -33,15 +32,10 @@ JOBS = [
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    from tests.official_checkpoints import write_official_checkpoint_dir
-    from tests.render_helpers import write_landmarked_portrait
+    from tests.render_helpers import portrait_job_inputs
 
-    folder = tmp_path_factory.mktemp("batching")
-    portrait = folder / "portrait.png"
-    _, landmarks = write_landmarked_portrait(portrait)
-    speech = write_wav(folder / "speech.wav", speech_like(1.2, seed=7))
-    checkpoints = write_official_checkpoint_dir(folder / "checkpoints")
-    return checkpoints, portrait.read_bytes(), speech.read_bytes(), landmarks.tolist()
+    made = portrait_job_inputs(tmp_path_factory.mktemp("batching"), 1.2, seed=7)
+    return made.checkpoints, made.portrait.read_bytes(), made.speech.read_bytes(), made.landmarks.tolist()
 
 
 def _submit(client: Client, inputs, options: dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import wave
 
-import imageio_ffmpeg
+from tests.helpers import decoded_frames
 import numpy as np
 import pytest
 
@@ -33,12 +33,6 @@ def chunk(n: int, level: int) -> np.ndarray:
 def probe(path) -> str:
     return subprocess.run([ffmpeg_executable(), "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
 
-
-def decoded_frames(path) -> np.ndarray:
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    return np.stack([np.frombuffer(f, np.uint8).reshape(height, width, 3) for f in reader])
 
 
 def test_chunks_become_an_h264_mp4_with_audio(tmp_path):
