@@ -21,7 +21,10 @@ class TalkbridgePreferences(bpy.types.AddonPreferences):
     )
     install_sadtalker: bpy.props.BoolProperty(
         name="SadTalker", default=False,
-        description="Also install SadTalker (torch: about 1 GB more, 2.5 GB with CUDA; its weights come with Models...)",
+        description=(
+            "Also install SadTalker: torch (CPU build about 190 MB to download, 750 MB on disk; CUDA builds several GB) "
+            "and its stack; its weights come with Models..."
+        ),
     )
     install_audio2face: bpy.props.BoolProperty(
         name="Audio2Face", default=False, description="Also install Audio2Face-3D's runtime (ONNX Runtime)",
