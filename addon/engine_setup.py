@@ -139,17 +139,21 @@ def start_install(
     return _begin(task, blocking, timeout_s)
 
 
-def start_models(engine: str, blocking: bool = False, timeout_s: float | None = None) -> installer.CommandTask:
-    """Download the weights ``engine`` needs with the private env's ``talkbridge models download``."""
+def start_models(
+    engine: str, blocking: bool = False, timeout_s: float | None = None, extra_args: tuple[str, ...] = ()
+) -> installer.CommandTask:
+    """Download the weights ``engine`` needs with the private env's ``talkbridge models download``.
+
+    Any env will do (the download needs only the base package), so weights can come before the
+    engine's own install. ``extra_args`` go to the command (``--dir``, ``--catalog`` for a mirror).
+    """
     _check_can_start()
     if engine not in MODEL_GROUPS:
         raise EngineSetupError(f"the {engine} engine needs no weights")
     found = private_env()
     if found is None:
-        raise EngineSetupError("install the engine first (Install Engine, with the engine's check box)")
-    if engine not in found.engines:
-        raise EngineSetupError(f"the engine was installed without {engine}: tick it and press Install Engine again")
-    argv = (*found.argv(), "models", "download", MODEL_GROUPS[engine], "--progress-lines")
+        raise EngineSetupError("install the engine first (Install Engine)")
+    argv = (*found.argv(), "models", "download", MODEL_GROUPS[engine], "--progress-lines", *extra_args)
     step = install_paths.Step(f"Downloading the {engine} weights", argv)
     return _begin(installer.CommandTask("Models", [step], line_hook=installer.models_line_progress), blocking, timeout_s)
 

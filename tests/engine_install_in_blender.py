@@ -69,6 +69,28 @@ def main(config_path: str) -> None:
             return str(error)
         return None
 
+    def draw(function, owner) -> list:
+        """Labels, operators and progress bars a draw() call makes, against a recording layout."""
+        calls: list = []
+
+        class Recorder:
+            def __getattr__(self, name):
+                def record(*args, **kwargs):
+                    calls.append([name, [a for a in args if isinstance(a, str)], {k: v for k, v in kwargs.items() if isinstance(v, (str, float))}])
+                    return Recorder()
+                return record
+
+            def __setattr__(self, name, value):
+                pass
+
+        holder = owner if owner is not None else type("Holder", (), {"layout": Recorder()})()
+        if owner is not None:
+            holder = type("Holder", (), {"layout": Recorder(), **{k: getattr(owner, k) for k in owner.bl_rna.properties.keys() if k != "rna_type"}})()
+        function(holder, bpy.context)
+        return [c for c in calls if c[0] in ("label", "operator", "progress", "prop")]
+
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+
     @step("offline")
     def _():
         results["offline_refused"] = refused(lambda: bpy.ops.talkbridge.engine_install(mode="BLOCKING"))
@@ -78,6 +100,8 @@ def main(config_path: str) -> None:
     def _():
         fresh_scene()
         results["no_engine_refused"] = refused(lambda: bpy.ops.talkbridge.generate(mode="BLOCKING", timeout=60))
+        results["no_engine_panel"] = draw(bpy.types.VIEW3D_PT_talkbridge.draw, None)
+        results["no_engine_prefs"] = draw(type(prefs).draw, prefs)
 
     bpy.context.preferences.system.use_online_access = True
     results["online_after"] = bool(bpy.app.online_access)
@@ -104,6 +128,8 @@ def main(config_path: str) -> None:
             setup._poll()  # what Blender's timer would call
             time.sleep(0.05)
         results["cancel_seen_step"] = seen[-1]
+        results["running_prefs"] = draw(type(prefs).draw, prefs)
+        results["running_panel"] = draw(bpy.types.VIEW3D_PT_talkbridge.draw, None)
         results["cancel_op"] = list(bpy.ops.talkbridge.engine_cancel())
         task.wait(60)
         snap = task.snapshot()
@@ -131,6 +157,17 @@ def main(config_path: str) -> None:
             )
             done = subprocess.run([found.argv()[0], "-c", probe], capture_output=True, text=True, timeout=60)
             results["env_probe"] = json.loads(done.stdout) if done.returncode == 0 else done.stderr
+
+    @step("models")
+    def _():
+        task = setup.start_models("sadtalker", blocking=False, extra_args=("--catalog", config["catalog"], "--dir", config["store"]))
+        began = time.monotonic()
+        while task.state == "running" and time.monotonic() - began < 120:
+            setup._poll()
+            time.sleep(0.05)
+        snap = task.snapshot()
+        results["models"] = {"state": snap.state, "error": snap.error, "tail": task.tail, "step": task.steps[0].title}
+        results["models_panel"] = draw(bpy.types.VIEW3D_PT_talkbridge.draw, None)
 
     local_process = None
 

@@ -17,11 +17,28 @@ from pathlib import Path
 import pytest
 
 from tests import blender_support
+from tests.http_fixture import FileServer
 
 pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 INSIDE = Path(__file__).with_name("engine_install_in_blender.py")
 MISSING_PACKAGE = "talkbridge-test-no-such-package==0.0.1"  # never published: pip must fail to find it
+
+
+def _weights(folder: Path) -> dict[str, bytes]:
+    """A stand-in weight file (random bytes: only size and sha256 are checked by the download)."""
+    import numpy as np
+
+    return {"/SadTalker_test.safetensors": np.random.default_rng(5).bytes(3_000_000)}
+
+
+def _catalog(path: Path, url: str, files: dict[str, bytes]) -> Path:
+    import hashlib
+
+    entries = [{"name": name.strip("/"), "group": "sadtalker", "folder": "checkpoints", "urls": [url + name],
+                "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "default": True} for name, data in files.items()]
+    path.write_text(json.dumps(entries))
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +48,8 @@ def engine_run(tmp_path_factory):
     built = blender_support.build_local_zip(work / "dist")
     out = work / "out"
     out.mkdir()
-    config = {**inputs, "zip": str(built), "out": str(out), "missing_package": MISSING_PACKAGE}
-    (work / "config.json").write_text(json.dumps(config))
+    weights = _weights(work / "mirror")
+    config = {**inputs, "zip": str(built), "out": str(out), "missing_package": MISSING_PACKAGE, "store": str(work / "store")}
     site = blender_support.isolated_site(work / "site")
     empty_path = work / "empty-path"
     empty_path.mkdir()
@@ -42,10 +59,13 @@ def engine_run(tmp_path_factory):
         "import sys; sys.path.append(sys.argv[1]); sys.argv = sys.argv[2:];"
         "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"
     )
-    done = subprocess.run(
-        [sys.executable, "-S", "-s", "-c", launcher, str(site), str(INSIDE), str(work / "config.json")],
-        cwd=work, env=env, capture_output=True, text=True, timeout=1100,
-    )
+    with FileServer(weights) as mirror:  # Models... downloads from this loopback mirror's catalog
+        config["catalog"] = str(_catalog(work / "catalog.json", mirror.url, weights))
+        (work / "config.json").write_text(json.dumps(config))
+        done = subprocess.run(
+            [sys.executable, "-S", "-s", "-c", launcher, str(site), str(INSIDE), str(work / "config.json")],
+            cwd=work, env=env, capture_output=True, text=True, timeout=1100,
+        )
     results_path = out / "results.json"
     assert results_path.is_file(), f"Blender side produced no results:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     results = json.loads(results_path.read_text())
@@ -120,3 +140,30 @@ def test_a_local_take_on_the_mannequin_runs_through_the_private_env_with_nothing
 def test_disabling_the_add_on_stops_the_sidecar(engine_run):
     r = engine_run["results"]
     assert r["disabled"] and r["sidecar_stopped"] and r["engine_ops_gone"]
+
+
+def _labels(calls: list) -> list[str]:
+    return [c[2].get("text", "") for c in calls if c[0] in ("label", "progress")]
+
+
+def test_preferences_and_panel_show_the_engine_state_and_the_install_progress(engine_run):
+    r = engine_run["results"]
+    operators = [c[1][0] for c in r["no_engine_prefs"] if c[0] == "operator"]
+    assert operators == ["talkbridge.engine_install", "talkbridge.engine_models", "talkbridge.engine_remove"]
+    assert "not installed" in _labels(r["no_engine_prefs"]) and any("Online access is off" in t for t in _labels(r["no_engine_prefs"]))
+    assert any("Install Engine" in t for t in _labels(r["no_engine_panel"]))
+    for running in (r["running_prefs"], r["running_panel"]):
+        bars = [c for c in running if c[0] == "progress"]
+        assert len(bars) == 1 and bars[0][2]["text"].startswith("Install Engine: Installing talkbridge (lite)")
+        assert ["operator", ["talkbridge.engine_cancel"]] in [c[:2] for c in running]
+
+
+def test_models_downloads_through_the_private_env_with_progress(engine_run):
+    r = engine_run["results"]
+    models = r["models"]
+    assert models["state"] == "done", models
+    assert models["step"] == "Downloading the sadtalker weights"
+    assert "progress SadTalker_test.safetensors 3000000 3000000" in models["tail"]
+    stored = engine_run["work"] / "store" / "checkpoints" / "SadTalker_test.safetensors"
+    assert stored.is_file() and stored.stat().st_size == 3_000_000
+    assert any(t.startswith("Models: done") for t in _labels(r["models_panel"]))
