@@ -60,6 +60,8 @@ def resolve_command(command: str, private_argv: list[str] | None = None, which=s
         return [found]
     parts = shlex.split(command, posix=os.name != "nt")
     found = which(parts[0]) or (parts[0] if Path(parts[0]).is_file() else None)
+    if found is None and parts == ["talkbridge"] and private_argv:
+        return list(private_argv)  # the old default setting, saved before Install Engine existed
     if found is None:
         raise SidecarStartError(
             f"cannot find {parts[0]!r} (the talkbridge Command in the add-on preferences) to start a local sidecar; "

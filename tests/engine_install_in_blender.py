@@ -205,6 +205,33 @@ def main(config_path: str) -> None:
         results["sidecar_stopped"] = local_process is not None and local_process.poll() is not None
         results["engine_ops_gone"] = not hasattr(bpy.types, "TALKBRIDGE_OT_engine_install")
 
+    @step("remove")
+    def _():
+        bpy.ops.preferences.addon_enable(module=MODULE)  # enabled again: register after unregister
+        setup_again = sys.modules[f"{MODULE}.engine_setup"]
+        results["before_remove"] = setup_again.env_status()
+        results["remove"] = list(bpy.ops.talkbridge.engine_remove())
+        results["after_remove"] = {"status": setup_again.env_status(), "exists": setup_again.env_folder().exists()}
+
+    @step("exit")
+    def _():
+        # A sidecar left running when Blender dies (below: SIGKILL, so no exit hook runs).
+        bpy.context.preferences.addons[MODULE].preferences.sidecar_command = config["engine_command"]
+        local = sys.modules[f"{MODULE}.runtime"].local_sidecar(config["engine_command"])
+        address = local.start()
+        from talkbridge.bridge.client import wait_for_server
+
+        wait_for_server(address, timeout=60, process=local.process)
+        results["exit_sidecar_pid"] = local.process.pid
+
+    save()
+    if results.get("exit_sidecar_pid"):
+        # Blender crashes: no unregister, no atexit. Only the sidecar's stdin pipe, closed by the OS, is left.
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 if __name__ == "__main__":
     main(sys.argv[1])

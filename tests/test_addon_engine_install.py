@@ -10,8 +10,10 @@ pip's own cache (``~/.cache/pip``) makes reruns quick; a cold install downloads 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,7 +51,8 @@ def engine_run(tmp_path_factory):
     out = work / "out"
     out.mkdir()
     weights = _weights(work / "mirror")
-    config = {**inputs, "zip": str(built), "out": str(out), "missing_package": MISSING_PACKAGE, "store": str(work / "store")}
+    config = {**inputs, "zip": str(built), "out": str(out), "missing_package": MISSING_PACKAGE, "store": str(work / "store"),
+              "engine_command": f"{blender_support.engine_python()} -m talkbridge.cli"}
     site = blender_support.isolated_site(work / "site")
     empty_path = work / "empty-path"
     empty_path.mkdir()
@@ -70,6 +73,13 @@ def engine_run(tmp_path_factory):
     assert results_path.is_file(), f"Blender side produced no results:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     results = json.loads(results_path.read_text())
     assert not results["errors"], "\n".join(f"[{name}]\n{trace}" for name, trace in results["errors"])
+    pid = results.get("exit_sidecar_pid")
+    deadline = time.monotonic() + 20
+    while pid and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:  # the test side may read /proc
+        time.sleep(0.1)
+    results["exit_sidecar_alive"] = bool(pid) and Path(f"/proc/{pid}").exists()
+    if results["exit_sidecar_alive"]:
+        os.kill(pid, 9)
     return {"results": results, "work": work, "output": done.stdout + done.stderr}
 
 
@@ -167,3 +177,15 @@ def test_models_downloads_through_the_private_env_with_progress(engine_run):
     stored = engine_run["work"] / "store" / "checkpoints" / "SadTalker_test.safetensors"
     assert stored.is_file() and stored.stat().st_size == 3_000_000
     assert any(t.startswith("Models: done") for t in _labels(r["models_panel"]))
+
+
+def test_the_engine_can_be_removed_after_the_add_on_is_enabled_again(engine_run):
+    r = engine_run["results"]
+    assert r["before_remove"].startswith("installed (lite)")
+    assert r["remove"] == ["FINISHED"] and r["after_remove"] == {"status": "not installed", "exists": False}
+
+
+def test_a_sidecar_still_running_when_blender_is_killed_stops_too(engine_run):
+    """Blender SIGKILLed: no unregister, no atexit; the closed stdin pipe alone stops the sidecar."""
+    r = engine_run["results"]
+    assert r["exit_sidecar_pid"] and r["exit_sidecar_alive"] is False

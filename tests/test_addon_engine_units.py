@@ -193,6 +193,8 @@ def test_start_local_prefers_the_setting_then_the_private_env_then_path():
     assert sidecar.resolve_command("  ", None, which) == ["/usr/local/bin/talkbridge"]
     with pytest.raises(sidecar.SidecarStartError, match="Install Engine"):
         sidecar.resolve_command("", None, lambda name: None)
+    # "talkbridge", the default saved by older versions, falls back to the private env when PATH has none
+    assert sidecar.resolve_command("talkbridge", ["/env/python"], lambda name: None) == ["/env/python"]
     with pytest.raises(sidecar.SidecarStartError, match="talkbridge Command"):
         sidecar.resolve_command("/nowhere/talkbridge", None, lambda name: None)
 
