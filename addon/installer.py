@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .install_paths import Step, env_problem, extras_for, find_env, install_steps, write_marker
+from .install_paths import Step, extras_for, install_steps, write_marker
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,4 @@ def install_task(
     return CommandTask("Install Engine", steps, finish=finish, prepare=lambda: remove_env(env), cleanup=lambda: remove_env(env))
 
 
-__all__ = [
-    "CANCELLED", "DONE", "FAILED", "RUNNING", "CommandTask", "Snapshot", "env_problem", "find_env", "install_task",
-    "remove_env",
-]
+__all__ = ["CANCELLED", "DONE", "FAILED", "RUNNING", "CommandTask", "Snapshot", "install_task", "models_line_progress", "remove_env"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -53,22 +52,13 @@ def engine_run(tmp_path_factory):
     weights = _weights(work / "mirror")
     config = {**inputs, "zip": str(built), "out": str(out), "missing_package": MISSING_PACKAGE, "store": str(work / "store"),
               "engine_command": f"{blender_support.engine_python()} -m talkbridge.cli"}
-    site = blender_support.isolated_site(work / "site")
     empty_path = work / "empty-path"
     empty_path.mkdir()
     env = blender_support.blender_env(work)
     env["PATH"] = str(empty_path)  # no talkbridge, no python, nothing: the add-on must bring its own
-    launcher = (
-        "import sys; sys.path.append(sys.argv[1]); sys.argv = sys.argv[2:];"
-        "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"
-    )
     with FileServer(weights) as mirror:  # Models... downloads from this loopback mirror's catalog
         config["catalog"] = str(_catalog(work / "catalog.json", mirror.url, weights))
-        (work / "config.json").write_text(json.dumps(config))
-        done = subprocess.run(
-            [sys.executable, "-S", "-s", "-c", launcher, str(site), str(INSIDE), str(work / "config.json")],
-            cwd=work, env=env, capture_output=True, text=True, timeout=1100,
-        )
+        done = blender_support.run_blender_script(work, INSIDE, config, env, 1100)
     results_path = out / "results.json"
     assert results_path.is_file(), f"Blender side produced no results:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     results = json.loads(results_path.read_text())
