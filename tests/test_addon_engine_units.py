@@ -256,3 +256,21 @@ def test_a_local_sidecar_stops_when_its_stdin_closes(tmp_path):
         if process.poll() is None:
             process.kill()
         local.stop()
+
+
+def test_models_download_prints_progress_lines_for_a_program(tmp_path, capsys):
+    """``--progress-lines``: what *Models...* reads from a pipe (tqdm draws nothing there)."""
+    import hashlib
+
+    from talkbridge.cli import main
+    from tests.http_fixture import FileServer
+
+    data = bytes(range(256)) * 4000
+    with FileServer({"/w.bin": data}) as server:
+        catalog = tmp_path / "catalog.json"
+        catalog.write_text(json.dumps([{"name": "w.bin", "group": "sadtalker", "folder": "checkpoints", "urls": [server.url + "/w.bin"],
+                                        "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "default": True}]))
+        code = main(["models", "download", "--dir", str(tmp_path / "store"), "--catalog", str(catalog), "--progress-lines", "sadtalker"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("progress ")]
+    assert code == 0 and lines and lines[-1] == f"progress w.bin {len(data)} {len(data)}"
+    assert [installer.models_line_progress(line) for line in lines][-1] == 1.0
