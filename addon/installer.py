@@ -87,6 +87,7 @@ class CommandTask:
     prepare: Callable[[], None] | None = None  # first, on the worker thread (slow clean-ups)
     cleanup: Callable[[], None] | None = None  # after a failure or a cancel: remove what was half made
     line_hook: Callable[[str], float | None] | None = None  # every output line; may return the step's done fraction
+    log_path: Path | None = None  # every command and output line, for a bug report (the panel shows the tail)
     state: str = RUNNING
     error: str = ""
     tail: list[str] = field(default_factory=list)
@@ -98,6 +99,7 @@ class CommandTask:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
     _began: float = field(default_factory=time.monotonic)
+    _log_file: object = None
 
     def start(self) -> "CommandTask":
         self._thread = threading.Thread(target=self._run, name=f"talkbridge-{self.title}", daemon=True)
@@ -127,6 +129,25 @@ class CommandTask:
     # ------------------------------------------------------------------------------ worker thread
 
     def _run(self) -> None:
+        self._log_file = None
+        if self.log_path is not None:
+            try:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._log_file = self.log_path.open("w", encoding="utf-8")
+            except OSError as error:
+                log.warning("%s: cannot write %s (%s)", self.title, self.log_path, error)
+        try:
+            self._steps()
+        finally:
+            if self._log_file is not None:
+                self._log_file.close()
+
+    def _write_log(self, line: str) -> None:
+        if self._log_file is not None:
+            self._log_file.write(line + "\n")
+            self._log_file.flush()
+
+    def _steps(self) -> None:
         try:
             if self.prepare is not None:
                 self.prepare()
@@ -156,6 +177,7 @@ class CommandTask:
     def _run_step(self, step: Step) -> str | None:
         """Run one step; None on success, else the message naming the step, its command and pip's error."""
         log.info("%s: %s", step.title, command_line(step.argv))
+        self._write_log(f"== {step.title}: {command_line(step.argv)}")
         try:
             process = subprocess.Popen(
                 list(step.argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -174,6 +196,7 @@ class CommandTask:
             if not line:
                 continue
             self.tail = (self.tail + [line])[-TAIL_LINES:]
+            self._write_log(line)
             with self._lock:
                 self._detail = line[:160]
             fraction = self.line_hook(line) if self.line_hook is not None else None
@@ -185,7 +208,8 @@ class CommandTask:
             self._process = None
         if code == 0:
             return None
-        return f"{step.title} failed (exit code {code}): {command_line(step.argv)}\n{failed_line(self.tail)}"
+        where = f"\nfull output: {self.log_path}" if self._log_file is not None else ""
+        return f"{step.title} failed (exit code {code}): {command_line(step.argv)}\n{failed_line(self.tail)}{where}"
 
     def _end(self, state: str, error: str) -> None:
         if state != DONE and self.cleanup is not None:
@@ -255,7 +279,8 @@ def install_task(
         write_marker(env, version, chosen, platform)
 
     # The old env (complete or not) is deleted on the worker thread, never mixed with the new one.
-    return CommandTask("Install Engine", steps, finish=finish, prepare=lambda: remove_env(env), cleanup=lambda: remove_env(env))
+    return CommandTask("Install Engine", steps, finish=finish, prepare=lambda: remove_env(env), cleanup=lambda: remove_env(env),
+                       log_path=env.parent / f"{env.name}-install.log")
 
 
 __all__ = ["CANCELLED", "DONE", "FAILED", "RUNNING", "CommandTask", "Snapshot", "install_task", "models_line_progress", "remove_env"]

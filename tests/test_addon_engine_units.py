@@ -111,9 +111,11 @@ def test_a_failing_step_names_itself_its_command_and_pips_error_and_nothing_is_m
     ]
     finished = []
     task = installer.CommandTask("Install Engine", steps, finish=lambda: finished.append(1),
-                                 cleanup=lambda: installer.remove_env(made)).start()
+                                 cleanup=lambda: installer.remove_env(made), log_path=tmp_path / "install.log").start()
     assert task.wait(30)
     snap = task.snapshot()
+    logged = (tmp_path / "install.log").read_text()
+    assert "== Creating:" in logged and "Collecting nothing" in logged and f"full output: {tmp_path / 'install.log'}" in snap.error
     assert snap.state == installer.FAILED and not finished and not made.exists()
     assert snap.error.startswith("Installing talkbridge failed (exit code 1):")
     assert "No matching distribution found for nosuch" in snap.error and sys.executable in snap.error
