@@ -1,4 +1,5 @@
-"""Generate and Cancel: thin operators that turn the panel's settings into a job and hand it on."""
+"""Generate and Cancel: thin operators that turn the panel's settings into a job and hand it on (the
+preferences are in ``preferences.py``, Install Engine in ``engine_setup.py``)."""
 
 from __future__ import annotations
 
@@ -111,9 +112,12 @@ def build_job(context) -> runtime.ActiveJob:
         sequencer.match_scene_rate(scene, FPS)
 
     if settings.sidecar_mode == "LOCAL":
+        from .engine_setup import private_argv
+
         prefs = addon_preferences(context)
-        command = prefs.sidecar_command if prefs is not None else "talkbridge"
-        address = runtime.local_sidecar(command).start()
+        sidecar = runtime.local_sidecar(prefs.sidecar_command if prefs is not None else "")
+        sidecar.private_argv = private_argv()  # checked now: an env removed or remade since is noticed
+        address = sidecar.start()
         timeout = max(settings.connect_timeout, LOCAL_START_TIMEOUT_S)
         keys = None
     else:
@@ -227,26 +231,7 @@ class TALKBRIDGE_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class TalkbridgePreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
-
-    sidecar_command: bpy.props.StringProperty(
-        name="talkbridge Command",
-        default="talkbridge",
-        description="The `talkbridge` executable of an install with the engines (used to start a local sidecar)",
-    )
-    tick_budget_ms: bpy.props.FloatProperty(
-        name="Work per Tick (ms)", default=8.0, min=1.0, max=100.0,
-        description="How long each timer tick may spend applying curves; lower keeps the viewport smoother",
-        update=lambda self, _context: setattr(runtime, "tick_budget_s", self.tick_budget_ms / 1000.0),
-    )
-
-    def draw(self, context):
-        self.layout.prop(self, "sidecar_command")
-        self.layout.prop(self, "tick_budget_ms")
-
-
-classes = (TalkbridgePreferences, TALKBRIDGE_OT_generate, TALKBRIDGE_OT_cancel)
+classes = (TALKBRIDGE_OT_generate, TALKBRIDGE_OT_cancel)
 
 
 def register() -> None:

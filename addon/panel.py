@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import runtime
+from . import engine_setup, runtime
 
 
 class VIEW3D_PT_talkbridge(bpy.types.Panel):
@@ -61,6 +61,8 @@ class VIEW3D_PT_talkbridge(bpy.types.Panel):
         box = layout.box()
         box.label(text="Sidecar", icon="LINKED")
         box.prop(settings, "sidecar_mode", expand=True)
+        if settings.sidecar_mode == "LOCAL":
+            engine_setup.draw_panel(box, context)
         if settings.sidecar_mode == "REMOTE":
             box.prop(settings, "address")
             box.prop(settings, "server_key")

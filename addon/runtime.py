@@ -231,6 +231,14 @@ def local_sidecar(command: str) -> LocalSidecar:
     return _sidecar
 
 
+def shutdown_local_sidecar() -> None:
+    """Stop the local sidecar, if one runs (before its engine environment is replaced or removed)."""
+    global _sidecar
+    if _sidecar is not None:
+        _sidecar.stop()
+        _sidecar = None
+
+
 def begin(job: ActiveJob, use_timer: bool) -> None:
     global _active, _last
     if _active is not None and not _active.finished:

@@ -158,9 +158,9 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def serve_forever(self) -> None:
-        """Run until SIGINT/SIGTERM (for the CLI)."""
-        stop = threading.Event()
+    def serve_forever(self, stop: threading.Event | None = None) -> None:
+        """Run until SIGINT/SIGTERM (for the CLI), or until ``stop`` is set (e.g. by a stdin watcher)."""
+        stop = stop or threading.Event()
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start()

@@ -122,6 +122,24 @@ def blender_env(work: Path) -> dict[str, str]:
     return env
 
 
+def run_blender_script(work: Path, script: Path, config: dict, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``script`` in a clean Blender Python (``-S -s`` plus :func:`isolated_site`) with ``config`` as its JSON argument.
+
+    Only bpy and numpy come from this environment, so everything else the script imports comes
+    from the installed extension, as for an artist.
+    """
+    (work / "config.json").write_text(json.dumps(config))
+    site = isolated_site(work / "site")
+    launcher = (
+        "import sys; sys.path.append(sys.argv[1]); sys.argv = sys.argv[2:];"
+        "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    return subprocess.run(
+        [sys.executable, "-S", "-s", "-c", launcher, str(site), str(script), str(work / "config.json")],
+        cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
 def write_inputs(folder: Path) -> dict:
     """Scenario inputs (engine Python only): the mannequin GLB, speech, a portrait and the lite reference motion."""
     import numpy as np

@@ -121,17 +121,8 @@ def blender_run(tmp_path_factory):
         "wrong_address": f"tcp://127.0.0.1:{_free_port()}", "out": str(out),
         "sidecar_command": f"{blender_support.engine_python()} -m talkbridge.cli", "keys": keys,
     }
-    (work / "config.json").write_text(json.dumps(config))
-    site = blender_support.isolated_site(work / "site")
-    launcher = (
-        "import sys; sys.path.append(sys.argv[1]); sys.argv = sys.argv[2:];"
-        "import runpy; runpy.run_path(sys.argv[0], run_name='__main__')"
-    )
     try:
-        done = subprocess.run(
-            [sys.executable, "-S", "-s", "-c", launcher, str(site), str(INSIDE), str(work / "config.json")],
-            cwd=work, env=blender_support.blender_env(work), capture_output=True, text=True, timeout=240,
-        )
+        done = blender_support.run_blender_script(work, INSIDE, config, blender_support.blender_env(work), 240)
     finally:
         if sidecar.poll() is None:
             sidecar.kill()

@@ -63,7 +63,7 @@ def _pocketsphinx():
     except ImportError as error:
         raise TalkbridgeError(
             "the lite engine needs pocketsphinx for phone recognition; install it with "
-            "`pip install -c scripts/constraints.txt 'talkbridge[engine]'` (or ./scripts/dev setup)"
+            "`pip install 'talkbridge[lite]'` (in Blender: Install Engine in the add-on preferences; or ./scripts/dev setup)"
         ) from error
     return pocketsphinx
 

@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     download = actions.add_parser("download", parents=[common], help="fetch files (default: what inference needs)")
     download.add_argument("names", nargs="*", help="file names or groups (sadtalker, sadtalker-legacy, face-alignment, gfpgan, all)")
     download.add_argument("--torch-home", type=Path, help="where face-alignment looks for weights (default: $TORCH_HOME)")
+    download.add_argument("--progress-lines", action="store_true",
+                          help="print 'progress NAME DONE TOTAL' lines (bytes) for a program to read, e.g. the Blender add-on")
     download.set_defaults(func=run_download)
 
     verify = actions.add_parser("verify", parents=[common], help="check sizes and sha256; exit 1 if anything is missing or broken")
@@ -71,11 +73,15 @@ def run_download(args: argparse.Namespace) -> int:
     store = _store(args)
     failures = 0
     for entry in select(store.catalog, args.names):
-        with tqdm(total=entry.size, unit="B", unit_scale=True, desc=entry.name, disable=None, leave=False) as bar:
+        lines = ProgressLines(entry.name, entry.size) if args.progress_lines else None
+        with tqdm(total=entry.size, unit="B", unit_scale=True, desc=entry.name, disable=None if lines is None else True,
+                  leave=False) as bar:
             def progress(done: int, total: int | None) -> None:
                 if total is not None:
                     bar.total = total
                 bar.update(done)
+                if lines is not None:
+                    lines.update(done, total)
 
             try:
                 report = store.download(entry, progress)
@@ -88,6 +94,29 @@ def run_download(args: argparse.Namespace) -> int:
         for seeded in store.seed_face_alignment(args.torch_home):
             log.info("face-alignment cache: %s", seeded)
     return 1 if failures else 0
+
+
+class ProgressLines:
+    """``progress NAME DONE TOTAL`` on stdout, at most every half second (a pipe shows no tqdm bar).
+
+    ``done`` arrives in increments, as tqdm's ``update`` takes it; the line carries the running total.
+    """
+
+    INTERVAL_S = 0.5
+
+    def __init__(self, name: str, total: int | None) -> None:
+        self.name, self.total, self.done, self._last = name, total or 0, 0, 0.0
+
+    def update(self, increment: int, total: int | None) -> None:
+        import time
+
+        self.done += increment
+        if total is not None:
+            self.total = total
+        now = time.monotonic()
+        if now - self._last >= self.INTERVAL_S or (self.total and self.done >= self.total):
+            self._last = now
+            print(f"progress {self.name} {self.done} {self.total}", flush=True)
 
 
 def run_verify(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
+import threading
 from pathlib import Path
 
 from talkbridge.core.errors import InputError
@@ -44,7 +46,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="longest wait in ms for more jobs' frames before a part-full pass starts (default: 5)")
     parser.add_argument("--ray", metavar="ADDRESS", help="run jobs on this Ray cluster's actors (HOST:PORT, auto, or 'local'); this process is the gateway")
     parser.add_argument("--ray-actors", type=int, help="job actors on the cluster (default: one per GPU, else one per node)")
+    parser.add_argument("--exit-on-stdin-close", action="store_true",
+                        help="stop when standard input reaches end of file: a parent that starts the server with a pipe "
+                             "(the Blender add-on) takes it down with it on every platform, even when it crashes")
     parser.set_defaults(func=run)
+
+
+def stop_when_stdin_closes(stop: threading.Event) -> threading.Thread:
+    """Set ``stop`` once stdin hits end of file (the parent closed the pipe or died).
+
+    Why a pipe: it is the one parent-death signal every OS delivers (Windows has no SIGHUP or
+    PR_SET_PDEATHSIG), so a sidecar started by Blender never outlives it.
+    """
+
+    def watch() -> None:
+        stream = sys.stdin.buffer if sys.stdin is not None else None
+        try:
+            while stream is not None and stream.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        log.info("standard input closed: stopping the server")
+        stop.set()
+
+    thread = threading.Thread(target=watch, name="talkbridge-stdin-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def _engine_config(path: Path | None) -> dict:
@@ -120,5 +147,8 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, devices=runner.devices)
     else:
         runner = ProcessRunner(spec, devices, jobs_per_worker=args.jobs_per_device).start()
-    Server(runner, config).serve_forever()
+    stop = threading.Event()
+    if args.exit_on_stdin_close:
+        stop_when_stdin_closes(stop)
+    Server(runner, config).serve_forever(stop)
     return 0
