@@ -18,7 +18,9 @@ the lite engine's real-time factor with and without video.
 interpreter, ``librosa``, ``yacs``, ``scipy``, ``tqdm``, ``safetensors`` (``pip install librosa yacs``
 on top of talkbridge's engine extra; they are not talkbridge dependencies). Without ``--official``
 the baseline is ``bench/reference_audio_loop.py``, the official loop re-written from the SPEC.
-``--allow-busy`` times anyway on a busy CPU, for smoke runs only: it prints a warning, and its
+talkbridge's ``Audio2Coeff`` pins glibc's heap thresholds for the whole process (``core/sadtalker/heap.py``),
+so the official code runs under the same allocator policy here, which can only help it (alone it
+takes ~1k minor faults either way). ``--allow-busy`` times anyway on a busy CPU, for smoke runs only: it prints a warning, and its
 figures are not comparable.
 
 Stages: official "mel" is ``get_data`` (wav load, mel, the per-frame window loop, blinks);
