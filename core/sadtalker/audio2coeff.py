@@ -35,6 +35,7 @@ from talkbridge.core.motion import EXPRESSION_DIM, POSE_DIM, MotionChunk
 from talkbridge.core.sadtalker.blink import random_blinks
 from talkbridge.core.sadtalker.coeff_files import first_frame_row, reference_rows
 from talkbridge.core.sadtalker.config import PoseVAEConfig
+from talkbridge.core.sadtalker.heap import retain_freed_heap
 from talkbridge.core.sadtalker.nets.expnet import ExpNet
 from talkbridge.core.sadtalker.nets.fusion import folded_encoder
 from talkbridge.core.sadtalker.nets.posevae import PoseVAE
@@ -272,6 +273,7 @@ class Audio2Coeff:
         *,
         allow_cpu_fp16: bool = False,
     ) -> None:
+        retain_freed_heap()  # else glibc re-faults every encoder pass's activations (see core.sadtalker.heap)
         self.device = torch.device(device)
         self.precision = resolve_precision(precision, self.device, allow_cpu_fp16=allow_cpu_fp16).name
         self.expnet = expnet.to(self.device).eval()
