@@ -6,7 +6,9 @@ kinds; :func:`write_exports` writes them from a finished :class:`Motion` with th
 
 * ``glb``: ``<name>.glb``, the ``head`` glTF with the motion added as an animation (needs ``head``);
 * ``livelink``: ``<name>.livelink.csv``, Unreal Live Link Face CSV;
-* ``curves``: ``<name>.curves.csv``; ``curves_json``: ``<name>.curves.json`` (plain per-frame curves).
+* ``curves``: ``<name>.curves.csv``; ``curves_json``: ``<name>.curves.json`` (plain per-frame curves);
+* ``preview``: ``<name>.preview.mp4``, the ``head`` with the motion rendered from the front by Blender,
+  with the speech (:mod:`talkbridge.exporters.preview`; needs ``head`` and the ``preview`` extra).
 
 SadTalker motion carries 3DMM expression but no ARKit curves; for ``glb`` and ``livelink`` its mouth
 shapes come from the viseme engine run on the job's ``audio`` (:func:`with_arkit`), as in
@@ -29,11 +31,14 @@ EXPORT_SUFFIXES = {
     "livelink": ".livelink.csv",
     "curves": ".curves.csv",
     "curves_json": ".curves.json",
+    "preview": ".preview.mp4",
 }
 EXPORT_KINDS = tuple(EXPORT_SUFFIXES)
 _ALIASES = {"gltf": "glb", "live_link": "livelink", "csv": "curves", "json": "curves_json", "curves_csv": "curves"}
 """Other names people use (``talkbridge export --format`` says ``csv`` and ``json`` for the curves)."""
-_NEEDS_ARKIT = ("glb", "livelink")
+_NEEDS_ARKIT = ("glb", "livelink", "preview")
+NEEDS_HEAD = ("glb", "preview")
+"""Exports made on the user's glTF head."""
 
 
 def parse_export_kinds(text: str | Iterable[str]) -> tuple[str, ...]:
@@ -56,15 +61,16 @@ def export_targets(kinds: Iterable[str], output_dir: Path, name: str) -> dict[st
 
 
 def check_export_request(kinds: Iterable[str], head: Path | None) -> None:
-    """Fail before any work when a GLB is asked for without a readable head file."""
+    """Fail before any work when a GLB or a preview is asked for without a readable head file."""
     kinds = parse_export_kinds(kinds)
-    if "glb" in kinds:
+    on_head = [kind for kind in kinds if kind in NEEDS_HEAD]
+    if on_head:
         if head is None:
-            raise InputError("the glb export needs a head: a glTF 2.0 file (.glb or .gltf) to animate")
+            raise InputError(f"the {on_head[0]} export needs a head: a glTF 2.0 file (.glb or .gltf) to animate")
         if not Path(head).is_file():
             raise InputError("head file not found", head)
     elif head is not None:
-        log.warning("a head was given but no glb export was asked for: %s is not used", head)
+        log.warning("a head was given but no glb or preview export was asked for: %s is not used", head)
 
 
 def with_arkit(motion: Motion, model: Any = None, audio: str | Path | None = None) -> Motion:
@@ -107,6 +113,10 @@ def write_exports(
             from talkbridge.exporters.gltf import add_animation
 
             add_animation(head, motion, path, overwrite=overwrite)
+        elif kind == "preview":
+            from talkbridge.exporters.preview import render_preview
+
+            render_preview(head, motion, path, audio=audio, overwrite=overwrite)
         elif kind == "livelink":
             from talkbridge.exporters.livelink import write_livelink_csv
 
