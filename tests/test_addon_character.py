@@ -11,15 +11,11 @@ match nothing is an error naming the meshes it looked at.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests import blender_support
 
 pytestmark = [pytest.mark.blender, pytest.mark.timeout(180)]
 
@@ -222,12 +218,7 @@ print("RESULT " + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    packages = tmp_path_factory.mktemp("addon-package")
-    (packages / "talkbridge_addon").symlink_to(ROOT / "addon", target_is_directory=True)
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(packages)], capture_output=True, text=True, timeout=150, cwd=ROOT)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return blender_support.run_addon_script(SCRIPT, tmp_path_factory.mktemp("addon-package"), timeout=150)
 
 
 def _column(results, kind: str, name: str) -> np.ndarray:
