@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,24 +70,43 @@ def speech_for(motion: Motion, audio: str | Path | None) -> Path | None:
     return None
 
 
+def _stop(process: subprocess.Popen) -> None:
+    """Kill the renderer's process group (the renderer alone where there are no groups) and reap it."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(process.pid, signal.SIGKILL)
+        else:  # pragma: no cover - Windows
+            process.kill()
+    except ProcessLookupError:
+        pass
+    process.communicate()
+
+
 def _render_frames(glb: Path, folder: Path, frames: int, fps: int, size: int, animation: str) -> np.ndarray:
     spec = {"glb": str(glb), "folder": str(folder), "frames": frames, "fps": fps, "size": size, "animation": animation}
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     timeout = RENDER_TIMEOUT_S + RENDER_SECONDS_PER_FRAME * frames
     command = [preview_python(), "-m", "talkbridge.exporters.preview_render", str(spec_path)]
+    # Its own process group: a timeout, Ctrl-C or SIGTERM stops the renderer and anything it started.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder,
+                               start_new_session=True)
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=folder)
+        _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as error:
+        _stop(process)
         raise PreviewError(f"Blender did not render the preview within {timeout:.0f} s") from error
-    if done.returncode != 0:
-        said = [line for line in done.stderr.splitlines() if line.startswith("PREVIEW-ERROR ")]
-        if "No module named 'bpy'" in done.stderr:
+    except BaseException:
+        _stop(process)
+        raise
+    if process.returncode != 0:
+        said = [line for line in stderr.splitlines() if line.startswith("PREVIEW-ERROR ")]
+        if "No module named 'bpy'" in stderr or "No module named 'talkbridge'" in stderr:
             raise PreviewError(
                 f"the preview needs Blender as a Python module: pip install 'talkbridge[preview]' into {command[0]} "
-                f"(or set ${PYTHON_ENV} to a Python that has bpy)"
+                f"(or set ${PYTHON_ENV} to a Python that has bpy and talkbridge)"
             )
-        reason = said[-1][len("PREVIEW-ERROR "):] if said else done.stderr.strip()[-800:]
+        reason = said[-1][len("PREVIEW-ERROR "):] if said else stderr.strip()[-800:]
         raise PreviewError(f"Blender could not render the preview: {reason}")
     info = json.loads((folder / "frames.json").read_text(encoding="utf-8"))
     raw = np.fromfile(folder / "frames.rgb", np.uint8)

@@ -7,9 +7,10 @@ a child can be timed out so a bad head never hangs a pipeline. This is the only 
 bpy outside the add-on.
 
 Rendering is Blender's own Workbench engine (works headless, without a GPU, in about a tenth of a
-second per small frame): studio light, the head's textures when it has any, else its material
-colours, an orthographic camera looking at the face from the front (glTF heads face +Z, which is
-Blender's -Y after import), framed on the bounding box of the meshes that carry shape keys.
+second per small frame): studio light, the head's textures when it has any, else its vertex
+colours, else its material colours, an orthographic camera looking at the face from the front (glTF heads face +Z, which is
+Blender's -Y after import), centred where the shape keys move vertices (the face) and wide enough
+for the head around it, within the bounding box of the meshes that carry shape keys.
 
 Frames are written as raw RGB (``frames.rgb``, top row first) plus ``frames.json`` (count, size,
 first frame) for the parent to encode with :class:`~talkbridge.exporters.video.VideoWriter`.
@@ -28,6 +29,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 FRAMING_MARGIN = 1.15  # the head fills this fraction less than the frame
+HEAD_PER_FACE = 1.8  # how much wider than the moving part of the face (eyes to chin) the view is
 
 
 def _import_head(path: Path, fps: int) -> None:
@@ -41,47 +43,88 @@ def _import_head(path: Path, fps: int) -> None:
         raise RuntimeError(f"Blender could not import {path}")
 
 
-def _mesh_bounds() -> tuple[np.ndarray, np.ndarray]:
-    """World-space bounding box of the meshes with shape keys (the face), else of every mesh."""
+def _world_points(obj, coordinates: np.ndarray) -> np.ndarray:
+    matrix = np.array(obj.matrix_world)
+    return coordinates @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def _moving_vertices(obj) -> np.ndarray:
+    """Rest positions of the vertices any shape key moves: on a full-body mesh, the face."""
+    blocks = obj.data.shape_keys.key_blocks
+    count = len(obj.data.vertices)
+    basis = np.empty(count * 3, np.float32)
+    blocks[0].data.foreach_get("co", basis)
+    moved = np.zeros(count, bool)
+    shaped = np.empty(count * 3, np.float32)
+    for block in blocks[1:]:
+        block.data.foreach_get("co", shaped)
+        moved |= (np.abs(shaped - basis).reshape(-1, 3) > 1e-6).any(axis=1)
+    return basis.reshape(-1, 3)[moved].astype(np.float64)
+
+
+def _framing() -> tuple[np.ndarray, float]:
+    """Where the camera looks and how wide it sees (world units), from the rest pose.
+
+    The face is where the shape keys move vertices: the view is centred there and sized to take in
+    the head around it (a full-body character is framed on its face, not its whole height), never
+    wider than the shape-key meshes themselves.
+    """
     import bpy
 
     meshes = [o for o in bpy.context.scene.objects if o.type == "MESH"]
-    faces = [o for o in meshes if o.data.shape_keys is not None] or meshes
+    faces = [o for o in meshes if o.data.shape_keys is not None and len(o.data.shape_keys.key_blocks) > 1] or meshes
     if not faces:
         raise RuntimeError("the head has no meshes to render")
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    corners = []
-    for obj in faces:
-        evaluated = obj.evaluated_get(depsgraph)
-        matrix = np.array(evaluated.matrix_world)
-        box = np.array([tuple(c) for c in evaluated.bound_box], np.float64)
-        corners.append(box @ matrix[:3, :3].T + matrix[:3, 3])
+    corners = np.concatenate([_world_points(o, np.array([tuple(c) for c in o.bound_box], np.float64)) for o in faces])
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    whole = float(max(high[0] - low[0], high[2] - low[2], 1e-3)) * FRAMING_MARGIN
+    moving = [_world_points(o, _moving_vertices(o)) for o in faces if o.data.shape_keys is not None]
+    moving = [points for points in moving if len(points)]
+    if not moving:
+        return (low + high) / 2, whole
+    points = np.concatenate(moving)
+    face_low, face_high = points.min(axis=0), points.max(axis=0)
+    face = float(max(face_high[0] - face_low[0], face_high[2] - face_low[2], 1e-3)) * HEAD_PER_FACE
+    centre = (face_low + face_high) / 2
+    if face >= whole:
+        return (low + high) / 2, whole
+    centre[1] = (low[1] + high[1]) / 2
+    return centre, face
+
+
+def _scene_depth() -> float:
+    """The largest extent of every mesh, so the camera stands outside all of them."""
+    import bpy
+
+    corners = [_world_points(o, np.array([tuple(c) for c in o.bound_box], np.float64))
+               for o in bpy.context.scene.objects if o.type == "MESH"]
     points = np.concatenate(corners)
-    return points.min(axis=0), points.max(axis=0)
+    return float((points.max(axis=0) - points.min(axis=0)).max())
 
 
-def _has_textures() -> bool:
+def _colour_source() -> str:
+    """Workbench's colour: the head's textures if it has any, else its vertex colours, else its materials."""
     import bpy
 
     for material in bpy.data.materials:
         tree = material.node_tree if material.use_nodes else None
         if tree is not None and any(node.type == "TEX_IMAGE" and node.image is not None for node in tree.nodes):
-            return True
-    return False
+            return "TEXTURE"
+    if any(o.type == "MESH" and len(o.data.color_attributes) for o in bpy.context.scene.objects):
+        return "VERTEX"
+    return "MATERIAL"
 
 
 def _set_up_scene(size: int) -> None:
     import bpy
 
     scene = bpy.context.scene
-    low, high = _mesh_bounds()
-    center = (low + high) / 2
-    width, depth, height = high - low
+    center, view = _framing()
     camera = bpy.data.objects.new("talkbridge preview camera", bpy.data.cameras.new("talkbridge preview camera"))
     scene.collection.objects.link(camera)
     camera.data.type = "ORTHO"
-    camera.data.ortho_scale = float(max(width, height, 1e-3)) * FRAMING_MARGIN
-    distance = float(max(depth, width, height)) * 3 + 0.1
+    camera.data.ortho_scale = view
+    distance = _scene_depth() * 3 + 0.1
     camera.location = (float(center[0]), float(center[1]) - distance, float(center[2]))
     camera.rotation_euler = (math.pi / 2, 0.0, 0.0)  # looking down +Y: at the face, which looks down -Y
     camera.data.clip_start = distance / 100
@@ -94,7 +137,7 @@ def _set_up_scene(size: int) -> None:
     scene.render.image_settings.color_mode = "RGB"
     shading = scene.display.shading
     shading.light = "STUDIO"
-    shading.color_type = "TEXTURE" if _has_textures() else "MATERIAL"
+    shading.color_type = _colour_source()
     shading.show_cavity = False
     world = scene.world or bpy.data.worlds.new("talkbridge preview")
     scene.world = world

@@ -21,7 +21,7 @@ from talkbridge.core.lite.mannequin import build_mannequin
 from talkbridge.core.motion import ARKIT_52, Motion
 from talkbridge.exporters.gltf import write_head_glb
 from talkbridge.exporters.motion_file import save_motion
-from tests.heads import synthetic_motion, write_third_party_head
+from tests.heads import arkit_head, grid_sphere, synthetic_motion, write_third_party_head
 from tests.speech import speech_like, write_wav
 
 pytestmark = pytest.mark.timeout(240)
@@ -115,6 +115,61 @@ def test_a_textured_multi_mesh_head_plays_the_take_not_its_own_idle(tmp_path, mo
     # A still take stays still (the head's own Idle does not play); the real take moves.
     assert np.abs(still_frames.astype(np.float32) - still_frames[0]).mean(axis=(1, 2, 3)).max() < 0.5
     assert np.abs(moving_frames.astype(np.float32) - moving_frames[0]).mean(axis=(1, 2, 3)).max() > 0.5
+
+
+def _fake_python(folder: Path, body: str) -> Path:
+    script = folder / "python"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(0o755)
+    return script
+
+
+def test_a_python_without_bpy_is_a_one_line_error_naming_the_extra(lite_take, tmp_path, monkeypatch, caplog):
+    from talkbridge.exporters.preview import PYTHON_ENV
+
+    fake = _fake_python(tmp_path, "echo \"ModuleNotFoundError: No module named 'bpy'\" >&2; exit 1")
+    monkeypatch.setenv(PYTHON_ENV, str(fake))
+    output = tmp_path / "preview.mp4"
+    code = main(["preview", str(lite_take["head"]), str(lite_take["motion_file"]), "-o", str(output), "--size", str(SIZE)])
+    assert code == 1 and not output.exists()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "talkbridge[preview]" in errors[0] and str(fake) in errors[0]
+
+
+def test_a_renderer_that_hangs_is_stopped_and_nothing_is_written(lite_take, tmp_path, monkeypatch):
+    import time
+
+    from talkbridge.exporters import preview
+
+    monkeypatch.setenv(preview.PYTHON_ENV, str(_fake_python(tmp_path, "sleep 60 & sleep 60; wait")))
+    monkeypatch.setattr(preview, "RENDER_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(preview, "RENDER_SECONDS_PER_FRAME", 0.0)
+    began = time.monotonic()
+    with pytest.raises(preview.PreviewError, match="did not render the preview within 1 s"):
+        preview.render_preview(lite_take["head"], lite_take["motion"], tmp_path / "preview.mp4", size=SIZE)
+    assert time.monotonic() - began < 20 and not (tmp_path / "preview.mp4").exists()
+
+
+def test_a_full_body_character_is_framed_on_its_face(tmp_path):
+    from talkbridge.core.head_mesh import HeadMesh
+    from talkbridge.exporters.preview import render_preview
+
+    head = arkit_head()  # a 0.2 m sphere head whose shape keys move its face
+    body_points, body_faces = grid_sphere(radius=0.3, rings=10, segments=16)
+    body_points = body_points * np.array([1.0, 3.0, 1.0], np.float32) + np.array([0.0, -0.9, 0.0], np.float32)  # 1.8 m tall
+    points = np.concatenate([head.positions, body_points])
+    skin, cloth = np.array([0.9, 0.6, 0.45], np.float32), np.array([0.1, 0.2, 0.9], np.float32)
+    character = HeadMesh(
+        name="full_body", positions=points, indices=np.concatenate([head.indices, body_faces + len(head.positions)]),
+        morph_targets={name: np.concatenate([delta, np.zeros_like(body_points)]) for name, delta in head.morph_targets.items()},
+        colors=np.concatenate([np.tile(skin, (len(head.positions), 1)), np.tile(cloth, (len(body_points), 1))]),
+    )
+    glb = write_head_glb(character, tmp_path / "body.glb")
+    render_preview(glb, synthetic_motion(frames=5), tmp_path / "body.mp4", size=SIZE)
+    frame = _frames(tmp_path / "body.mp4")[0].astype(np.int32)
+    r, g, b = frame[:, :, 0], frame[:, :, 1], frame[:, :, 2]
+    skin_share = ((r > b + 20) & (r > g)).mean()  # the whole 1.8 m figure would leave the head a few pixels
+    assert skin_share > 0.25, skin_share
 
 
 @pytest.mark.slow
