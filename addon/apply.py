@@ -357,6 +357,7 @@ class TakeWriter:
         plans = [(key, *self._block_terms(key, channels)) for key in self.blocks]
         driven = [channel for _, _, terms in plans for entry in terms.values() for channel, _ in entry]
         chosen = mouth.choose_mouth_source(driven, self.mouth)
+        blink = mouth.choose_blink(driven)
         self.summary.mouth_source = chosen
         for key, report, terms in plans:
             owner = key_owner_names(key)[0]
@@ -365,7 +366,7 @@ class TakeWriter:
                 self.summary.report = report
             kept = {}
             for name, entry in terms.items():
-                entry = [(channel, scale) for channel, scale in entry if not mouth.left_at_rest(channel, chosen)]
+                entry = [(channel, scale) for channel, scale in entry if not mouth.left_at_rest(channel, chosen, blink)]
                 if entry:
                     kept[name] = entry
                 else:

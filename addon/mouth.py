@@ -5,7 +5,8 @@ shapes and the 15 Oculus visemes); driving every set at once opens the mouth abo
 one. The choice is made once for the whole character (head, teeth, tongue together), so the teeth
 follow the same set as the lips. Default: ARKit when its mouth and jaw shapes are all there, else
 visemes, else VRM vowels, else what ARKit mouth shapes there are. Shapes outside the mouth (eyes,
-brows, cheeks) are not part of the choice: they come from whichever set has them.
+brows, cheeks) are not part of the choice: they come from whichever set has them, except blinks:
+one blink set closes the eyes (per-eye blinks before VRM's both-eyes ``blink``).
 
 Plain Python (no bpy). The add-on's local rule; the exporters' own (``talkbridge export --mouth``)
 follows the same default.
@@ -65,7 +66,27 @@ def choose_mouth_source(channels: Iterable[str], requested: str = "auto") -> str
     return None
 
 
-def left_at_rest(channel: str, chosen: str | None) -> bool:
-    """True when ``channel`` is a mouth shape of a set other than the chosen one."""
+BLINK_SETS = (
+    ("arkit", frozenset({"eyeBlinkLeft", "eyeBlinkRight"})),
+    ("vrm per-eye", frozenset({"blinkLeft", "blinkRight"})),
+    ("vrm both-eyes", frozenset({"blink"})),
+)
+"""Blink sets, preferred first: per-eye blinks win over VRM's both-eyes ``blink``, which on top of
+them would close each eye twice (VRoid models bind all three)."""
+
+
+def choose_blink(channels: Iterable[str]) -> str | None:
+    """The one blink set that drives the eyes: the first of :data:`BLINK_SETS` the character has whole."""
+    have = set(channels)
+    return next((name for name, members in BLINK_SETS if members <= have), None)
+
+
+def left_at_rest(channel: str, chosen: str | None, blink: str | None = None) -> bool:
+    """True when ``channel`` is a mouth shape of a set other than the chosen one, or a blink of a
+    set other than the chosen blink set."""
     family = mouth_family(channel)
-    return family is not None and chosen is not None and family != chosen
+    if family is not None:
+        return chosen is not None and family != chosen
+    if blink is not None:
+        return any(channel in members for name, members in BLINK_SETS if name != blink)
+    return False

@@ -190,16 +190,18 @@ for cls in (MeshObject, BoneRef, Vrm0Bind, Vrm0Group, Vrm0Master, Vrm0, Vrm1Bind
     bpy.utils.register_class(cls)
 bpy.types.Armature.vrm_addon_extension = P.PointerProperty(type=Extension)
 
-vroid_keys = ["Fcl_MTH_A", "Fcl_MTH_I", "Fcl_EYE_Close", "Fcl_ALL_Joy", "Fcl_BRW_Fun"]
+vroid_keys = ["Fcl_MTH_A", "Fcl_MTH_I", "Fcl_EYE_Close", "Fcl_EYE_Close_L", "Fcl_EYE_Close_R", "Fcl_ALL_Joy", "Fcl_BRW_Fun"]
 vrm1_rig = rig("VRM1", ["J_Bip_C_Neck", "J_Bip_C_Head", "HeadCtrl"])
 vrm1_face = mesh("Face", vroid_keys, parent=vrm1_rig, armature=vrm1_rig)
 vrm1_rig.data.vrm_addon_extension.vrm1.humanoid.human_bones.head.node.bone_name = "J_Bip_C_Head"
-for preset, key, weight in (("aa", "Fcl_MTH_A", 1.0), ("ih", "Fcl_MTH_I", 0.5), ("blink", "Fcl_EYE_Close", 1.0), ("happy", "Fcl_ALL_Joy", 0.8)):
+vrm1_binds = (("aa", "Fcl_MTH_A", 1.0), ("ih", "Fcl_MTH_I", 0.5), ("blink", "Fcl_EYE_Close", 1.0), ("happy", "Fcl_ALL_Joy", 0.8))
+for preset, key, weight in vrm1_binds:
     bind = getattr(vrm1_rig.data.vrm_addon_extension.vrm1.expressions.preset, preset).morph_target_binds.add()
     bind.node.mesh_object_name, bind.index, bind.weight = "Face", key, weight
 vrm0_rig = rig("VRM0", ["J_Bip_C_Neck", "J_Bip_C_Head"])
 vrm0_face = mesh("Face0", vroid_keys, parent=vrm0_rig, armature=vrm0_rig)
-for preset, key, weight in (("a", "Fcl_MTH_A", 1.0), ("i", "Fcl_MTH_I", 0.5), ("blink", "Fcl_EYE_Close", 1.0), ("joy", "Fcl_ALL_Joy", 0.8)):
+for preset, key, weight in (("a", "Fcl_MTH_A", 1.0), ("i", "Fcl_MTH_I", 0.5), ("blink", "Fcl_EYE_Close", 1.0), ("joy", "Fcl_ALL_Joy", 0.8),
+                            ("blink_l", "Fcl_EYE_Close_L", 1.0), ("blink_r", "Fcl_EYE_Close_R", 1.0)):
     group = vrm0_rig.data.vrm_addon_extension.vrm0.blend_shape_master.blend_shape_groups.add()
     group.preset_name = preset
     bind = group.binds.add()
@@ -269,7 +271,7 @@ def test_one_mouth_source_drives_the_mouth_and_the_others_stay_at_rest(results):
     assert v["head_values"]["jawOpen"] == 0.0
     np.testing.assert_allclose(v["head_values"]["viseme_aa"], _column(results, "visemes", "viseme_aa")[10], atol=1e-5)
     np.testing.assert_allclose(v["head_values"]["eyeBlinkLeft"], _column(results, "arkit", "eyeBlinkLeft")[10], atol=1e-5)
-    assert "mouth source 'vrm' was chosen" in results["missing_source"]
+    assert "mouth source 'vrm'" in results["missing_source"] and "no such shapes" in results["missing_source"]
 
 
 def test_a_character_whose_keys_match_nothing_is_an_error_naming_its_meshes(results):
@@ -295,7 +297,13 @@ def test_vrm_presets_drive_their_binds_with_their_weights(results):
         values = vrm["values"]
         np.testing.assert_allclose(values["Fcl_MTH_A"], aa, atol=1e-5, err_msg=label)
         np.testing.assert_allclose(values["Fcl_MTH_I"], 0.5 * ih, atol=1e-5, err_msg=label)
-        np.testing.assert_allclose(values["Fcl_EYE_Close"], blink, atol=1e-5, err_msg=label)
+        if label == "vrm1":  # only the both-eyes blink is bound: it blinks
+            np.testing.assert_allclose(values["Fcl_EYE_Close"], blink, atol=1e-5, err_msg=label)
+            assert set(values["Fcl_EYE_Close_L"]) == {0.0}
+        else:  # per-eye blinks bound too: they blink, and the both-eyes one rests (never each eye twice)
+            assert set(values["Fcl_EYE_Close"]) == {0.0}
+            np.testing.assert_allclose(values["Fcl_EYE_Close_L"], _column(results, "arkit", "eyeBlinkLeft")[[0, 10, 30]], atol=1e-5)
+            np.testing.assert_allclose(values["Fcl_EYE_Close_R"], _column(results, "arkit", "eyeBlinkRight")[[0, 10, 30]], atol=1e-5)
         np.testing.assert_allclose(values["Fcl_ALL_Joy"], 0.8 * happy, atol=1e-5, err_msg=label)
         assert set(values["Fcl_BRW_Fun"]) == {0.0}  # bound by no preset
         assert vrm["mouth"] == "vrm"
