@@ -214,6 +214,34 @@ for label, vrm_rig, face in (("vrm1", vrm1_rig, vrm1_face), ("vrm0", vrm0_rig, v
         "bone": character.find_head_bone(vrm_rig), "binds": resolved.preset_binds, "meshes": s.meshes, "mouth": s.mouth_source,
         "values": {k: [value_at(face, k, f) for f in (1, 11, 31)] for k in vroid_keys},
     }
+
+# 7. the panel's Generate reads the Target as a character (build_job: no sidecar is contacted)
+import wave
+from talkbridge_addon import operators, properties
+from talkbridge.core.errors import TalkbridgeError
+properties.register()
+speech = sys.argv[1] + "/speech.wav"
+with wave.open(speech, "wb") as w:
+    w.setnchannels(1); w.setsampwidth(2); w.setframerate(16000); w.writeframes(b"\0\0" * 16000)
+settings = scene.talkbridge
+settings.audio, settings.sidecar_mode, settings.address = speech, "REMOTE", "tcp://127.0.0.1:9"
+settings.render_frames, settings.engine = False, "lite"
+panel = {}
+for label, target, mouth in (("armature", body, "AUTO"), ("empty", root, "VISEMES"), ("vrm", vrm0_rig, "AUTO")):
+    settings.target, settings.mouth_source, settings.rig, settings.head_bone = target, mouth, None, ""
+    job = operators.build_job(bpy.context)
+    job.controller.close()  # never started: release its socket so this process can exit
+    plan = job.plan
+    panel[label] = {"blocks": sorted(apply.key_owner_names(bpy.data.shape_keys[n])[0] for n in plan.shape_keys_names),
+                    "rig": plan.rig_name, "bone": plan.bone, "mouth": plan.mouth_source, "binds": sorted(plan.preset_binds)}
+settings.target = mute
+try:
+    operators.build_job(bpy.context)
+    panel["mute"] = None
+except TalkbridgeError as error:
+    panel["mute"] = str(error)
+out["panel"] = panel
+properties.unregister()  # as on disabling the add-on (bpy as a module does not exit with its classes registered)
 print("RESULT " + json.dumps(out))
 """
 
@@ -285,6 +313,16 @@ def test_a_character_whose_keys_match_nothing_is_an_error_naming_its_meshes(resu
 def test_an_empty_above_an_imported_character_is_a_character(results):
     root = results["empty_root"]
     assert sorted(root["meshes"]) == ["Wolf3D_Head", "Wolf3D_Teeth"] and root["armature"] == "Armature.rpm"
+
+
+def test_the_panel_reads_the_target_as_a_character_and_finds_its_head_bone(results):
+    panel = results["panel"]
+    assert panel["armature"] == {"blocks": ["CC_Base_Body", "CC_Base_Eye_L", "CC_Base_Eye_R", "CC_Base_Eyelash", "CC_Base_Teeth"],
+                                 "rig": "Character", "bone": "CC_Base_Head", "mouth": "auto", "binds": []}
+    assert panel["empty"] == {"blocks": ["Wolf3D_Head", "Wolf3D_Teeth"], "rig": "Armature.rpm", "bone": "Head",
+                              "mouth": "visemes", "binds": []}
+    assert panel["vrm"]["bone"] == "J_Bip_C_Head" and len(panel["vrm"]["binds"]) == 1
+    assert "Mute_Body" in panel["mute"] and "Mute_Teeth" in panel["mute"]
 
 
 def test_vrm_presets_drive_their_binds_with_their_weights(results):
