@@ -79,6 +79,20 @@ def test_preview_renders_the_take_with_the_speech_one_frame_per_motion_frame(lit
     assert jaw[widest] - jaw[0] > 0.1 and change > 0.3, (jaw[widest], change)
 
 
+def test_sadtalker_motion_gets_its_mouth_from_the_speech(lite_take, tmp_path):
+    import dataclasses
+
+    still = synthetic_motion(frames=30, engine="sadtalker")
+    motion = dataclasses.replace(still, arkit=None, pose=np.zeros_like(still.pose), blink=np.zeros_like(still.blink),
+                                 metadata={"audio": str(lite_take["audio"])})
+    motion_file = save_motion(motion, tmp_path / "sadtalker.motion.npz")
+    output = tmp_path / "preview.mp4"
+    code = main(["-q", "preview", str(lite_take["head"]), str(motion_file), "-o", str(output), "--size", str(SIZE)])
+    assert code == 0
+    frames = _frames(output).astype(np.float32)
+    assert np.abs(frames - frames[0]).mean(axis=(1, 2, 3)).max() > 0.3  # only the mouth can move: no pose, no blinks
+
+
 def test_an_existing_video_is_kept_without_overwrite(lite_take, tmp_path):
     output = tmp_path / "preview.mp4"
     output.write_bytes(b"earlier take")

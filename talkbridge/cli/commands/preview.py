@@ -37,18 +37,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from talkbridge.exporters.atomic import check_writable_target
     from talkbridge.exporters.gltf import ExportOptions
+    from talkbridge.exporters.job_exports import with_arkit
     from talkbridge.exporters.motion_file import load_motion
     from talkbridge.exporters.naming import load_name_map
-    from talkbridge.exporters.preview import render_preview
+    from talkbridge.exporters.preview import render_preview, speech_for
 
     options = ExportOptions(
         head_node=args.head_node,
         animate_pose=not args.no_pose,
         name_map=load_name_map(args.map) if args.map else None,
     )
+    check_writable_target(args.output, args.overwrite)  # before any work
     motion = load_motion(args.motion)
-    result = render_preview(args.head, motion, args.output, audio=args.audio, size=args.size,
+    speech = speech_for(motion, args.audio)
+    motion = with_arkit(motion, audio=speech)  # SadTalker motion: mouth shapes from the speech, as `export --audio`
+    result = render_preview(args.head, motion, args.output, audio=speech, size=args.size,
                             overwrite=args.overwrite, options=options)
     print(result.path)
     return 0
