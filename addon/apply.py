@@ -209,8 +209,11 @@ class TakeSummary:
     left_at_rest: list[str] = field(default_factory=list)
 
 
-PresetBinds = Mapping[str, Mapping[str, Sequence[tuple[str, float]]]]
-"""Shape-key block name -> {shape key: [(VRM preset channel, weight), ...]}: keys driven through binds."""
+PresetBinds = Mapping[str, Mapping[str, Sequence[tuple[str, float, bool]]]]
+"""Shape-key block name -> {shape key: [(VRM preset channel, weight, binary), ...]}: keys driven through binds."""
+
+Term = tuple[str, float, bool]
+"""What drives a shape key, summed: (channel, scale, binary: the channel switched on above 0.5)."""
 
 
 def key_owner_names(key: "bpy.types.Key") -> list[str]:
@@ -285,7 +288,7 @@ class TakeWriter:
         self._action_uid = action.session_uid
         self._linear = _linear_code()
         self.summary = TakeSummary(action.name)
-        self._shape_curves: list[tuple[list[tuple[str, float]], CurveBuffer]] = []
+        self._shape_curves: list[tuple[list[Term], CurveBuffer]] = []
         self._pose_curves: list[CurveBuffer] = []
         self._location_curves: list[CurveBuffer] = []
         self._location_current: np.ndarray | None = None
@@ -338,24 +341,25 @@ class TakeWriter:
     def _curve(self, slot: Any, data_path: str, index: int, group: str) -> CurveBuffer:
         return CurveBuffer(slot.handle, data_path, index, group, self.start_frame, self.frame_step)
 
-    def _block_terms(self, key: "bpy.types.Key", channels: Mapping[str, np.ndarray]) -> tuple[MatchReport, dict[str, list[tuple[str, float]]]]:
+    def _block_terms(self, key: "bpy.types.Key", channels: Mapping[str, np.ndarray]) -> tuple[MatchReport, dict[str, list[Term]]]:
         """One block's shape keys and what drives each: VRM binds first, then name matching."""
         bound = self.preset_binds.get(key.name, {})
         names = shape_key_names(key)
         report = match_targets([n for n in names if n not in bound], set(channels), self.name_map)
-        terms: dict[str, list[tuple[str, float]]] = {}
+        terms: dict[str, list[Term]] = {}
         for name in names:
             if name in bound:
-                usable = [(preset, float(weight)) for preset, weight in bound[name] if preset in channels]
+                usable = [(bind[0], float(bind[1]), bool(bind[2]) if len(bind) > 2 else False)
+                          for bind in bound[name] if bind[0] in channels]
                 if usable:
                     terms[name] = usable
         for match in report.matches:
-            terms[match.target] = [(match.channel, match.scale)]
+            terms[match.target] = [(match.channel, match.scale, False)]
         return report, terms
 
     def _start_shape_keys(self, action: "bpy.types.Action", channels: Mapping[str, np.ndarray]) -> None:
         plans = [(key, *self._block_terms(key, channels)) for key in self.blocks]
-        driven = [channel for _, _, terms in plans for entry in terms.values() for channel, _ in entry]
+        driven = [term[0] for _, _, terms in plans for entry in terms.values() for term in entry]
         chosen = mouth.choose_mouth_source(driven, self.mouth)
         blink = mouth.choose_blink(driven)
         self.summary.mouth_source = chosen
@@ -366,7 +370,7 @@ class TakeWriter:
                 self.summary.report = report
             kept = {}
             for name, entry in terms.items():
-                entry = [(channel, scale) for channel, scale in entry if not mouth.left_at_rest(channel, chosen, blink)]
+                entry = [term for term in entry if not mouth.left_at_rest(term[0], chosen, blink)]
                 if entry:
                     kept[name] = entry
                 else:
@@ -428,10 +432,12 @@ class TakeWriter:
             self._start(channels)
         for terms, buffer in self._shape_curves:
             total = np.zeros(n, np.float32)
-            for channel, scale in terms:
+            for channel, scale, binary in terms:
                 values = channels.get(channel)
                 if values is None:
                     raise InputError(f"a chunk of the motion lacks the {channel!r} channel the first chunk had")
+                if binary:
+                    values = (values > 0.5).astype(np.float32)
                 total += values * np.float32(scale)
             buffer.put(start, total)
         if self._pose_curves:

@@ -157,12 +157,14 @@ def find_head_bone(rig: "bpy.types.Object") -> str | None:
 
 @dataclass(frozen=True)
 class PresetBind:
-    """One VRM preset's morph bind: the shape key ``block`` of mesh object ``mesh`` at ``weight``."""
+    """One VRM preset's morph bind: the shape key ``block`` of mesh object ``mesh`` at ``weight``;
+    ``binary`` presets (``is_binary``) switch fully on above half and are off below."""
 
     preset: str  # a VRM 1.0 expression name (aa, blink, happy ...)
     mesh: str
     block: str
     weight: float
+    binary: bool = False
 
 
 def _mesh_name(holder: Any) -> str:
@@ -191,10 +193,12 @@ def vrm_preset_binds(armature_obj: "bpy.types.Object | None") -> list[PresetBind
     presets = getattr(getattr(getattr(extension, "vrm1", None), "expressions", None), "preset", None)
     if presets is not None:
         for prop, preset in VRM1_PRESETS.items():
-            for bind in getattr(getattr(presets, prop, None), "morph_target_binds", ()):
+            expression = getattr(presets, prop, None)
+            binary = bool(getattr(expression, "is_binary", False))
+            for bind in getattr(expression, "morph_target_binds", ()):
                 mesh, block = _mesh_name(getattr(bind, "node", None)), str(getattr(bind, "index", ""))
                 if mesh and block:
-                    binds.append(PresetBind(preset, mesh, block, float(getattr(bind, "weight", 1.0))))
+                    binds.append(PresetBind(preset, mesh, block, float(getattr(bind, "weight", 1.0)), binary))
     if binds:
         return binds
     groups = getattr(getattr(getattr(extension, "vrm0", None), "blend_shape_master", None), "blend_shape_groups", ())
@@ -202,18 +206,19 @@ def vrm_preset_binds(armature_obj: "bpy.types.Object | None") -> list[PresetBind
         preset = VRM0_PRESETS.get(str(getattr(group, "preset_name", "")).lower())
         if preset is None:
             continue
+        binary = bool(getattr(group, "is_binary", False))
         for bind in getattr(group, "binds", ()):
             mesh, block = _mesh_name(getattr(bind, "mesh", None)), str(getattr(bind, "index", ""))
             if mesh and block:
-                binds.append(PresetBind(preset, mesh, block, float(getattr(bind, "weight", 1.0))))
+                binds.append(PresetBind(preset, mesh, block, float(getattr(bind, "weight", 1.0)), binary))
     return binds
 
 
-def binds_by_block(binds: Iterable[PresetBind]) -> dict[str, dict[str, list[tuple[str, float]]]]:
-    """``{mesh object name: {shape key: [(preset, weight), ...]}}`` for the take writer."""
-    table: dict[str, dict[str, list[tuple[str, float]]]] = {}
+def binds_by_block(binds: Iterable[PresetBind]) -> dict[str, dict[str, list[tuple[str, float, bool]]]]:
+    """``{mesh object name: {shape key: [(preset, weight, binary), ...]}}`` for the take writer."""
+    table: dict[str, dict[str, list[tuple[str, float, bool]]]] = {}
     for bind in binds:
-        table.setdefault(bind.mesh, {}).setdefault(bind.block, []).append((bind.preset, bind.weight))
+        table.setdefault(bind.mesh, {}).setdefault(bind.block, []).append((bind.preset, bind.weight, bind.binary))
     return table
 
 
@@ -225,7 +230,7 @@ class CharacterTarget:
     blocks: list["bpy.types.Key"]
     meshes: list[str]
     armature: "bpy.types.Object | None"
-    preset_binds: dict[str, dict[str, list[tuple[str, float]]]]
+    preset_binds: dict[str, dict[str, list[tuple[str, float, bool]]]]
 
 
 def resolve_target(
@@ -243,7 +248,7 @@ def resolve_target(
     meshes = character_meshes(target)
     armature = character_armature(target)
     by_object = binds_by_block(vrm_preset_binds(armature))
-    preset_binds: dict[str, dict[str, list[tuple[str, float]]]] = {}
+    preset_binds: dict[str, dict[str, list[tuple[str, float, bool]]]] = {}
     for object_name, table in by_object.items():
         obj = bpy.data.objects.get(object_name)
         if obj is not None and obj.type == "MESH" and obj.data.shape_keys is not None:

@@ -49,7 +49,7 @@ class TakePlan:
     head_movement: float = 0.0  # scene units per 3DMM translation unit; 0 keeps the head in place
     name_map: dict[str, tuple[str | None, float]] = field(default_factory=dict)
     mouth_source: str = "auto"  # auto, arkit, visemes or vrm: the one set that drives the mouth
-    preset_binds: dict[str, dict[str, list[tuple[str, float]]]] = field(default_factory=dict)  # VRM presets by block
+    preset_binds: dict[str, dict[str, list[tuple[str, float, bool]]]] = field(default_factory=dict)  # VRM presets by block
     frames_folder: str | None = None
     sequencer_audio: str | None = None  # None: the audio already sits on the sequencer (or not wanted)
     metadata: dict[str, Any] = field(default_factory=dict)
