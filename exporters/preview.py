@@ -20,8 +20,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -36,6 +38,8 @@ MIN_SIZE, MAX_SIZE = 32, 2048
 RENDER_TIMEOUT_S = 60.0
 RENDER_SECONDS_PER_FRAME = 2.0  # generous: the child's time limit grows with the clip
 PYTHON_ENV = "TALKBRIDGE_PREVIEW_PYTHON"
+ENCODE_CHUNK_FRAMES = 50
+POLL_S = 0.25  # how often the wait for the renderer looks at the time limit and the progress
 
 
 class PreviewError(TalkbridgeError):
@@ -72,6 +76,8 @@ def speech_for(motion: Motion, audio: str | Path | None) -> Path | None:
 
 def _stop(process: subprocess.Popen) -> None:
     """Kill the renderer's process group (the renderer alone where there are no groups) and reap it."""
+    if process.poll() is not None:
+        return
     try:
         if hasattr(os, "killpg"):
             os.killpg(process.pid, signal.SIGKILL)
@@ -79,26 +85,50 @@ def _stop(process: subprocess.Popen) -> None:
             process.kill()
     except ProcessLookupError:
         pass
-    process.communicate()
+    process.wait()
 
 
-def _render_frames(glb: Path, folder: Path, frames: int, fps: int, size: int, animation: str) -> np.ndarray:
+def _frames_done(raw: Path, frame_bytes: int) -> int:
+    try:
+        return raw.stat().st_size // frame_bytes
+    except FileNotFoundError:
+        return 0
+
+
+def _render_frames(
+    glb: Path, folder: Path, frames: int, fps: int, size: int, animation: str, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
     spec = {"glb": str(glb), "folder": str(folder), "frames": frames, "fps": fps, "size": size, "animation": animation}
     spec_path = folder / "spec.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     timeout = RENDER_TIMEOUT_S + RENDER_SECONDS_PER_FRAME * frames
     command = [preview_python(), "-m", "talkbridge.exporters.preview_render", str(spec_path)]
+    raw, frame_bytes, shown = folder / "frames.rgb", size * size * 3, 0
+    output_log = folder / "render.log"
     # Its own process group: a timeout, Ctrl-C or SIGTERM stops the renderer and anything it started.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=folder,
-                               start_new_session=True)
+    # Progress is the frames file growing (the renderer appends one frame at a time).
+    with open(output_log, "wb") as said_file:
+        process = subprocess.Popen(command, stdout=said_file, stderr=subprocess.STDOUT, cwd=folder, start_new_session=True)
+    deadline = time.monotonic() + timeout
     try:
-        _, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as error:
+        while True:
+            try:
+                process.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if progress is not None:
+                done = _frames_done(raw, frame_bytes)
+                if done > shown:
+                    progress(done - shown)
+                    shown = done
+            if time.monotonic() > deadline:
+                raise PreviewError(f"Blender did not render the preview within {timeout:.0f} s")
+    finally:
         _stop(process)
-        raise PreviewError(f"Blender did not render the preview within {timeout:.0f} s") from error
-    except BaseException:
-        _stop(process)
-        raise
+    if progress is not None and frames > shown and process.returncode == 0:
+        progress(frames - shown)
+    stderr = output_log.read_text(encoding="utf-8", errors="replace")
     if process.returncode != 0:
         said = [line for line in stderr.splitlines() if line.startswith("PREVIEW-ERROR ")]
         if "No module named 'bpy'" in stderr or "No module named 'talkbridge'" in stderr:
@@ -109,8 +139,8 @@ def _render_frames(glb: Path, folder: Path, frames: int, fps: int, size: int, an
         reason = said[-1][len("PREVIEW-ERROR "):] if said else stderr.strip()[-800:]
         raise PreviewError(f"Blender could not render the preview: {reason}")
     info = json.loads((folder / "frames.json").read_text(encoding="utf-8"))
-    raw = np.fromfile(folder / "frames.rgb", np.uint8)
-    return raw.reshape(int(info["frames"]), size, size, 3)
+    # Mapped, not read: a long clip's frames stream to the encoder without sitting in memory.
+    return np.memmap(folder / "frames.rgb", np.uint8, mode="r", shape=(int(info["frames"]), size, size, 3))
 
 
 def render_preview(
@@ -122,9 +152,11 @@ def render_preview(
     size: int = DEFAULT_SIZE,
     overwrite: bool = False,
     options: object | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> PreviewResult:
     """Render ``motion`` on ``head`` to an H.264 ``output`` with the speech; ``options`` are the GLB
-    export's (:class:`~talkbridge.exporters.gltf.ExportOptions`)."""
+    export's (:class:`~talkbridge.exporters.gltf.ExportOptions`); ``progress`` is called with each
+    number of frames newly rendered."""
     from talkbridge.exporters.gltf import add_animation
     from talkbridge.exporters.video import VideoWriter
 
@@ -141,8 +173,11 @@ def render_preview(
         animated = folder / "animated.glb"
         result = add_animation(head, motion, animated, options)
         animation = getattr(options, "animation_name", None) or "talkbridge"
-        frames = _render_frames(animated, folder, result.frames, result.fps, size, animation)
-    with VideoWriter(output, motion.fps, (size, size), speech, overwrite) as video:
-        video.write(frames)
-    log.info("wrote the preview %s (%d frames, %d px%s)", output, len(frames), size, "" if speech else ", silent")
-    return PreviewResult(Path(output), len(frames), size, speech)
+        frames = _render_frames(animated, folder, result.frames, result.fps, size, animation, progress)
+        with VideoWriter(output, motion.fps, (size, size), speech, overwrite) as video:
+            for start in range(0, len(frames), ENCODE_CHUNK_FRAMES):
+                video.write(np.asarray(frames[start:start + ENCODE_CHUNK_FRAMES]))
+        count = len(frames)
+        del frames  # the mapping must close before its folder goes
+    log.info("wrote the preview %s (%d frames, %d px%s)", output, count, size, "" if speech else ", silent")
+    return PreviewResult(Path(output), count, size, speech)

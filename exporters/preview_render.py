@@ -207,6 +207,7 @@ def render(spec: dict) -> dict:
             scene.render.filepath = str(still)
             bpy.ops.render.render(write_still=True)
             raw.write(_read_pixels(still, size).tobytes())
+            raw.flush()  # the parent counts frames by this file's size
     info = {"frames": count, "size": size, "first_frame": first}
     (folder / "frames.json").write_text(json.dumps(info), encoding="utf-8")
     return info

@@ -117,7 +117,9 @@ def test_a_textured_multi_mesh_head_plays_the_take_not_its_own_idle(tmp_path, mo
     motion = synthetic_motion(frames=25)
     still = Motion(fps=motion.fps, engine="lite", engine_version="1.0", pose=np.zeros_like(motion.pose), blink=np.zeros(25, np.float32),
                    arkit=np.zeros_like(motion.arkit))
-    moving = render_preview(head, motion, tmp_path / "moving.mp4", size=SIZE)
+    rendered: list[int] = []
+    moving = render_preview(head, motion, tmp_path / "moving.mp4", size=SIZE, progress=rendered.append)
+    assert sum(rendered) == 25 and all(step > 0 for step in rendered)  # the progress bar's feed
     resting = render_preview(head, still, tmp_path / "still.mp4", size=SIZE, audio=None)
     assert moving.frames == 25 and moving.audio is None and "Audio" not in _streams(tmp_path / "moving.mp4")
     moving_frames, still_frames = _frames(tmp_path / "moving.mp4"), _frames(tmp_path / "still.mp4")

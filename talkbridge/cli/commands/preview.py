@@ -53,7 +53,10 @@ def handle(args: argparse.Namespace) -> int:
     motion = load_motion(args.motion)
     speech = speech_for(motion, args.audio)
     motion = with_arkit(motion, audio=speech)  # SadTalker motion: mouth shapes from the speech, as `export --audio`
-    result = render_preview(args.head, motion, args.output, audio=speech, size=args.size,
-                            overwrite=args.overwrite, options=options)
+    from tqdm import tqdm
+
+    with tqdm(total=motion.n_frames, unit="frame", desc="preview", disable=True if args.quiet else None, leave=False) as bar:
+        result = render_preview(args.head, motion, args.output, audio=speech, size=args.size,
+                                overwrite=args.overwrite, options=options, progress=bar.update)
     print(result.path)
     return 0
