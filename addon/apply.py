@@ -194,7 +194,7 @@ class TakeSummary:
 
     ``shape_keys`` lists the driven shape-key names (once each, whichever meshes have them);
     ``meshes`` maps each animated mesh to its driven keys; ``left_at_rest`` names the mesh shape keys
-    (``"Mesh: key"``) that matched but stay at rest because another set drives the mouth.
+    (``"Mesh: key"``) that matched but stay at rest because another set drives the mouth (or the blink).
     """
 
     action: str

@@ -209,7 +209,7 @@ class ActiveJob:
             meshes = f" on {len(s.meshes)} meshes" if len(s.meshes) > 1 else ""
             parts.append(f"action {s.action!r}: {len(s.shape_keys)} shape keys{meshes}" + (f", {s.pose_target}" if s.pose_target else ""))
             if s.left_at_rest:
-                parts.append(f"mouth from {s.mouth_source}; {len(s.left_at_rest)} other mouth shapes left at rest")
+                parts.append(f"mouth from {s.mouth_source}; {len(s.left_at_rest)} shapes of the other mouth/blink sets left at rest")
         if self.placed is not None and self.placed.warning:
             parts.append(self.placed.warning)
         return "; ".join(parts)
