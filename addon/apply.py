@@ -5,8 +5,11 @@ the tests and ``bench/blender_apply.py`` share one implementation.
 
 How a take is written (Blender 4.4+ slotted actions):
 
-* one new Action per take, tagged ``talkbridge_take``, with a slot for the shape keys (``KEY``) and
-  one for the head rig (``OBJECT``), a layer and a keyframe strip;
+* one new Action per take, tagged ``talkbridge_take``, with one slot per shape-key block (``KEY``:
+  a character's head, teeth, eyes ... each get theirs, in the same action) and one for the head rig
+  (``OBJECT``), a layer and a keyframe strip;
+* one mouth source drives the mouth (see :mod:`.mouth`), decided once for all of a character's meshes;
+  shape keys bound by VRM presets (the VRM add-on's data) follow their presets through the binds;
 * every curve is a channelbag F-curve filled with ``keyframe_points.add`` + ``foreach_set`` from a
   numpy buffer; streamed chunks grow the buffers and a later flush writes the whole curve again in
   one call (``foreach_set`` cannot write a slice), which stays far cheaper than per-key Python;
@@ -20,13 +23,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import bpy
 import numpy as np
 
 from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.core.motion import FPS, Motion, MotionChunk
+from talkbridge.exporters import mouth_source
 from talkbridge.exporters.naming import MatchReport, match_targets, motion_channels
 
 from . import posemath
@@ -187,7 +191,12 @@ class PoseTarget:
 
 @dataclass
 class TakeSummary:
-    """What a take wrote, for the panel and the tests."""
+    """What a take wrote, for the panel and the tests.
+
+    ``shape_keys`` lists the driven shape-key names (once each, whichever meshes have them);
+    ``meshes`` maps each animated mesh to its driven keys; ``left_at_rest`` names the mesh shape keys
+    (``"Mesh: key"``) that matched but stay at rest because another set drives the mouth (or the blink).
+    """
 
     action: str
     frames: int = 0
@@ -195,10 +204,43 @@ class TakeSummary:
     pose_target: str | None = None
     kept_tracks: list[str] = field(default_factory=list)
     report: MatchReport | None = None
+    meshes: dict[str, list[str]] = field(default_factory=dict)
+    reports: dict[str, MatchReport] = field(default_factory=dict)
+    mouth_source: str | None = None
+    left_at_rest: list[str] = field(default_factory=list)
+
+
+PresetBinds = Mapping[str, Mapping[str, Sequence[tuple[str, float, bool]]]]
+"""Shape-key block name -> {shape key: [(VRM preset channel, weight, binary), ...]}: keys driven through binds."""
+
+Term = tuple[str, float, bool]
+"""What drives a shape key, summed: (channel, scale, binary: the channel switched on above 0.5)."""
+
+
+def key_owner_names(key: "bpy.types.Key") -> list[str]:
+    """The mesh objects that use the shape-key block ``key`` (its mesh's name when none is linked)."""
+    owners = [obj.name for obj in bpy.data.objects if obj.type == "MESH" and obj.data.shape_keys == key]
+    return owners or [key.user.name]
+
+
+def _as_blocks(shape_keys: "bpy.types.Key | Sequence[bpy.types.Key] | None") -> list["bpy.types.Key"]:
+    if shape_keys is None:
+        return []
+    if isinstance(shape_keys, bpy.types.Key):
+        return [shape_keys]
+    blocks: list["bpy.types.Key"] = []
+    for key in shape_keys:
+        if all(key != other for other in blocks):
+            blocks.append(key)
+    return blocks
 
 
 class TakeWriter:
-    """Streams one take onto a mesh's shape keys and a head bone/object, chunk by chunk.
+    """Streams one take onto a character's shape keys and a head bone/object, chunk by chunk.
+
+    ``shape_keys`` is one shape-key block or several (every mesh of a character); all of them get
+    their own slot in the one take action. ``mouth`` picks the mouth source (``auto``, ``arkit``,
+    ``visemes``, ``vrm``); ``preset_binds`` drives bound shape keys through VRM presets.
 
     ``add_chunk`` only does numpy work (cheap, any amount per tick); ``flush`` writes dirty curves
     to Blender and can stop after a time budget, so a timer callback stays responsive.
@@ -208,7 +250,7 @@ class TakeWriter:
         self,
         name: str,
         *,
-        shape_keys: "bpy.types.Key | None" = None,
+        shape_keys: "bpy.types.Key | Sequence[bpy.types.Key] | None" = None,
         pose_target: PoseTarget | None = None,
         start_frame: float = 1.0,
         frame_step: float = 1.0,
@@ -216,12 +258,18 @@ class TakeWriter:
         name_map: Mapping[str, tuple[str | None, float]] | None = None,
         metadata: Mapping[str, Any] | None = None,
         head_movement: float = 0.0,
+        mouth: str = "auto",
+        preset_binds: PresetBinds | None = None,
     ) -> None:
-        if shape_keys is None and pose_target is None:
+        blocks = _as_blocks(shape_keys)
+        if not blocks and pose_target is None:
             raise InputError("nothing to animate: choose a mesh with shape keys and/or a head bone or object")
         if pose_target is not None and pose_target.bone and pose_target.bone not in pose_target.obj.pose.bones:
             raise InputError(f"the armature {pose_target.obj.name!r} has no bone {pose_target.bone!r}")
-        self.shape_keys = shape_keys
+        self.blocks = blocks
+        self.shape_keys = blocks[0] if blocks else None
+        self.mouth = mouth
+        self.preset_binds = {name: dict(table) for name, table in (preset_binds or {}).items()}
         self.pose_target = pose_target
         self.start_frame = float(start_frame)
         self.frame_step = float(frame_step)
@@ -241,7 +289,7 @@ class TakeWriter:
         self._action_uid = action.session_uid
         self._linear = _linear_code()
         self.summary = TakeSummary(action.name)
-        self._shape_curves: dict[str, tuple[str, float, CurveBuffer]] = {}
+        self._shape_curves: list[tuple[list[Term], CurveBuffer]] = []
         self._pose_curves: list[CurveBuffer] = []
         self._location_curves: list[CurveBuffer] = []
         self._location_current: np.ndarray | None = None
@@ -294,27 +342,67 @@ class TakeWriter:
     def _curve(self, slot: Any, data_path: str, index: int, group: str) -> CurveBuffer:
         return CurveBuffer(slot.handle, data_path, index, group, self.start_frame, self.frame_step)
 
+    def _block_terms(self, key: "bpy.types.Key", channels: Mapping[str, np.ndarray]) -> tuple[MatchReport, dict[str, list[Term]]]:
+        """One block's shape keys and what drives each: VRM binds first, then name matching."""
+        bound = self.preset_binds.get(key.name, {})
+        names = shape_key_names(key)
+        report = match_targets([n for n in names if n not in bound], set(channels), self.name_map)
+        terms: dict[str, list[Term]] = {}
+        for name in names:
+            if name in bound:
+                usable = [(bind[0], float(bind[1]), bool(bind[2]) if len(bind) > 2 else False)
+                          for bind in bound[name] if bind[0] in channels]
+                if usable:
+                    terms[name] = usable
+        for match in report.matches:
+            terms[match.target] = [(match.channel, match.scale, False)]
+        return report, terms
+
+    def _start_shape_keys(self, action: "bpy.types.Action", channels: Mapping[str, np.ndarray]) -> None:
+        plans = [(key, *self._block_terms(key, channels)) for key in self.blocks]
+        driven = [term[0] for _, _, terms in plans for entry in terms.values() for term in entry]
+        # One mouth set and one blink set for the whole character, by the exporters' own rule.
+        chosen = mouth_source.choose_mouth_source(driven, self.mouth, channel_of=lambda channel: channel).source
+        blink = mouth_source.blink_source(driven)
+        self.summary.mouth_source = chosen
+        for key, report, terms in plans:
+            owner = key_owner_names(key)[0]
+            self.summary.reports[owner] = report
+            if self.summary.report is None:
+                self.summary.report = report
+            kept = {}
+            for name, entry in terms.items():
+                entry = [term for term in entry if not mouth_source.held_at_rest(term[0], chosen, blink)]
+                if entry:
+                    kept[name] = entry
+                else:
+                    self.summary.left_at_rest.append(f"{owner}: {name}")
+            if not kept:
+                continue
+            slot = self._new_slot(action, "KEY", owner[:63])
+            for name, entry in kept.items():
+                path = f'key_blocks["{bpy.utils.escape_identifier(name)}"].value'
+                self._shape_curves.append((entry, self._curve(slot, path, 0, SHAPE_KEY_GROUP)))
+                if name not in self.summary.shape_keys:
+                    self.summary.shape_keys.append(name)
+            self.summary.meshes[owner] = list(kept)
+            track = install_take(key, action, slot)
+            if track:
+                self.summary.kept_tracks.append(track)
+        if not self.summary.meshes:
+            owners = [name for key in self.blocks for name in key_owner_names(key)]
+            keys = sorted({name for key in self.blocks for name in shape_key_names(key)})
+            raise InputError(
+                f"none of the shape keys of {', '.join(repr(name) for name in owners)} match a talkbridge channel "
+                f"(keys: {', '.join(keys[:10])}{' ...' if len(keys) > 10 else ''}); rename them "
+                "(ARKit, visemes, VRM, exp_XX) or give a name map"
+            )
+
     def _start(self, channels: Mapping[str, np.ndarray]) -> None:
         self._started = True
         action = self.action
-        if self.shape_keys is not None:
-            report = match_shape_keys(self.shape_keys, set(channels), self.name_map)
-            self.summary.report = report
-            if report.matches:
-                slot = self._new_slot(action, "KEY", self.shape_keys.name)
-                for match in report.matches:
-                    path = f'key_blocks["{bpy.utils.escape_identifier(match.target)}"].value'
-                    self._shape_curves[match.target] = (match.channel, match.scale, self._curve(slot, path, 0, SHAPE_KEY_GROUP))
-                    self.summary.shape_keys.append(match.target)
-                kept = install_take(self.shape_keys, action, slot)
-                if kept:
-                    self.summary.kept_tracks.append(kept)
-            elif self.pose_target is None:
-                names = ", ".join(shape_key_names(self.shape_keys)[:10])
-                raise InputError(
-                    f"none of the shape keys of {self.shape_keys.user.name!r} match a talkbridge channel "
-                    f"(keys: {names} ...); rename them (ARKit, visemes, VRM, exp_XX) or give a name map"
-                )
+        if self.blocks:
+            self._start_shape_keys(action, channels)
         if self.pose_target is not None:
             target = self.pose_target
             self._pose_frame = target.frame_rotation()
@@ -344,11 +432,16 @@ class TakeWriter:
         channels = motion_channels(motion)
         if not self._started:
             self._start(channels)
-        for channel, scale, buffer in self._shape_curves.values():
-            values = channels.get(channel)
-            if values is None:
-                raise InputError(f"a chunk of the motion lacks the {channel!r} channel the first chunk had")
-            buffer.put(start, values * np.float32(scale))
+        for terms, buffer in self._shape_curves:
+            total = np.zeros(n, np.float32)
+            for channel, scale, binary in terms:
+                values = channels.get(channel)
+                if values is None:
+                    raise InputError(f"a chunk of the motion lacks the {channel!r} channel the first chunk had")
+                if binary:
+                    values = (values > 0.5).astype(np.float32)
+                total += values * np.float32(scale)
+            buffer.put(start, total)
         if self._pose_curves:
             self._put_pose(start, pose)
         self.frames = max(self.frames, start + n)
@@ -386,7 +479,7 @@ class TakeWriter:
         return out
 
     def _buffers(self) -> list[CurveBuffer]:
-        return [entry[2] for entry in self._shape_curves.values()] + self._pose_curves + self._location_curves
+        return [buffer for _, buffer in self._shape_curves] + self._pose_curves + self._location_curves
 
     @property
     def dirty(self) -> bool:

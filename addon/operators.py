@@ -3,7 +3,6 @@ preferences are in ``preferences.py``, Install Engine in ``engine_setup.py``).""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import bpy
@@ -13,7 +12,7 @@ from talkbridge.bridge.protocol import is_local_address
 from talkbridge.core.errors import TalkbridgeError
 from talkbridge.core.motion import FPS
 
-from . import apply, runtime, sequencer
+from . import apply, character, runtime, sequencer
 from .job import FAILED, JobSettings, check_inputs, make_job
 
 STREAM_CHUNK_FRAMES = 50  # two seconds per chunk: curves show up while the job runs
@@ -23,13 +22,6 @@ LOCAL_START_TIMEOUT_S = 120.0  # a freshly started sidecar imports its engines b
 def addon_preferences(context):
     addon = context.preferences.addons.get(__package__)
     return addon.preferences if addon is not None else None
-
-
-def _face_object(context, settings):
-    obj = settings.target or context.active_object
-    if obj is None or obj.type != "MESH":
-        return None
-    return obj
 
 
 def _audio(scene, settings) -> tuple[str, int | None, bool]:
@@ -44,16 +36,8 @@ def _audio(scene, settings) -> tuple[str, int | None, bool]:
 
 
 def guess_head_bone(rig) -> str | None:
-    """The bone most likely to turn the head: 'head' itself, else a bone whose name has a 'head' word."""
-    names = [bone.name for bone in rig.data.bones]
-    for name in names:
-        if name.lower() == "head":
-            return name
-    for name in names:
-        words = set(re.split(r"[^a-z]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()))
-        if "head" in words and not words & {"end", "top", "tip", "nub", "target", "ctrl"}:
-            return name
-    return None
+    """The bone most likely to turn the head (see :func:`.character.find_head_bone`)."""
+    return character.find_head_bone(rig)
 
 
 def audio_length_frames(path: str) -> int | None:
@@ -90,24 +74,27 @@ def build_job(context) -> runtime.ActiveJob:
     scene = context.scene
     settings = scene.talkbridge
     audio_path, strip_start, audio_to_sequencer = _audio(scene, settings)
-    face = _face_object(context, settings)
-    shape_keys = face.data.shape_keys if face is not None else None
-    rig, bone = None, None
-    if settings.animate_head and settings.rig is not None:
-        rig = settings.rig
-        if rig.type == "ARMATURE":
-            bone = settings.head_bone or guess_head_bone(rig)
-            if bone is None:
-                raise TalkbridgeError(f"choose the head bone of {rig.name!r} (no bone is called 'head')")
-            if bone not in rig.pose.bones:
-                raise TalkbridgeError(f"the armature {rig.name!r} has no bone {bone!r}")
-    if shape_keys is None and rig is None:
-        raise TalkbridgeError("choose a face mesh with shape keys (or make it active) and/or a head to rotate")
     name_map = {}
     if settings.name_map:
         from talkbridge.exporters.naming import load_name_map
 
         name_map = load_name_map(bpy.path.abspath(settings.name_map))
+    # The Target is a character (mesh, armature, empty or any parent); an empty Target falls back to
+    # the active object, which may have no shape keys when only the head is to turn.
+    chosen = settings.target or context.active_object
+    face = character.resolve_target(chosen, name_map, required=settings.target is not None) if chosen is not None else None
+    blocks = face.blocks if face is not None else []
+    rig, bone = None, None
+    if settings.animate_head:
+        rig = settings.rig or (face.armature if face is not None else None)
+        if rig is not None and rig.type == "ARMATURE":
+            bone = settings.head_bone or guess_head_bone(rig)
+            if bone is None:
+                raise TalkbridgeError(f"choose the head bone of {rig.name!r} (no bone is called 'head' or a known head name)")
+            if bone not in rig.pose.bones:
+                raise TalkbridgeError(f"the armature {rig.name!r} has no bone {bone!r}")
+    if not blocks and rig is None:
+        raise TalkbridgeError("choose a character (a mesh with shape keys, its armature or its parent) and/or a head to rotate")
     if settings.match_scene_fps:
         sequencer.match_scene_rate(scene, FPS)
 
@@ -154,7 +141,7 @@ def build_job(context) -> runtime.ActiveJob:
     plan = runtime.TakePlan(
         take_name=take_name,
         scene_name=scene.name,
-        shape_keys_name=shape_keys.name if shape_keys is not None else None,
+        shape_keys_names=[block.name for block in blocks],
         rig_name=rig.name if rig is not None else None,
         bone=bone,
         start_frame=start_frame,
@@ -162,6 +149,8 @@ def build_job(context) -> runtime.ActiveJob:
         pose_reference=settings.pose_reference,
         head_movement=head_movement_scale(settings.head_movement, scene),
         name_map=name_map,
+        mouth_source=settings.mouth_source.lower(),
+        preset_binds=face.preset_binds if face is not None else {},
         frames_folder=runtime.plan_folder(take_name) if render else None,
         sequencer_audio=audio_path if audio_to_sequencer else None,
         metadata={"engine": settings.engine, "audio": audio_path, "seed": int(settings.seed)},

@@ -32,6 +32,7 @@ class VIEW3D_PT_talkbridge(bpy.types.Panel):
         box = layout.box()
         box.label(text="Target", icon="SHAPEKEY_DATA")
         box.prop(settings, "target")
+        box.prop(settings, "mouth_source")
         box.prop(settings, "animate_head")
         if settings.animate_head:
             box.prop(settings, "rig")

@@ -20,8 +20,9 @@ def _limits(name: str, **ui: float) -> dict:
     return {**bounds, "default": spec.default, "description": spec.help.capitalize(), **ui}
 
 
-def _is_mesh_with_keys(_self, obj) -> bool:
-    return obj.type == "MESH"
+def _is_character(_self, obj) -> bool:
+    """A mesh, an armature, an empty or any object that parents or deforms meshes."""
+    return obj.type in {"MESH", "ARMATURE", "EMPTY"} or bool(obj.children)
 
 
 class TalkbridgeSettings(bpy.types.PropertyGroup):
@@ -34,12 +35,24 @@ class TalkbridgeSettings(bpy.types.PropertyGroup):
     audio: StringProperty(name="Audio File", subtype="FILE_PATH", description="Speech recording (wav, flac, mp3 ...)")
     sound_strip: StringProperty(name="Sound Strip", description="Sequencer sound strip to animate to")
     target: PointerProperty(
-        name="Face", type=bpy.types.Object, poll=_is_mesh_with_keys,
-        description="Mesh whose shape keys get the curves (empty: the active object)",
+        name="Character", type=bpy.types.Object, poll=_is_character,
+        description="The character: a mesh, its armature, or an empty/parent above it. Every mesh it deforms "
+        "or parents gets the take (empty: the active object)",
+    )
+    mouth_source: EnumProperty(
+        name="Mouth",
+        items=[
+            ("AUTO", "Auto", "ARKit when its mouth shapes are complete, else visemes, else VRM vowels"),
+            ("ARKIT", "ARKit", "ARKit mouth and jaw shapes drive the mouth"),
+            ("VISEMES", "Visemes", "Oculus visemes (viseme_*) drive the mouth"),
+            ("VRM", "VRM", "VRM vowels (aa ih ou ee oh) drive the mouth"),
+        ],
+        default="AUTO",
+        description="Which one mouth set drives the mouth when the character has several (the others stay at rest)",
     )
     animate_head: BoolProperty(name="Head Pose", default=True, description="Also rotate the head")
-    rig: PointerProperty(name="Head", type=bpy.types.Object, description="Armature (with a head bone) or object to rotate")
-    head_bone: StringProperty(name="Bone", description="Bone that turns the head")
+    rig: PointerProperty(name="Head", type=bpy.types.Object, description="Armature (with a head bone) or object to rotate (empty: the character's armature)")
+    head_bone: StringProperty(name="Bone", description="Bone that turns the head (empty: found by name)")
     engine: EnumProperty(
         name="Engine",
         items=[("lite", "Lite", "Weight-free engine: visemes and ARKit curves, quick"), ("sadtalker", "SadTalker", "SadTalker motion (needs its weights on the sidecar)")],

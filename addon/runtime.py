@@ -40,7 +40,7 @@ class TakePlan:
 
     take_name: str
     scene_name: str
-    shape_keys_name: str | None
+    shape_keys_names: list[str]  # the character's shape-key blocks (one per animated mesh); empty: none
     rig_name: str | None
     bone: str | None
     start_frame: int
@@ -48,6 +48,8 @@ class TakePlan:
     pose_reference: str = "first"
     head_movement: float = 0.0  # scene units per 3DMM translation unit; 0 keeps the head in place
     name_map: dict[str, tuple[str | None, float]] = field(default_factory=dict)
+    mouth_source: str = "auto"  # auto, arkit, visemes or vrm: the one set that drives the mouth
+    preset_binds: dict[str, dict[str, list[tuple[str, float, bool]]]] = field(default_factory=dict)  # VRM presets by block
     frames_folder: str | None = None
     sequencer_audio: str | None = None  # None: the audio already sits on the sequencer (or not wanted)
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -79,9 +81,12 @@ class ActiveJob:
 
     def _make_writer(self) -> apply.TakeWriter:
         plan = self.plan
-        shape_keys = bpy.data.shape_keys.get(plan.shape_keys_name) if plan.shape_keys_name else None
-        if plan.shape_keys_name and shape_keys is None:
-            raise TalkbridgeError(f"the shape keys {plan.shape_keys_name!r} were deleted while the job ran")
+        shape_keys = []
+        for name in plan.shape_keys_names:
+            block = bpy.data.shape_keys.get(name)
+            if block is None:
+                raise TalkbridgeError(f"the shape keys {name!r} were deleted while the job ran")
+            shape_keys.append(block)
         target = None
         if plan.rig_name:
             rig = bpy.data.objects.get(plan.rig_name)
@@ -98,6 +103,8 @@ class ActiveJob:
             name_map=plan.name_map,
             metadata=plan.metadata,
             head_movement=plan.head_movement,
+            mouth=plan.mouth_source,
+            preset_binds=plan.preset_binds,
         )
 
     # ------------------------------------------------------------------------------ the tick
@@ -199,7 +206,10 @@ class ActiveJob:
         parts = [f"talkbridge: {c.status}"]
         if self.writer is not None:
             s = self.writer.summary
-            parts.append(f"action {s.action!r}: {len(s.shape_keys)} shape keys" + (f", {s.pose_target}" if s.pose_target else ""))
+            meshes = f" on {len(s.meshes)} meshes" if len(s.meshes) > 1 else ""
+            parts.append(f"action {s.action!r}: {len(s.shape_keys)} shape keys{meshes}" + (f", {s.pose_target}" if s.pose_target else ""))
+            if s.left_at_rest:
+                parts.append(f"mouth from {s.mouth_source}; {len(s.left_at_rest)} shapes of the other mouth/blink sets left at rest")
         if self.placed is not None and self.placed.warning:
             parts.append(self.placed.warning)
         return "; ".join(parts)

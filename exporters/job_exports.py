@@ -6,7 +6,9 @@ kinds; :func:`write_exports` writes them from a finished :class:`Motion` with th
 
 * ``glb``: ``<name>.glb``, the ``head`` glTF with the motion added as an animation (needs ``head``);
 * ``livelink``: ``<name>.livelink.csv``, Unreal Live Link Face CSV;
-* ``curves``: ``<name>.curves.csv``; ``curves_json``: ``<name>.curves.json`` (plain per-frame curves).
+* ``curves``: ``<name>.curves.csv``; ``curves_json``: ``<name>.curves.json`` (plain per-frame curves);
+* ``preview``: ``<name>.preview.mp4``, the ``head`` with the motion rendered from the front by Blender,
+  with the speech (:mod:`talkbridge.exporters.preview`; needs ``head`` and the ``preview`` extra).
 
 SadTalker motion carries 3DMM expression but no ARKit curves; for ``glb`` and ``livelink`` its mouth
 shapes come from the viseme engine's motion for the job's audio (``viseme_motion``, made by the job layer), as in
@@ -29,11 +31,14 @@ EXPORT_SUFFIXES = {
     "livelink": ".livelink.csv",
     "curves": ".curves.csv",
     "curves_json": ".curves.json",
+    "preview": ".preview.mp4",
 }
 EXPORT_KINDS = tuple(EXPORT_SUFFIXES)
 _ALIASES = {"gltf": "glb", "live_link": "livelink", "csv": "curves", "json": "curves_json", "curves_csv": "curves"}
 """Other names people use (``talkbridge export --format`` says ``csv`` and ``json`` for the curves)."""
-_NEEDS_ARKIT = ("glb", "livelink")
+_NEEDS_ARKIT = ("glb", "livelink", "preview")
+NEEDS_HEAD = ("glb", "preview")
+"""Exports made on the user's glTF head."""
 
 
 def parse_export_kinds(text: str | Iterable[str]) -> tuple[str, ...]:
@@ -56,15 +61,16 @@ def export_targets(kinds: Iterable[str], output_dir: Path, name: str) -> dict[st
 
 
 def check_export_request(kinds: Iterable[str], head: Path | None) -> None:
-    """Fail before any work when a GLB is asked for without a readable head file."""
+    """Fail before any work when a GLB or a preview is asked for without a readable head file."""
     kinds = parse_export_kinds(kinds)
-    if "glb" in kinds:
+    on_head = [kind for kind in kinds if kind in NEEDS_HEAD]
+    if on_head:
         if head is None:
-            raise InputError("the glb export needs a head: a glTF 2.0 file (.glb or .gltf) to animate")
+            raise InputError(f"the {on_head[0]} export needs a head: a glTF 2.0 file (.glb or .gltf) to animate")
         if not Path(head).is_file():
             raise InputError("head file not found", head)
     elif head is not None:
-        log.warning("a head was given but no glb export was asked for: %s is not used", head)
+        log.warning("a head was given but no glb or preview export was asked for: %s is not used", head)
 
 
 def exports_need_arkit(kinds: Iterable[str]) -> bool:
@@ -94,11 +100,13 @@ def write_exports(
     overwrite: bool = False,
     viseme_motion: Motion | None = None,
     mouth: str | None = None,
+    audio: Path | None = None,
 ) -> dict[str, Path]:
     """Write each requested export of ``motion`` to ``output_dir`` (see :func:`export_targets`); returns kind -> path.
 
     ``mouth`` picks the head's mouth set for the glb export (``arkit``, ``visemes``, ``vrm``; None
-    for the default), as ``talkbridge export --mouth`` does.
+    for the default), as ``talkbridge export --mouth`` does. ``audio`` is the speech the preview is
+    rendered with.
 
     Every file is written atomically; a failure leaves the files already written and raises.
     """
@@ -116,6 +124,12 @@ def write_exports(
             from talkbridge.exporters.gltf import ExportOptions, add_animation
 
             add_animation(head, motion, path, ExportOptions(mouth=mouth), overwrite=overwrite)
+        elif kind == "preview":
+            from talkbridge.exporters.preview import render_preview
+
+            from talkbridge.exporters.gltf import ExportOptions
+
+            render_preview(head, motion, path, audio=audio, overwrite=overwrite, options=ExportOptions(mouth=mouth))
         elif kind == "livelink":
             from talkbridge.exporters.livelink import write_livelink_csv
 

@@ -134,7 +134,7 @@ def write_job(
         from talkbridge.exporters.job_exports import write_exports
 
         written.update(write_exports(motion, plan.exports, plan.head, plan.output_dir, plan.name, plan.overwrite,
-                                     viseme_motion=viseme_motion, mouth=plan.mouth))
+                                     viseme_motion=viseme_motion, mouth=plan.mouth, audio=audio))
     log.info("wrote %s (%d frames)", ", ".join(str(path) for path in written.values()), motion.n_frames)
     return WrittenJob(written, motion)
 

@@ -208,13 +208,32 @@ def choose_sources(reports: Sequence[MatchReport], requested: str | None = None,
     return SourceChoice(mouth=choice, blink=blink)
 
 
+def blink_source(channels: Iterable[str]) -> str | None:
+    """The one blink set that closes the eyes: the first of :data:`_BLINK_SOURCES` that ``channels``
+    (the channels a head's targets matched) hold completely, or None."""
+    have = set(channels)
+    return next((name for name, members in _BLINK_SOURCES if members <= have), None)
+
+
+def _other_blinks(chosen: str) -> frozenset[str]:
+    return frozenset().union(*(members for name, members in _BLINK_SOURCES if name != chosen))
+
+
+def held_at_rest(channel: str, mouth: str | None, blink: str | None = None) -> bool:
+    """Whether ``channel`` stays at rest on a head whose mouth is driven by ``mouth`` and whose eyes
+    blink with ``blink``: a mouth shape of another set, or a blink of another blink set."""
+    source = mouth_source_of(channel)
+    if source is not None:
+        return mouth is not None and source != mouth
+    return blink is not None and channel in _other_blinks(blink)
+
+
 def _choose_blink(reports: Sequence[MatchReport]) -> str | None:
     """Keep one blink set: the first of :data:`_BLINK_SOURCES` the head has completely."""
-    matched = {m.channel for report in reports for m in report.matches if m.how != "user map"}
-    chosen = next((name for name, channels in _BLINK_SOURCES if channels <= matched), None)
+    chosen = blink_source(m.channel for report in reports for m in report.matches if m.how != "user map")
     if chosen is None:
         return None
-    dropped = frozenset().union(*(channels for name, channels in _BLINK_SOURCES if name != chosen))
+    dropped = _other_blinks(chosen)
     reason = f"the eyes blink with {chosen} shapes"
     for report in reports:
         _hold(report, lambda m: m.channel not in dropped, reason)

@@ -140,6 +140,21 @@ def run_blender_script(work: Path, script: Path, config: dict, env: dict[str, st
     )
 
 
+def run_addon_script(script: str, packages: Path, timeout: float = 150) -> dict:
+    """Run ``script`` in a fresh bpy subprocess of this Python with the checkout's ``addon/`` importable
+    as ``talkbridge_addon`` (from ``packages``, passed as its first argument); returns the JSON it
+    printed on its ``RESULT`` line, failing with its output when it printed none."""
+    (packages / "talkbridge_addon").symlink_to(ROOT / "addon", target_is_directory=True)
+    try:
+        done = subprocess.run([sys.executable, "-c", script, str(packages)], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired as error:
+        said = (error.stdout or b"")[-2000:].decode(errors="replace") + (error.stderr or b"")[-2000:].decode(errors="replace")
+        raise AssertionError(f"the Blender script did not finish within {timeout} s:\n{said}") from None
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
 def write_inputs(folder: Path) -> dict:
     """Scenario inputs (engine Python only): the mannequin GLB, speech, a portrait and the lite reference motion."""
     import numpy as np

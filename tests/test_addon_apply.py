@@ -7,15 +7,11 @@ installed-extension path is covered by ``tests/test_addon_blender.py``.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests import blender_support
 
 pytestmark = [pytest.mark.blender, pytest.mark.timeout(180)]
 
@@ -206,12 +202,7 @@ print("RESULT " + json.dumps(out))
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    packages = tmp_path_factory.mktemp("addon-package")
-    (packages / "talkbridge_addon").symlink_to(ROOT / "addon", target_is_directory=True)
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(packages)], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return blender_support.run_addon_script(SCRIPT, tmp_path_factory.mktemp("addon-package"), timeout=120)
 
 
 def test_streamed_chunks_end_equal_to_a_one_shot_write_and_show_up_early(results):

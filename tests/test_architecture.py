@@ -163,6 +163,19 @@ def test_nothing_is_loaded_by_file_path():
     assert offenders == [] and addon == []
 
 
+def test_only_the_preview_renderer_imports_bpy():
+    """Blender is the add-on's host and the preview's renderer; nothing else in the package loads it
+    (the preview runs it in a child process, see exporters/preview.py)."""
+    users = []
+    for name, path in MODULES.items():
+        for node in _executed_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import) and any(alias.name.split(".")[0] in ("bpy", "mathutils") for alias in node.names):
+                users.append(name)
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] in ("bpy", "mathutils"):
+                users.append(name)
+    assert sorted(set(users)) == ["talkbridge.exporters.preview_render"]
+
+
 @pytest.mark.parametrize("command", ["generate", "coeffs", "demo"])
 def test_job_commands_only_parse_arguments_and_call_the_job_layer(command):
     name = f"talkbridge.cli.commands.{command}"

@@ -2,8 +2,9 @@
 
 Columns (CSV header or JSON keys): ``audio`` (required), ``portrait``, ``name`` (default: the audio's
 stem), the file inputs ``transcript``, ``landmarks``, ``ref_eyeblink``, ``ref_pose``, the exports
-``head`` (a glTF head to animate), ``exports`` (``glb,livelink,curves``) and ``mouth`` (which of the
-head's mouth sets drives the glb export's mouth: ``arkit``, ``visemes``, ``vrm`` or ``auto``), and any job option under
+``head`` (a glTF head to animate), ``exports`` (``glb,livelink,curves,preview``) and ``mouth`` (which
+of the head's mouth sets drives the glb and preview exports' mouth: ``arkit``, ``visemes``, ``vrm`` or
+``auto``), and any job option under
 its long name with ``_`` or ``-`` (``seed``, ``pose-style``, ``expression_scale``, ``still``, ...).
 Option cells are parsed and checked by the job layer's one definition (:data:`OPTIONS`), so the
 limits are those of ``generate``. Paths resolve relative to the manifest's folder. A ``transcript``
@@ -28,7 +29,7 @@ from typing import Any, Iterable, Mapping
 from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.core.jobs.options import OPTIONS, JobOptions, option_name
 from talkbridge.core.jobs.request import JobRequest, read_transcript
-from talkbridge.exporters.job_exports import parse_export_kinds
+from talkbridge.exporters.job_exports import NEEDS_HEAD, parse_export_kinds
 from talkbridge.exporters.mouth_source import parse_mouth_source
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,9 @@ def build_row(cells: Mapping[str, Any], base: Path, where: str, defaults: Manife
         exports = parse_export_kinds(cells.get("exports") or defaults.exports)
         head = files.get("head", defaults.head)
         mouth = parse_mouth_source(cells.get("mouth") or defaults.mouth)
-        if "glb" in exports and head is None:
-            raise InputError(f"{where}: the glb export needs a 'head' (a .glb or .gltf file to animate)")
+        on_head = [kind for kind in exports if kind in NEEDS_HEAD]
+        if on_head and head is None:
+            raise InputError(f"{where}: the {on_head[0]} export needs a 'head' (a .glb or .gltf file to animate)")
         request = JobRequest(
             audio=files["audio"],
             image=files.get("portrait", defaults.portrait),

@@ -38,11 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("manifest", type=Path, help="CSV with a header, JSON Lines (.jsonl), or a folder of audio files")
     parser.add_argument("-o", "--output-dir", type=Path, required=True, help="folder for every row's outputs and the report")
     parser.add_argument("--portrait", type=Path, help="portrait for rows that name none (needed for a folder of audio with SadTalker)")
-    parser.add_argument("--head", type=Path, help="glTF head for rows' glb exports that name none")
-    parser.add_argument("--exports", default="", help="exports for rows that name none: glb,livelink,curves,curves_json")
+    parser.add_argument("--head", type=Path, help="glTF head for rows' glb and preview exports that name none")
+    parser.add_argument("--exports", default="", help="exports for rows that name none: glb,livelink,curves,curves_json,preview "
+                        "(preview: the head rendered with the speech, <name>.preview.mp4; needs bpy)")
     parser.add_argument("--mouth", choices=("auto", "arkit", "visemes", "vrm"), default="auto",
-                        help="mouth set for rows' glb exports that name none (a 'mouth' column): default auto, ARKit "
-                        "when the head has all of it, else Oculus visemes, else VRM vowels")
+                        help="mouth set for rows' glb and preview exports that name none (a 'mouth' column): default auto, "
+                        "ARKit when the head has all of it, else Oculus visemes, else VRM vowels")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs that no earlier batch run recorded")
     parser.add_argument("--checkpoints", type=Path, help="SadTalker checkpoints folder (default: the model store's; on Ray, a path on every node)")
     defaults = parser.add_argument_group("option defaults (a row's own cell wins)")
