@@ -77,7 +77,7 @@ def write_onnx(path: Path, audio_weights: np.ndarray, emotion_weights: np.ndarra
 def _bs_config(count: int, **per_pose) -> dict:
     params = {
         "strengthL1regularization": 0.5, "strengthL2regularization": 0.5, "strengthTemporalSmoothing": 0.3,
-        "strengthSymmetry": 100.0, "templateBBSize": 2.5, "numPoses": count,
+        "strengthSymmetry": 100.0, "templateBBSize": 40.0, "numPoses": count,
         "bsSolveActivePoses": [1] * count, "bsSolveCancelPoses": [-1] * count, "bsSolveSymmetryPoses": [-1] * count,
         "bsWeightMultipliers": [1.0] * count, "bsWeightOffsets": [0.0] * count,
     }
@@ -158,7 +158,7 @@ def write_model_folder(root: Path, *, skin_shapes: int = 4, tongue_shapes: int =
     np.savez(root / "bs_tongue.npz", **tongue_arrays)
     (root / "bs_tongue_config.json").write_text(json.dumps(_bs_config(
         len(TONGUE_POSES), strengthL1regularization=1.0, strengthL2regularization=3.5, strengthTemporalSmoothing=5.0,
-        templateBBSize=1.0, bsWeightMultipliers=[2.0, 1.0, 1.0], bsWeightOffsets=[0.0, 0.1, 0.0])))
+        templateBBSize=20.0, bsWeightMultipliers=[2.0, 1.0, 1.0], bsWeightOffsets=[0.0, 0.1, 0.0])))
     audio_weights = rng.normal(0, network_scale * 0.02, (buffer_len, results))
     emotion_weights = rng.normal(0, network_scale * 0.3, (emotions, results))
     bias = rng.normal(0, network_scale * 0.3, results)
