@@ -30,7 +30,7 @@ from talkbridge.core.audio2face.tongue import ProjectedTongue
 from talkbridge.core.audio2face.windows import audio_windows, frame_count, target_samples
 from talkbridge.core.emotion import AUTO, emotion_frames
 from talkbridge.core.engine import MotionRequest
-from talkbridge.core.errors import InputError
+from talkbridge.core.errors import CheckpointError, InputError
 from talkbridge.core.motion import ARKIT_52, EMOTIONS, FPS, TONGUE_16, MotionChunk
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,14 @@ class Audio2FaceEngine:
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "auto", threads: int | None = None,
                  batch: int = 64) -> None:
-        folder_path = Path(model_dir) if model_dir is not None else default_model_dir()
-        self.folder: ModelFolder = load_model_folder(folder_path)
+        if model_dir is None:
+            model_dir = default_model_dir()
+            if not (model_dir / "model.json").is_file():
+                raise CheckpointError(
+                    "no Audio2Face-3D model.json here; run `talkbridge models download audio2face-mark` "
+                    "(or `models adopt` a downloaded folder), or pass --checkpoints DIR", model_dir,
+                )
+        self.folder: ModelFolder = load_model_folder(Path(model_dir))
         folder = self.folder
         self.dt = float(np.float32(1.0 / FPS))
         self.network = A2FNetwork(folder.network_path, folder.info, device, threads, batch)

@@ -66,6 +66,10 @@ def open_local_job(
         from talkbridge.core.jobs.sadtalker_job import open_sadtalker_job
 
         return open_sadtalker_job(request, cache, render, overlap, paste_workers)
+    if engine == "audio2face":
+        from talkbridge.core.jobs.audio2face_job import open_audio2face_job
+
+        return open_audio2face_job(request, cache, render)
     return open_registered_job(engine, request, cache, render)
 
 
