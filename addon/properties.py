@@ -42,7 +42,11 @@ class TalkbridgeSettings(bpy.types.PropertyGroup):
     head_bone: StringProperty(name="Bone", description="Bone that turns the head")
     engine: EnumProperty(
         name="Engine",
-        items=[("lite", "Lite", "Weight-free engine: visemes and ARKit curves, quick"), ("sadtalker", "SadTalker", "SadTalker motion (needs its weights on the sidecar)")],
+        items=[
+            ("lite", "Lite", "Weight-free engine: visemes and ARKit curves, quick"),
+            ("sadtalker", "SadTalker", "SadTalker motion (needs its weights on the sidecar)"),
+            ("audio2face", "Audio2Face-3D", "NVIDIA Audio2Face-3D: trained ARKit, tongue, jaw and eye motion (needs its model on the sidecar)"),
+        ],
         default="lite",
     )
     pose_style: IntProperty(name="Pose Style", **_limits("pose_style"))

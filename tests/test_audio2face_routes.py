@@ -95,13 +95,26 @@ def test_the_sidecar_streams_the_same_arrays(inputs, expected):
     assert_same_motion(got, expected)
 
 
+def batch_args(folder: Path, model: str, out: str) -> list[str]:
+    return ["-q", "batch", str(folder / "clips"), "-o", str(folder / out), "--engine", "audio2face", "--checkpoints", model,
+            "--size", "64", "--emotion", EMOTION, "--seed", str(SEED)]
+
+
+def test_a_batch_in_this_process_writes_the_same_arrays(inputs, expected):
+    from talkbridge.cli import main
+    from talkbridge.exporters.motion_file import load_motion
+
+    folder, model, _ = inputs
+    assert main(batch_args(folder, str(model), "batch_out")) == 0
+    assert_same_motion(load_motion(folder / "batch_out" / "line.motion.npz"), expected)
+    assert main(batch_args(folder, str(model), "batch_out")) == 0  # a second run skips the finished row
+
+
 def ray_scenario(payload: dict) -> dict:
     from talkbridge.cli import main
 
     folder = Path(payload["folder"])
-    code = main(["-q", "batch", str(folder / "clips"), "-o", str(folder / "ray_out"), "--engine", "audio2face",
-                 "--checkpoints", payload["model"], "--size", "64", "--emotion", EMOTION, "--seed", str(SEED),
-                 "--ray", "local"])
+    code = main(batch_args(folder, payload["model"], "ray_out") + ["--ray", "local"])
     return {"exit": code}
 
 
@@ -117,3 +130,17 @@ def test_a_ray_batch_writes_the_same_arrays(inputs, expected):
     report = json.loads((folder / "ray_out" / "batch_report.json").read_text())
     assert report["backend"].startswith("ray local")
     assert_same_motion(load_motion(folder / "ray_out" / "line.motion.npz"), expected)
+
+
+def test_the_addons_engine_menu_offers_every_engine():
+    """The panel's Engine menu lists every engine a job can name (auto is the CLI's word only)."""
+    import ast
+
+    from talkbridge.core.jobs.options import ENGINES
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "addon" / "properties.py").read_text())
+    menus = [node for node in ast.walk(tree) if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "engine"]
+    assert len(menus) == 1
+    items = next(k.value for k in menus[0].annotation.keywords if k.arg == "items")
+    names = [ast.literal_eval(item)[0] for item in items.elts]
+    assert sorted(names) == sorted(engine for engine in ENGINES if engine != "auto")
