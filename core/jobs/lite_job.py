@@ -6,8 +6,10 @@ from typing import Iterator
 
 import numpy as np
 
+from talkbridge.core.emotion_overlay import OVERLAY_NAME, apply_emotion_overlay
 from talkbridge.core.engine import MotionRequest
 from talkbridge.core.jobs.cache import EngineCache
+from talkbridge.core.jobs.emotion import job_emotion
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
 from talkbridge.core.motion import FPS
@@ -30,9 +32,15 @@ def open_lite_job(request: JobRequest, cache: EngineCache, render: bool) -> JobS
             transcript=options.transcript,
         )
     )
+    emotion = job_emotion(options.emotion, plan.n_frames)
+    if emotion is not None:
+        plan.arkit = apply_emotion_overlay(plan.arkit, emotion)  # before rendering: the mannequin shows it too
+        plan.emotion = emotion
     size = options.resolved_size("lite")
     renderer = cache.lite_renderer(size) if render else None
     metadata = {**plan.details, "image_used": False, "size": size if render else None}
+    if emotion is not None:
+        metadata["emotion_overlay"] = OVERLAY_NAME
     info = JobInfo(
         engine=engine.name,
         engine_version=engine.version,

@@ -61,6 +61,7 @@ class LitePlan:
     arkit: np.ndarray
     visemes: np.ndarray
     details: dict = field(default_factory=dict)
+    emotion: np.ndarray | None = None  # (T, 10) when the job asked for one (its overlay is in ``arkit``)
 
     @property
     def n_frames(self) -> int:
@@ -75,6 +76,7 @@ class LitePlan:
             expression=None,
             arkit=self.arkit[start:stop],
             visemes=self.visemes[start:stop],
+            emotion=None if self.emotion is None else self.emotion[start:stop],
         )
 
 
