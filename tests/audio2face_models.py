@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -87,8 +88,15 @@ def _bs_config(count: int, **per_pose) -> dict:
 
 def write_model_folder(root: Path, *, skin_shapes: int = 4, tongue_shapes: int = 2, skin_vertices: int = 40,
                        tongue_vertices: int = 12, buffer_len: int = 8320, buffer_ofs: int = 4160, seed: int = 0,
-                       fixed_batch: bool = False, network_scale: float = 1.0) -> SyntheticModel:
-    """Write a complete folder under ``root`` and return its description."""
+                       fixed_batch: bool = False, network_scale: float = 1.0,
+                       skin_poses: tuple[str, ...] = SKIN_POSES, tongue_poses: tuple[str, ...] = TONGUE_POSES,
+                       mask_vertices: int | None = None,
+                       network: Callable[[Path, int, int, int], None] | None = None) -> SyntheticModel:
+    """Write a complete folder under ``root`` and return its description.
+
+    ``network(path, buffer_len, emotion_size, result_size)``, when given, writes ``network.onnx``
+    instead of the linear one (the bench's heavier stand-in); the returned weights then describe nothing.
+    """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     results = skin_shapes + tongue_shapes + 15 + 4
@@ -133,36 +141,43 @@ def write_model_folder(root: Path, *, skin_shapes: int = 4, tongue_shapes: int =
         emo_spec_start=np.array([0, 5], np.int32),
         emo_spec_size=np.array([5, 7], np.int32),
     )
-    skin_arrays = {"poseNames": np.array([b"neutral", *(n.encode() for n in SKIN_POSES)]), "neutral": skin_mean + 0.01}
-    for name in SKIN_POSES:
+    skin_arrays = {"poseNames": np.array([b"neutral", *(n.encode() for n in skin_poses)]), "neutral": skin_mean + 0.01}
+    for name in skin_poses:
         skin_arrays[name] = rng.normal(0, 0.3, (skin_vertices, 3)).astype(np.float32)
-    skin_arrays["frontalMask"] = np.arange(0, skin_vertices, 2, dtype=np.int32)[::-1].copy()
+    if mask_vertices is None:
+        skin_arrays["frontalMask"] = np.arange(0, skin_vertices, 2, dtype=np.int32)[::-1].copy()
+    else:
+        skin_arrays["frontalMask"] = np.sort(rng.choice(skin_vertices, mask_vertices, replace=False)).astype(np.int32)
     np.savez(root / "bs_skin.npz", **skin_arrays)
-    count = len(SKIN_POSES)
+    count = len(skin_poses)
     active = [1] * count
-    active[SKIN_POSES.index("eyeLookDownLeft")] = 0
+    active[skin_poses.index("eyeLookDownLeft")] = 0
     symmetry = [-1] * count
-    symmetry[SKIN_POSES.index("mouthSmileLeft")] = symmetry[SKIN_POSES.index("mouthSmileRight")] = 0
+    symmetry[skin_poses.index("mouthSmileLeft")] = symmetry[skin_poses.index("mouthSmileRight")] = 0
     cancel = [-1] * count
-    cancel[SKIN_POSES.index("mouthPucker")] = cancel[SKIN_POSES.index("mouthFunnel")] = 3
+    cancel[skin_poses.index("mouthPucker")] = cancel[skin_poses.index("mouthFunnel")] = 3
     multipliers = [1.0] * count
-    multipliers[SKIN_POSES.index("jawOpen")] = 1.5
+    multipliers[skin_poses.index("jawOpen")] = 1.5
     offsets = [0.0] * count
-    offsets[SKIN_POSES.index("eyeLookDownLeft")] = 0.05
+    offsets[skin_poses.index("eyeLookDownLeft")] = 0.05
     (root / "bs_skin_config.json").write_text(json.dumps(_bs_config(
         count, bsSolveActivePoses=active, bsSolveSymmetryPoses=symmetry, bsSolveCancelPoses=cancel,
         bsWeightMultipliers=multipliers, bsWeightOffsets=offsets)))
-    tongue_arrays = {"poseNames": np.array([b"neutral", *(n.encode() for n in TONGUE_POSES)]), "neutral": tongue_mean}
-    for name in TONGUE_POSES:
+    tongue_arrays = {"poseNames": np.array([b"neutral", *(n.encode() for n in tongue_poses)]), "neutral": tongue_mean}
+    for name in tongue_poses:
         tongue_arrays[name] = rng.normal(0, 0.3, (tongue_vertices, 3)).astype(np.float32)
     np.savez(root / "bs_tongue.npz", **tongue_arrays)
     (root / "bs_tongue_config.json").write_text(json.dumps(_bs_config(
-        len(TONGUE_POSES), strengthL1regularization=1.0, strengthL2regularization=3.5, strengthTemporalSmoothing=5.0,
-        templateBBSize=20.0, bsWeightMultipliers=[2.0, 1.0, 1.0], bsWeightOffsets=[0.0, 0.1, 0.0])))
+        len(tongue_poses), strengthL1regularization=1.0, strengthL2regularization=3.5, strengthTemporalSmoothing=5.0,
+        templateBBSize=20.0, bsWeightMultipliers=[2.0] + [1.0] * (len(tongue_poses) - 1),
+        bsWeightOffsets=[0.0, 0.1] + [0.0] * (len(tongue_poses) - 2))))
     audio_weights = rng.normal(0, network_scale * 0.02, (buffer_len, results))
     emotion_weights = rng.normal(0, network_scale * 0.3, (emotions, results))
     bias = rng.normal(0, network_scale * 0.3, results)
-    write_onnx(root / "network.onnx", audio_weights, emotion_weights, bias, fixed_batch)
+    if network is None:
+        write_onnx(root / "network.onnx", audio_weights, emotion_weights, bias, fixed_batch)
+    else:
+        network(root / "network.onnx", buffer_len, emotions, results)
     return SyntheticModel(root, audio_weights.astype(np.float32).astype(np.float64),
                           emotion_weights.astype(np.float32).astype(np.float64), bias.astype(np.float32).astype(np.float64),
                           {"skin_shapes": skin_shapes, "tongue_shapes": tongue_shapes})

@@ -17,6 +17,7 @@ does not converge falls back to scipy's BVLS, which gives the same unique optimu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
@@ -28,6 +29,16 @@ log = logging.getLogger(__name__)
 
 CANCEL_CAP = 1e-10
 MAX_ACTIVE_SET_STEPS = 40
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """BLAS on one thread for the per-frame solves: a 52x52 solve takes ~20 us on one thread, but
+    milliseconds when a multi-threaded BLAS wakes its threads for it (measured on 2 shared cores)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without it the solve is right, only slower where BLAS threads contend
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def solve_rows(bs: BlendshapeSet) -> np.ndarray:
@@ -138,6 +149,10 @@ class BlendshapeSolver:
 
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """(T, P) weights in the blendshape file's pose order for per-frame ``D^T target`` rows (T, n)."""
+        with one_blas_thread():
+            return self._solve(rhs)
+
+    def _solve(self, rhs: np.ndarray) -> np.ndarray:
         n = len(self.active)
         ones = np.ones(n)
         out = np.empty((len(rhs), len(self.bs.names)), np.float32)
