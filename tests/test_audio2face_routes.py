@@ -144,3 +144,26 @@ def test_the_addons_engine_menu_offers_every_engine():
     items = next(k.value for k in menus[0].annotation.keywords if k.arg == "items")
     names = [ast.literal_eval(item)[0] for item in items.elts]
     assert sorted(names) == sorted(engine for engine in ENGINES if engine != "auto")
+
+
+def test_an_audio2face_job_never_imports_torch(inputs, tmp_path):
+    """Like lite, the engine is onnxruntime + numpy/scipy: a job from a file must not load torch."""
+    import subprocess
+    import sys
+
+    _, model, audio = inputs
+    script = (
+        "import sys\n"
+        "from talkbridge.core.jobs.cache import EngineCache\n"
+        "from talkbridge.core.jobs.local import open_local_job\n"
+        "from talkbridge.core.jobs.options import JobOptions\n"
+        "from talkbridge.core.jobs.request import JobRequest\n"
+        f"stream = open_local_job(JobRequest(audio={str(audio)!r}, options=JobOptions(engine='audio2face', emotion='joy=0.5').checked()),"
+        f" EngineCache({str(model)!r}), render=True)\n"
+        "frames = sum(step.chunk.n_frames for step in stream.steps)\n"
+        "assert frames == 33, frames\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
