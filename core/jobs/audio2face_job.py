@@ -6,15 +6,11 @@ the same chunk (the portrait is not used, and the metadata says so).
 
 from __future__ import annotations
 
-from typing import Iterator
-
-import numpy as np
-
 from talkbridge.core.engine import MotionRequest
 from talkbridge.core.jobs.cache import EngineCache
-from talkbridge.core.jobs.lite_job import RENDER_STEP_FRAMES
+from talkbridge.core.jobs.lite_job import mannequin_steps
 from talkbridge.core.jobs.request import JobRequest
-from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
+from talkbridge.core.jobs.steps import JobInfo, JobStream
 
 
 def open_audio2face_job(request: JobRequest, cache: EngineCache, render: bool) -> JobStream:
@@ -35,12 +31,4 @@ def open_audio2face_job(request: JobRequest, cache: EngineCache, render: bool) -
         engine=engine.name, engine_version=engine.version, n_frames=plan.n_frames,
         expression_scale=options.expression_scale, frame_size=(size, size) if render else None, metadata=metadata,
     )
-    step_frames = min(options.chunk_frames, RENDER_STEP_FRAMES) if render else options.chunk_frames
-
-    def steps() -> Iterator[Step]:
-        for start in range(0, plan.n_frames, step_frames):
-            chunk = clip.chunk(start, min(plan.n_frames, start + step_frames))
-            frames = None if renderer is None else np.ascontiguousarray(renderer.render(chunk))
-            yield Step(chunk, frames)
-
-    return JobStream(info, steps())
+    return JobStream(info, mannequin_steps(plan.n_frames, options.chunk_frames, clip.chunk, renderer))
