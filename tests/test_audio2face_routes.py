@@ -167,3 +167,17 @@ def test_an_audio2face_job_never_imports_torch(inputs, tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_manifests_engine_and_emotion_columns_reach_the_engine(inputs, tmp_path):
+    from talkbridge.cli import main
+    from talkbridge.exporters.motion_file import load_motion
+
+    _, model, audio = inputs
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text(f'audio,engine,emotion,name\n{audio},audio2face,"joy=0.5,grief=0.25",cheer\n{audio},audio2face,anger=1,cross\n')
+    assert main(["-q", "batch", str(manifest), "-o", str(tmp_path / "out"), "--checkpoints", str(model)]) == 0
+    cheer, cross = (load_motion(tmp_path / "out" / f"{name}.motion.npz") for name in ("cheer", "cross"))
+    assert cheer.engine == cross.engine == "audio2face"
+    assert np.allclose(cheer.emotion[:, [6, 5]], [0.5, 0.25]) and np.allclose(cross.emotion[:, 1], 1.0)
+    assert not np.allclose(cheer.arkit, cross.arkit)  # the network heard two different emotions
