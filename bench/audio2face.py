@@ -1,6 +1,7 @@
 """Benchmark of the audio2face engine on a model with Mark v2.3's real sizes (random weights).
 
     ./scripts/dev bench audio2face [--seconds 10] [--threads 2] [--network conv|linear]
+    python -m bench.audio2face --smoke     # tiny sizes: checks the bench runs
 
 The bench writes a model folder in the Hugging Face layout with Mark's sizes: 8320-sample windows,
 272 + 10 + 15 + 4 outputs, 61,520 skin and 5,602 tongue vertices, 52 ARKit poses solved on a
@@ -27,8 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 MARK = {"skin_shapes": 272, "tongue_shapes": 10, "skin_vertices": 61520, "tongue_vertices": 5602, "mask_vertices": 10085}
 

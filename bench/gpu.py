@@ -280,8 +280,8 @@ def audio2face_rows(table: Table, frames: int) -> None:
 
     Without onnxruntime-gpu and a GPU the row says so instead of a figure.
     """
-    import importlib.util
     import tempfile
+    from pathlib import Path
 
     try:
         import onnxruntime
@@ -291,15 +291,13 @@ def audio2face_rows(table: Table, frames: int) -> None:
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         table.add("audio2face fps", "n/a", "(no CUDA provider: install onnxruntime-gpu)", provider="cuda")
         return
-    spec = importlib.util.spec_from_file_location("bench_audio2face", Path(__file__).with_name("audio2face.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from bench.audio2face import write_conv_network
     from talkbridge.core.audio2face.files import NetworkInfo
     from talkbridge.core.audio2face.network import A2FNetwork
 
     with tempfile.TemporaryDirectory(prefix="a2f-gpu-") as folder:
         path = Path(folder) / "network.onnx"
-        bench.write_conv_network(path, 8320, 26, 301)
+        write_conv_network(path, 8320, 26, 301)
         info = NetworkInfo("bench", tuple("abcdefghij"), (0.0,) * 10, 16, 272, 10, 61520, 5602, 15, 4, 8320, 4160, 16000)
         network = A2FNetwork(path, info, "cuda", batch=64)
         windows = np.random.default_rng(0).normal(0, 0.1, (frames, 8320)).astype(np.float32)

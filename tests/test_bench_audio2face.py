@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("network", ["linear", "conv"])
 def test_audio2face_bench_smoke(network):
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "audio2face.py"), "--smoke", "--seconds", "1", "--threads", "1",
+        [sys.executable, "-m", "bench.audio2face", "--smoke", "--seconds", "1", "--threads", "1",
          "--network", network, "--single-frames", "5"],
         capture_output=True, text=True, timeout=110, cwd=ROOT,
     )
