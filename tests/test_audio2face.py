@@ -381,3 +381,16 @@ def test_diffusion_folder_is_refused_clearly(tmp_path):
     (root / "network_info.json").write_text(json.dumps(info))
     with pytest.raises(CheckpointError, match="v3.0 diffusion"):
         load_model_folder(root)
+
+
+def test_gaze_comes_from_the_eye_rotations_where_the_solve_leaves_it_and_says_so(model):
+    from talkbridge.core.audio2face.eyes import eye_look_curves
+
+    engine = Audio2FaceEngine(model.root, device="cpu")
+    request = MotionRequest(audio=speech(0.4))
+    # the synthetic model's inactive eyeLookDownLeft, and every eyeLook* it has no pose for
+    assert engine.plan(request).details["arkit_from_eyes"] == sorted(n for n in ARKIT_52 if n.startswith("eyeLook"))
+    chunk = next(engine.stream_motion(request))
+    for name in ("eyeLookDownLeft", "eyeLookInRight"):
+        assert np.allclose(chunk.arkit[:, ARKIT_52.index(name)], eye_look_curves(chunk.eyes)[name])
+    assert np.allclose(chunk.arkit[:, ARKIT_52.index("eyeBlinkLeft")] >= chunk.blink - 1e-6, True)

@@ -180,6 +180,9 @@ class Audio2FaceEngine:
             "pose_source": "still" if request.still else PROCEDURAL,
             "blink_source": PROCEDURAL,
             "implicit_emotion": {"shot": self.folder.config.source_shot, "frame": self.folder.config.source_frame},
+            # Where `arkit` is not the solve's own output: blinks on top of the eyelids, gaze from the eye rotations.
+            "arkit_blink": "max(solve, blink) on eyeBlinkLeft/eyeBlinkRight",
+            "arkit_from_eyes": sorted(name for name in ARKIT_52 if name.startswith("eyeLook") and name not in self.solved_arkit),
             "seed": int(request.seed),
         }
         return ClipPlan(samples, n_frames, pose.astype(np.float32), blink, explicit.astype(np.float32), details)
