@@ -120,3 +120,32 @@ def test_sadtalker_curves_get_the_overlay_in_the_retarget_and_its_frames_stay(sp
     assert np.all(sad_curves.arkit[:, frown] >= plain_curves.arkit[:, frown])
     jaw = COLUMN["jawOpen"]
     assert np.array_equal(sad_curves.arkit[:, jaw], plain_curves.arkit[:, jaw])
+
+
+def test_a_sadtalker_job_carries_the_emotion_and_keeps_its_coefficients(tmp_path):
+    """Motion-only SadTalker (tiny seeded weights): the emotion is a channel; the 3DMM rows are unchanged."""
+    from talkbridge.core.jobs.cache import EngineCache
+    from talkbridge.core.jobs.local import open_local_job
+    from talkbridge.core.jobs.options import JobOptions
+    from talkbridge.core.jobs.request import JobRequest
+    from tests.sadtalker_weights import write_combined_safetensors
+
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    write_combined_safetensors(checkpoints, seed=5)
+    first = np.random.default_rng(1).normal(0, 0.2, 73).astype(np.float32)
+    audio = write_wav(tmp_path / "speech.wav", speech_like(1.0, seed=9))
+    cache = EngineCache(checkpoints)
+
+    def motion(emotion):
+        options = JobOptions(engine="sadtalker", seed=2, device="cpu", emotion=emotion).checked()
+        stream = open_local_job(JobRequest(audio=audio, first_frame=first, options=options), cache, render=False)
+        chunks = [step.chunk for step in stream.steps]
+        return stream.info, Motion.from_chunks(chunks, engine="sadtalker", engine_version="x")
+
+    plain_info, plain = motion(None)
+    info, sad = motion("sadness=0.9")
+    assert plain.emotion is None and "emotion_overlay" not in plain_info.metadata
+    assert sad.emotion.shape == (sad.n_frames, 10) and np.allclose(sad.emotion[:, EMOTIONS.index("sadness")], 0.9)
+    assert info.metadata["emotion_overlay"] == "exported curves only (the video is unchanged)"
+    assert np.array_equal(sad.coefficients(), plain.coefficients())  # what the video is rendered from
