@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from talkbridge.bridge.remote_job import CANCELLED, CONNECTING, DONE, FAILED, RUNNING, RemoteJob, SidecarAddress
 from talkbridge.core.errors import TalkbridgeError
 from talkbridge.core.jobs.options import JobOptions
 from talkbridge.core.jobs.request import JobRequest
 
-__all__ = ["CANCELLED", "CONNECTING", "DONE", "FAILED", "RUNNING", "JobSettings", "check_inputs", "make_job"]
+__all__ = ["CANCELLED", "CONNECTING", "DONE", "FAILED", "RUNNING", "JobSettings", "check_inputs", "emotion_keys", "make_job"]
+
+NO_EMOTION = "NONE"
 
 
 @dataclass
@@ -46,6 +48,25 @@ def check_inputs(settings: JobSettings) -> None:
         raise TalkbridgeError(f"{settings.image_path}: portrait image not found")
     if settings.engine == "sadtalker" and not settings.image_path:
         raise TalkbridgeError("SadTalker starts its motion (and renders its video) from a portrait: pick a portrait image")
+
+
+def emotion_keys(samples: Sequence[tuple[float, str, float]]) -> list[dict[str, float]] | None:
+    """The job's ``emotion`` option from the take's samples of (seconds, emotion or "NONE", strength).
+
+    None when no sample has an emotion (the job then has none). A sample equal to both neighbours
+    adds nothing to a linearly interpolated track and is dropped, so a constant emotion is one key.
+    """
+    rows = [(float(time), name, float(strength) if name != NO_EMOTION else 0.0) for time, name, strength in samples]
+    if not any(name != NO_EMOTION and strength > 0 for _, name, strength in rows):
+        return None
+    keys = []
+    for index, (time, name, strength) in enumerate(rows):
+        same_as_before = index > 0 and rows[index - 1][1:] == (name, strength)
+        same_as_after = index + 1 < len(rows) and rows[index + 1][1:] == (name, strength)
+        if same_as_before and (same_as_after or index + 1 == len(rows)):
+            continue
+        keys.append({"time": time, **({name: min(max(strength, 0.0), 1.0)} if name != NO_EMOTION else {})})
+    return keys
 
 
 def make_job(settings: JobSettings) -> RemoteJob:

@@ -13,7 +13,7 @@ from talkbridge.core.errors import TalkbridgeError
 from talkbridge.core.motion import FPS
 
 from . import apply, character, runtime, sequencer
-from .job import FAILED, JobSettings, check_inputs, make_job
+from .job import FAILED, JobSettings, check_inputs, emotion_keys, make_job
 
 STREAM_CHUNK_FRAMES = 50  # two seconds per chunk: curves show up while the job runs
 LOCAL_START_TIMEOUT_S = 120.0  # a freshly started sidecar imports its engines before it answers
@@ -38,6 +38,37 @@ def _audio(scene, settings) -> tuple[str, int | None, bool]:
 def guess_head_bone(rig) -> str | None:
     """The bone most likely to turn the head (see :func:`.character.find_head_bone`)."""
     return character.find_head_bone(rig)
+
+
+MAX_EMOTION_SAMPLES = 2000
+
+
+def emotion_option(scene: Any, settings: Any, start_frame: int, n_frames: int | None) -> dict[str, Any]:
+    """``{"emotion": keys}`` from the panel's emotion and strength, sampled over the take's frames when
+    either is keyframed (at the scene's frame rate, from the take's first frame); ``{}`` without an emotion."""
+    from bpy_extras import anim_utils
+
+    curves = {}
+    animation = scene.animation_data
+    if animation is not None and animation.action is not None:
+        bag = anim_utils.action_get_channelbag_for_slot(animation.action, animation.action_slot)
+        curves = {curve.data_path: curve for curve in (bag.fcurves if bag is not None else ())}
+    emotion_curve, strength_curve = curves.get("talkbridge.emotion"), curves.get("talkbridge.emotion_strength")
+    names = [item.identifier for item in settings.bl_rna.properties["emotion"].enum_items]
+    if emotion_curve is None and strength_curve is None:
+        samples = [(0.0, settings.emotion, settings.emotion_strength)]
+    else:
+        rate = scene.render.fps / (scene.render.fps_base or 1.0)  # scene frames per second of the take
+        frames = max(1, int(round((n_frames or 1) * rate / FPS)))
+        step = max(1, -(-frames // MAX_EMOTION_SAMPLES))
+        samples = []
+        for offset in range(0, frames, step):
+            frame = start_frame + offset
+            name = settings.emotion if emotion_curve is None else names[min(len(names) - 1, max(0, round(emotion_curve.evaluate(frame))))]
+            strength = settings.emotion_strength if strength_curve is None else strength_curve.evaluate(frame)
+            samples.append((offset / rate, name, strength))
+    keys = emotion_keys(samples)
+    return {} if keys is None else {"emotion": keys}
 
 
 def audio_length_frames(path: str) -> int | None:
@@ -128,6 +159,8 @@ def build_job(context) -> runtime.ActiveJob:
             "expression_scale": float(settings.expression_scale),
             "seed": int(settings.seed),
             "chunk_frames": STREAM_CHUNK_FRAMES,
+            **emotion_option(scene, settings, strip_start if strip_start is not None else settings.start_frame,
+                             audio_length_frames(audio_path)),
         },
         render_size=int(settings.size) if render else None,
         connect_timeout_s=timeout,

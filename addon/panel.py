@@ -53,6 +53,11 @@ class VIEW3D_PT_talkbridge(bpy.types.Panel):
         row.prop(settings, "still")
         row.prop(settings, "expression_scale")
         row = box.row()
+        row.prop(settings, "emotion")
+        sub = row.row()
+        sub.enabled = settings.emotion != "NONE"
+        sub.prop(settings, "emotion_strength")
+        row = box.row()
         row.prop(settings, "render_frames")
         sub = row.row()
         sub.enabled = settings.render_frames

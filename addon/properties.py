@@ -6,6 +6,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from talkbridge.core.jobs.options import OPTIONS
+from talkbridge.core.motion import EMOTIONS
 
 BLENDER_INT_MAX = 2**31 - 1  # IntProperty is a signed 32-bit integer
 
@@ -55,12 +56,26 @@ class TalkbridgeSettings(bpy.types.PropertyGroup):
     head_bone: StringProperty(name="Bone", description="Bone that turns the head (empty: found by name)")
     engine: EnumProperty(
         name="Engine",
-        items=[("lite", "Lite", "Weight-free engine: visemes and ARKit curves, quick"), ("sadtalker", "SadTalker", "SadTalker motion (needs its weights on the sidecar)")],
+        items=[
+            ("lite", "Lite", "Weight-free engine: visemes and ARKit curves, quick"),
+            ("sadtalker", "SadTalker", "SadTalker motion (needs its weights on the sidecar)"),
+            ("audio2face", "Audio2Face-3D", "NVIDIA Audio2Face-3D: trained ARKit, tongue, jaw and eye motion (needs its model on the sidecar)"),
+        ],
         default="lite",
     )
     pose_style: IntProperty(name="Pose Style", **_limits("pose_style"))
     still: BoolProperty(name="Still", default=False, description="Keep the head still")
     expression_scale: FloatProperty(name="Expression Scale", **_limits("expression_scale", soft_max=3.0))
+    emotion: EnumProperty(
+        name="Emotion",
+        items=[("NONE", "None", "No emotion")] + [(name, name.title(), f"Audio2Face-3D's {name!r}") for name in EMOTIONS],
+        default="NONE",
+        description="Emotion of the take (keyframe it to change it over time): Audio2Face-3D hears it, "
+                    "lite and SadTalker blend it into their ARKit curves",
+    )
+    emotion_strength: FloatProperty(
+        name="Strength", min=0.0, max=1.0, default=0.6, description="How strong the emotion is (keyframable)",
+    )
     size: EnumProperty(name="Size", items=[("256", "256", ""), ("512", "512", "")], default="256")
     seed: IntProperty(name="Seed", **_limits("seed"))
     render_frames: BoolProperty(name="Rendered Video", default=True, description="Ask for rendered frames and put them on the sequencer (SadTalker renders the portrait; lite, the mannequin)")

@@ -275,6 +275,39 @@ def half_precisions(device: torch.device) -> list[str]:
     return names
 
 
+def audio2face_rows(table: Table, frames: int) -> None:
+    """The audio2face network (bench/audio2face.py's Mark-sized conv stand-in) on onnxruntime's CUDA provider.
+
+    Without onnxruntime-gpu and a GPU the row says so instead of a figure.
+    """
+    import tempfile
+    from pathlib import Path
+
+    try:
+        import onnxruntime
+    except ImportError:
+        table.add("audio2face fps", "n/a", "(onnxruntime not installed)", provider="cuda")
+        return
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        table.add("audio2face fps", "n/a", "(no CUDA provider: install onnxruntime-gpu)", provider="cuda")
+        return
+    from bench.audio2face import write_conv_network
+    from talkbridge.core.audio2face.files import NetworkInfo
+    from talkbridge.core.audio2face.network import A2FNetwork
+
+    with tempfile.TemporaryDirectory(prefix="a2f-gpu-") as folder:
+        path = Path(folder) / "network.onnx"
+        write_conv_network(path, 8320, 26, 301)
+        info = NetworkInfo("bench", tuple("abcdefghij"), (0.0,) * 10, 16, 272, 10, 61520, 5602, 15, 4, 8320, 4160, 16000)
+        network = A2FNetwork(path, info, "cuda", batch=64)
+        windows = np.random.default_rng(0).normal(0, 0.1, (frames, 8320)).astype(np.float32)
+        emotions = np.zeros((frames, 1, 26), np.float32)
+        network.run(windows[:64], emotions[:64])  # warm-up: kernels and memory
+        started = time.perf_counter()
+        network.run(windows, emotions)
+        table.add("audio2face fps", frames / (time.perf_counter() - started), "frames/s (network, 64 per call)", provider="cuda")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny networks on CPU, well under a minute")
@@ -339,6 +372,8 @@ def main() -> int:
         solo_fps = solo_fps or fps
         table.add("concurrent jobs", fps, f"frames/s total (x{fps / solo_fps:.2f} one job)", size=compare_size, jobs=jobs, pass_size=plan.job_pass)
         table.add("concurrent first frames", wait, "s, slowest job", size=compare_size, jobs=jobs, pass_size=plan.job_pass)
+
+    audio2face_rows(table, frames=8 if args.smoke else 250)
 
     if args.accelerate != "off":
         from talkbridge.core.sadtalker.render.accelerate import accelerate

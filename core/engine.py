@@ -59,6 +59,7 @@ class MotionEngine(Protocol):
 ENGINE_FACTORIES: dict[str, str] = {
     "sadtalker": "talkbridge.core.sadtalker.engine:SadTalkerMotionEngine",
     "lite": "talkbridge.core.lite.engine:LiteEngine",
+    "audio2face": "talkbridge.core.audio2face.engine:Audio2FaceEngine",
 }
 
 
@@ -84,6 +85,7 @@ class EngineFacts:
 ENGINE_FACTS: dict[str, EngineFacts] = {
     "sadtalker": EngineFacts(renders=True, sizes=(256, 512), coefficients=True),
     "lite": EngineFacts(renders=True, arkit=True),
+    "audio2face": EngineFacts(renders=True, arkit=True),  # its video is the lite mannequin driven by its curves
 }
 """Facts of the registered engines; a plug-in engine without an entry makes motion only."""
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from talkbridge.core.emotion_overlay import OVERLAY_NAME, apply_emotion_overlay
 from talkbridge.core.errors import InputError
 from talkbridge.core.motion import ARKIT_52, Motion
 from talkbridge.exporters.bfm import BfmModel, load_bfm
@@ -171,7 +172,7 @@ def retarget_motion(
         metadata["expression_source"] = GEOMETRIC
         metadata["retarget_model"] = str(model.path) if model.path else None
         log.info("retargeted %d frames geometrically with %s", motion.n_frames, model.path)
-        return dataclasses.replace(motion, arkit=arkit, metadata=metadata)
+        return dataclasses.replace(motion, arkit=_emotion_overlaid(motion, arkit, metadata), metadata=metadata)
     if mouth_motion is None:
         raise InputError(
             "SadTalker motion needs either a BFM_model_front.mat (--bfm) for the geometric retarget, "
@@ -193,4 +194,13 @@ def retarget_motion(
         visemes = _align_frames(np.asarray(mouth_motion.visemes, np.float32), motion.n_frames, "the viseme engine's visemes")
     metadata["expression_source"] = VISEME_FALLBACK
     metadata["mouth_engine"] = f"{mouth_motion.engine} {mouth_motion.engine_version}"
-    return dataclasses.replace(motion, arkit=arkit, visemes=visemes, metadata=metadata)
+    return dataclasses.replace(motion, arkit=_emotion_overlaid(motion, arkit, metadata), visemes=visemes, metadata=metadata)
+
+
+def _emotion_overlaid(motion: Motion, arkit: np.ndarray, metadata: dict) -> np.ndarray:
+    """Derived curves with the motion's emotion channel blended in (the FACS overlay), when it has one."""
+    if motion.emotion is None:
+        return arkit
+    metadata["emotion_overlay"] = OVERLAY_NAME
+    return apply_emotion_overlay(arkit, motion.emotion)
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
 import sys
 import time
@@ -161,3 +162,57 @@ def test_the_pose_module_and_posemath_import_without_pygltflib(tmp_path):
     (packages / "talkbridge_addon").symlink_to(ROOT / "addon", target_is_directory=True)
     done = subprocess.run([sys.executable, "-c", script, str(packages)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "LAZY-OK" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_takes_emotion_samples_become_the_jobs_keys():
+    none = job.NO_EMOTION
+    assert job.emotion_keys([(0.0, none, 0.6)]) is None and job.emotion_keys([(0.0, "joy", 0.0)]) is None
+    assert job.emotion_keys([(0.0, "joy", 0.6)]) == [{"time": 0.0, "joy": 0.6}]
+    samples = [(t / 25, "joy", 0.5) for t in range(5)] + [(t / 25, "anger", 1.0) for t in range(5, 8)] + [(8 / 25, none, 0.7)]
+    keys = job.emotion_keys(samples)
+    # a run of equal samples keeps its first and last key, so interpolation holds it; NONE is a key of zeros
+    assert keys == [{"time": 0.0, "joy": 0.5}, {"time": 0.16, "joy": 0.5}, {"time": 0.2, "anger": 1.0},
+                    {"time": 0.28, "anger": 1.0}, {"time": 0.32}]
+    from talkbridge.core.jobs.options import OPTIONS
+
+    track = OPTIONS["emotion"].check(keys)  # what the sidecar does with them
+    assert track.frames(10, 25)[2, 6] == pytest.approx(0.5) and track.frames(10, 25)[9].max() == 0.0
+
+
+def test_keyframed_emotion_and_strength_are_sampled_over_the_take(tmp_path):
+    """Inside Blender (bpy 4.5 as a module): keys on the panel's emotion and strength reach the job."""
+    import subprocess
+
+    script = tmp_path / "emotion_keys.py"
+    script.write_text(
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import bpy\n"
+        "from tests.test_addon_units import _load\n"
+        "properties = _load('properties')\n"
+        "operators = _load('operators')\n"
+        "properties.register()\n"
+        "scene = bpy.context.scene\n"
+        "scene.render.fps, scene.render.fps_base = 25, 1.0\n"
+        "settings = scene.talkbridge\n"
+        "out = {'plain': operators.emotion_option(scene, settings, 1, 50)}\n"
+        "settings.emotion = 'joy'\n"
+        "out['constant'] = operators.emotion_option(scene, settings, 1, 50)\n"
+        "settings.emotion_strength = 0.0\n"
+        "scene.keyframe_insert('talkbridge.emotion_strength', frame=11)\n"
+        "settings.emotion_strength = 1.0\n"
+        "scene.keyframe_insert('talkbridge.emotion_strength', frame=31)\n"
+        "out['animated'] = operators.emotion_option(scene, settings, 1, 50)\n"
+        "print('RESULT ' + json.dumps(out), flush=True)\n"
+        "import os; os._exit(0)  # bpy as a module can hang in its exit handlers once an add-on registered\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT ")).removeprefix("RESULT "))
+    from talkbridge.core.jobs.options import OPTIONS
+
+    assert out["plain"] == {}
+    assert [key["time"] for key in out["constant"]["emotion"]] == [0.0] and out["constant"]["emotion"][0]["joy"] == pytest.approx(0.6)
+    joy = OPTIONS["emotion"].check(out["animated"]["emotion"]).frames(50, 25)[:, 6]
+    assert joy[:10].max() == 0.0 and joy[30:] == pytest.approx(1.0)  # held before frame 11 and after frame 31
+    assert 0.4 < joy[20] < 0.6 and np.all(np.diff(joy) >= -1e-6)  # halfway up the ramp at scene frame 21

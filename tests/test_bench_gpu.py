@@ -26,6 +26,7 @@ def test_gpu_bench_smoke_prints_the_whole_table():
     assert all(r["value"] > 0 for r in by("fps") + by("official-style loop") + by("first-frame latency"))
     assert [r["size"] for r in by("peak memory")] == [64, 128] and all(r["value"] > 0 for r in by("peak memory"))
     assert sorted(r["jobs"] for r in by("concurrent jobs")) == [1, 4, 16]
+    assert [r["provider"] for r in by("audio2face fps")] == ["cuda"]  # a figure with onnxruntime-gpu, else why not
     precisions = {r["precision"]: r["value"] for r in by("precision fps")}
     assert set(precisions) == {"fp32", "bf16"}  # fp16 is refused on CPU, and the run says so
     assert "skipping fp16" in completed.stdout

@@ -82,6 +82,28 @@ class EngineCache:
 
         return self._built.get(("sadtalker", str(folder), device, precision), build)
 
+    def audio2face(self, device: str = "auto") -> Any:
+        """The Audio2Face-3D engine on ``device``, built once per model folder and device.
+
+        The folder is the ``"audio2face"`` engine option ``model_dir``, else the cache's checkpoint
+        folder when it is an Audio2Face-3D folder (``generate --engine audio2face --checkpoints DIR``),
+        else the model store's ``audio2face-mark``.
+        """
+        kwargs = dict(self._engine_options.get("audio2face", {}))
+        if kwargs.get("model_dir") is None and self._checkpoints is not None:
+            from talkbridge.core.audio2face.files import find_model_json
+
+            kwargs["model_dir"] = find_model_json(self._checkpoints).parent
+        kwargs.setdefault("device", device)
+
+        def build() -> Any:
+            from talkbridge.core.audio2face.engine import Audio2FaceEngine
+
+            log.info("loading engine audio2face on %s", kwargs["device"])
+            return Audio2FaceEngine(**kwargs)
+
+        return self._built.get(("audio2face", str(kwargs.get("model_dir")), kwargs["device"]), build)
+
     def registered(self, name: str, device: str) -> Any:
         """A plug-in motion engine registered by ``name``, built once per device.
 

@@ -10,6 +10,7 @@ import logging
 
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.cache import EngineCache
+from talkbridge.core.jobs.emotion import job_emotion, with_emotion_channel
 from talkbridge.core.jobs.options import JobOptions, options_for_engine
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
@@ -65,7 +66,18 @@ def open_local_job(
     if engine == "sadtalker":
         from talkbridge.core.jobs.sadtalker_job import open_sadtalker_job
 
-        return open_sadtalker_job(request, cache, render, overlap, paste_workers)
+        stream = open_sadtalker_job(request, cache, render, overlap, paste_workers)
+        emotion = job_emotion(request.options.emotion, stream.info.n_frames, engine)
+        if emotion is None:
+            return stream
+        # SadTalker's video comes from its 3DMM expression, which no emotion changes: the emotion travels as
+        # a channel, and only the exported ARKit curves get its overlay (exporters/retarget.py).
+        stream.info.metadata["emotion_overlay"] = "exported curves only (the video is unchanged)"
+        return with_emotion_channel(stream, emotion)
+    if engine == "audio2face":
+        from talkbridge.core.jobs.audio2face_job import open_audio2face_job
+
+        return open_audio2face_job(request, cache, render)
     return open_registered_job(engine, request, cache, render)
 
 

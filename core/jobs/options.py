@@ -18,7 +18,7 @@ from talkbridge.core.emotion import EmotionTrack, emotion_to_wire, emotion_value
 from talkbridge.core.errors import InputError
 from talkbridge.core.sadtalker.files import SIZES as SADTALKER_SIZES
 
-ENGINES = ("auto", "sadtalker", "lite")
+ENGINES = ("auto", "sadtalker", "lite", "audio2face")
 PREPROCESS_MODES = ("crop", "extcrop", "resize", "full", "extfull")
 ENHANCERS = ("gfpgan",)
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -222,14 +222,16 @@ _PARSERS: dict[str, Callable[[OptionSpec, str], Any]] = {
 }
 
 _ST = ("sadtalker",)
+_ALL = ("lite", "sadtalker", "audio2face")
 _OPTION_LIST = (
-    OptionSpec("engine", "engine", "auto", "auto: SadTalker when its checkpoints are found, else lite", choices=ENGINES),
-    OptionSpec("seed", "int", 0, "seed for blinks and head motion", low=0, high=MAX_SEED),
-    OptionSpec("still", "bool", False, "keep the head still (no generated head motion)"),
-    OptionSpec("pose_intensity", "float", 1.0, "scale of the lite engine's head motion", low=0.0, high=2.0, engines=("lite",)),
+    OptionSpec("engine", "engine", "auto", "auto: SadTalker when its checkpoints are found, else lite; audio2face: NVIDIA Audio2Face-3D motion "
+               "(a model folder via --checkpoints, else the store's audio2face-mark)", choices=ENGINES, engines=_ALL),
+    OptionSpec("seed", "int", 0, "seed for blinks and head motion", low=0, high=MAX_SEED, engines=_ALL),
+    OptionSpec("still", "bool", False, "keep the head still (no generated head motion)", engines=_ALL),
+    OptionSpec("pose_intensity", "float", 1.0, "scale of the lite engine's head motion", low=0.0, high=2.0, engines=("lite", "audio2face")),
     OptionSpec(
         "size", "int", None, "face size 256 or 512 for SadTalker (default 256); video size for lite (even, default 512)",
-        low=64, high=2048, optional=True,
+        low=64, high=2048, optional=True, engines=_ALL,
     ),
     OptionSpec("pose_style", "int", 0, "head motion style", low=0, high=45, engines=_ST),
     OptionSpec(
@@ -244,9 +246,9 @@ _OPTION_LIST = (
     OptionSpec("transcript", "text", None, "the spoken words, aligned for better lip timing", optional=True, engines=("lite",)),
     OptionSpec("landmarks", "points", None, "68 or 5 (x, y) face points, for faces detectors miss", optional=True, engines=_ST),
     OptionSpec("enhancer", "choice", None, "restore faces with GFPGAN", choices=ENHANCERS, optional=True, engines=_ST),
-    OptionSpec("chunk_frames", "int", 250, "frames of motion per streamed step", low=1, high=10_000),
+    OptionSpec("chunk_frames", "int", 250, "frames of motion per streamed step", low=1, high=10_000, engines=_ALL),
     OptionSpec("precision", "choice", "fp32", "number format of the SadTalker networks", choices=PRECISIONS, engines=_ST),
-    OptionSpec("device", "device", "auto", "where the networks run", engines=_ST),
+    OptionSpec("device", "device", "auto", "where the networks run", engines=("sadtalker", "audio2face")),
     OptionSpec(
         "emotion", "emotion", None,
         "emotion for the whole clip as NAME=WEIGHT pairs (amazement anger cheekiness disgust fear grief joy "
@@ -315,7 +317,7 @@ class JobOptions:
 
     def resolved_size(self, engine: str) -> int:
         """The frame size the engine renders: the option, else the engine's default."""
-        size = self.size if self.size is not None else (DEFAULT_LITE_SIZE if engine == "lite" else DEFAULT_SADTALKER_SIZE)
+        size = self.size if self.size is not None else (DEFAULT_SADTALKER_SIZE if engine == "sadtalker" else DEFAULT_LITE_SIZE)
         if engine == "sadtalker" and size not in SADTALKER_SIZES:
             raise InputError(f"option 'size' (--size) must be 256 or 512 with the SadTalker engine, got {size}")
         if size % 2:

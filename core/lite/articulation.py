@@ -141,6 +141,15 @@ def _pool(values: np.ndarray, n_frames: int, how: str) -> np.ndarray:
     return blocks.max(axis=1) if how == "max" else blocks.mean(axis=1)
 
 
+def level_per_frame(level: np.ndarray, n_frames: int) -> np.ndarray:
+    """(n_frames,) mean voice loudness of each video frame, from :func:`loudness`'s 100 Hz steps."""
+    per = FRAME_RATE // FPS
+    out = np.zeros(n_frames, np.float64)
+    usable = min(len(level) // per, n_frames)
+    out[:usable] = np.asarray(level)[: usable * per].reshape(usable, per).mean(axis=1)
+    return out
+
+
 def frame_count(n_samples: int) -> int:
     """Video frames covering ``n_samples`` of 16 kHz audio (a partly covered last frame counts)."""
     return max(1, int(np.ceil(n_samples * FPS / SAMPLE_RATE)))

@@ -20,10 +20,11 @@ from talkbridge.core.lite.articulation import (
     ARKIT_INDEX,
     ArticulationConfig,
     frame_count,
+    level_per_frame,
     loudness,
     mouth_curves,
 )
-from talkbridge.core.lite.phones import FRAME_RATE, SAMPLE_RATE, PhoneSegment, phones_for_speech
+from talkbridge.core.lite.phones import SAMPLE_RATE, PhoneSegment, phones_for_speech
 from talkbridge.core.lite.procedural import (
     TRANSLATION_UNIT_M,
     BlinkConfig,
@@ -34,7 +35,7 @@ from talkbridge.core.lite.procedural import (
     gaze_curves,
     head_pose,
 )
-from talkbridge.core.motion import FPS, MotionChunk
+from talkbridge.core.motion import MotionChunk
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class LitePlan:
     arkit: np.ndarray
     visemes: np.ndarray
     details: dict = field(default_factory=dict)
+    emotion: np.ndarray | None = None  # (T, 10) when the job asked for one (its overlay is in ``arkit``)
 
     @property
     def n_frames(self) -> int:
@@ -74,6 +76,7 @@ class LitePlan:
             expression=None,
             arkit=self.arkit[start:stop],
             visemes=self.visemes[start:stop],
+            emotion=None if self.emotion is None else self.emotion[start:stop],
         )
 
 
@@ -114,10 +117,7 @@ class LiteEngine:
         log.info("lite engine: %d phones by %s over %.1f s", len(phones), source, samples.size / SAMPLE_RATE)
         arkit, visemes = mouth_curves(phones, level, n_frames, self.articulation)
 
-        per = FRAME_RATE // FPS
-        level_frames = np.zeros(n_frames, np.float64)
-        usable = min(len(level) // per, n_frames)
-        level_frames[:usable] = level[: usable * per].reshape(usable, per).mean(axis=1)
+        level_frames = level_per_frame(level, n_frames)
 
         # Independent streams per part, so changing one option never reshuffles another's randomness.
         streams = np.random.SeedSequence(request.seed).spawn(3)

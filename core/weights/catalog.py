@@ -8,6 +8,11 @@ Groups:
 * ``face-alignment``: the face detector and landmark network the ``face-alignment`` package fetches
   into ``$TORCH_HOME/hub/checkpoints`` at run time; the store can pre-seed that cache.
 * ``gfpgan``: the optional face enhancer.
+* ``audio2face-mark`` / ``-claire`` / ``-james``: NVIDIA's Audio2Face-3D regression models (v2.3 Mark,
+  v2.3.1 Claire and James), each folder as Hugging Face serves it; ``audio2face-v3``: the v3.0
+  diffusion model (downloadable; this version does not run it); ``audio2emotion``: the optional
+  Audio2Emotion v2.2 model (its licence allows it only together with Audio2Face). The repositories
+  are gated: accept the licence on Hugging Face and set ``HF_TOKEN``.
 
 Sizes and hashes are recorded where they are publicly known; files without them are checked for
 presence and readability only, and ``verify`` says so. A JSON catalog of the same fields can replace
@@ -30,6 +35,37 @@ FAN_BASE = "https://www.adrianbulat.com/downloads/python-fan/"
 CHECKPOINTS = "checkpoints"  # the official SadTalker folder name: engines read it as is
 FACE_ALIGNMENT = "face_alignment"
 GFPGAN = "gfpgan"
+HF = "https://huggingface.co/"
+A2F_REPOSITORIES = {
+    "audio2face-mark": "nvidia/Audio2Face-3D-v2.3-Mark",
+    "audio2face-claire": "nvidia/Audio2Face-3D-v2.3.1-Claire",
+    "audio2face-james": "nvidia/Audio2Face-3D-v2.3.1-James",
+}
+"""The regression models by store folder; the SDK's download script fetches the same repositories."""
+A2F_REGRESSION_FILES = (
+    ("model.json", "which file is which (names network.trt; talkbridge runs network.onnx)"),
+    ("network.onnx", "the regression network (onnxruntime)"),
+    ("network_info.json", "network sizes and emotion names"),
+    ("model_config.json", "animator settings"),
+    ("model_data.npz", "PCA bases, neutral meshes, jaw points, saccade table"),
+    ("implicit_emo_db.npz", "implicit emotion database"),
+    ("bs_skin.npz", "ARKit-52 skin blend shapes"),
+    ("bs_skin_config.json", "skin blendshape solve settings"),
+    ("bs_tongue.npz", "16 tongue blend shapes"),
+    ("bs_tongue_config.json", "tongue blendshape solve settings"),
+    ("trt_info.json", "TensorRT build settings (kept for a complete folder)"),
+    ("a2f_ms_config.json", "NVIDIA microservice settings (kept for a complete folder)"),
+)
+A2F_V3_FILES = (
+    ("model.json", "v3.0 diffusion model: file list"),
+    ("network.onnx", "v3.0 diffusion network (not run by this version)"),
+    ("network_info.json", "v3.0 sizes, identities and emotions"),
+)
+A2E_FILES = (
+    ("model.json", "Audio2Emotion: file list"),
+    ("network.onnx", "Audio2Emotion network (only for use with Audio2Face)"),
+    ("network_info.json", "Audio2Emotion settings"),
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +119,20 @@ CATALOG: tuple[WeightFile, ...] = (
                ("https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",),
                purpose="optional face enhancer (--enhancer gfpgan)"),
 )
+
+def _hugging_face(group: str, repository: str, files: tuple[tuple[str, str], ...]) -> tuple[WeightFile, ...]:
+    """One catalog entry per file of a Hugging Face model repository, in a store folder named ``group``.
+
+    NVIDIA publishes no sizes or checksums for these files; ``verify`` reports them as unchecked.
+    """
+    return tuple(WeightFile(name, group, group, (f"{HF}{repository}/resolve/main/{name}",), purpose=purpose)
+                 for name, purpose in files)
+
+
+CATALOG = CATALOG + tuple(
+    entry for group, repository in A2F_REPOSITORIES.items() for entry in _hugging_face(group, repository, A2F_REGRESSION_FILES)
+) + _hugging_face("audio2face-v3", "nvidia/Audio2Face-3D-v3.0", A2F_V3_FILES) \
+  + _hugging_face("audio2emotion", "nvidia/Audio2Emotion-v2.2", A2E_FILES)
 
 GROUPS = tuple(dict.fromkeys(entry.group for entry in CATALOG))
 

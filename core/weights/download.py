@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable
@@ -64,6 +65,10 @@ def fetch(
         else:
             return
     request = urllib.request.Request(url, headers={"User-Agent": "talkbridge-models"})
+    token = os.environ.get("HF_TOKEN", "").strip()
+    if token and urllib.parse.urlsplit(url).hostname == "huggingface.co":
+        # Gated NVIDIA repositories need the user's token; unredirected, so it never reaches the CDN a redirect names.
+        request.add_unredirected_header("Authorization", f"Bearer {token}")
     if have:
         request.add_header("Range", f"bytes={have}-")
     with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:

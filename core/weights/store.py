@@ -115,10 +115,13 @@ class WeightStore:
         raise InputError(f"{name!r} is not a known weight file (see `talkbridge models list`)")
 
     def adopt(self, folder: str | Path) -> list[FileReport]:
-        """Use an existing SadTalker ``checkpoints/`` folder in place; returns the files found there."""
+        """Use an existing SadTalker ``checkpoints/`` folder, or an Audio2Face-3D model folder, in place;
+        returns the files found there."""
         folder = Path(folder).expanduser().resolve()
         if not folder.is_dir():
             raise InputError("is not a folder", folder)
+        if (folder / "model.json").is_file():
+            return self._adopt_audio2face(folder)
         known = [e for e in self.catalog if e.folder == CHECKPOINTS and (folder / e.name).exists()]
         if not known:
             names = ", ".join(e.name for e in self.catalog if e.folder == CHECKPOINTS and e.default)
@@ -126,6 +129,21 @@ class WeightStore:
         self._state["adopted"][CHECKPOINTS] = str(folder)
         self._write_state()
         return [self.status(e, deep=False) for e in known]
+
+    def _adopt_audio2face(self, folder: Path) -> list[FileReport]:
+        """Adopt a downloaded Audio2Face-3D folder as the store group its ``network_info.json`` names."""
+        try:
+            info = json.loads((folder / "network_info.json").read_text(encoding="utf-8"))
+            kind, actor = info["id"]["type"], str(info["id"].get("actor", "")).lower()
+        except (OSError, ValueError, KeyError, TypeError):
+            raise InputError("has a model.json but no readable network_info.json with an 'id': not an Audio2Face-3D folder", folder) from None
+        group = "audio2face-v3" if kind == "diffusion" else f"audio2face-{actor}"
+        entries = [e for e in self.catalog if e.group == group]
+        if not entries:
+            raise InputError(f"is an Audio2Face-3D model for {actor or kind!r}, which the catalog does not list", folder)
+        self._state["adopted"][group] = str(folder)
+        self._write_state()
+        return [self.status(e, deep=False) for e in entries]
 
     # -- checking ------------------------------------------------------------------------------
     def status(self, entry: WeightFile, deep: bool = True, progress: Callable[[int], None] | None = None) -> FileReport:

@@ -23,6 +23,7 @@ import numpy as np
 
 from talkbridge._version import __version__
 from talkbridge.batch.manifest import BatchRow
+from talkbridge.core.emotion import EmotionTrack, emotion_to_wire
 from talkbridge.exporters.atomic import atomic_output
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ def file_sha256(path: Path) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, EmotionTrack):
+        return emotion_to_wire(value)  # its keys: a changed emotion changes the row's fingerprint
     if isinstance(value, np.ndarray):
         return np.asarray(value, np.float64).round(6).tolist()
     if isinstance(value, tuple):

@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_job_options(parser)
     files = parser.add_argument_group("SadTalker inputs")
-    files.add_argument("--checkpoints", type=Path, help="SadTalker checkpoints folder (default: the model store's)")
+    files.add_argument("--checkpoints", type=Path, help="SadTalker checkpoints folder, or with --engine audio2face an Audio2Face-3D model folder (default: the model store's)")
     files.add_argument("--ref-eyeblink", type=Path, help="reference video (or its coeff_3dmm .mat) driving eyes and expression")
     files.add_argument("--ref-pose", type=Path, help="reference video (or its coeff_3dmm .mat) whose head motion is added")
     add_sidecar_arguments(parser)

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=run_list)
 
     download = actions.add_parser("download", parents=[common], help="fetch files (default: what inference needs)")
-    download.add_argument("names", nargs="*", help="file names or groups (sadtalker, sadtalker-legacy, face-alignment, gfpgan, all)")
+    download.add_argument("names", nargs="*", help="file names or groups (sadtalker, sadtalker-legacy, face-alignment, gfpgan, audio2face-mark, audio2face-claire, audio2face-james, audio2face-v3, audio2emotion, all)")
     download.add_argument("--torch-home", type=Path, help="where face-alignment looks for weights (default: $TORCH_HOME)")
     download.add_argument("--progress-lines", action="store_true",
                           help="print 'progress NAME DONE TOTAL' lines (bytes) for a program to read, e.g. the Blender add-on")
@@ -140,7 +140,11 @@ def run_path(args: argparse.Namespace) -> int:
 
 def run_adopt(args: argparse.Namespace) -> int:
     store = _store(args)
-    for report in store.adopt(args.folder):
+    reports = store.adopt(args.folder)
+    for report in reports:
         print(f"{report.status.value:<32} {report.path}")
-    print(f"checkpoints: {store.checkpoint_dir}")
+    if reports and reports[0].entry.group.startswith("audio2face"):
+        print(f"{reports[0].entry.group}: {store.folder(reports[0].entry.folder)}")
+    else:
+        print(f"checkpoints: {store.checkpoint_dir}")
     return 0

@@ -1,0 +1,215 @@
+"""The audio2face engine: an Audio2Face-3D regression model behind the job layer.
+
+One :class:`Audio2FaceEngine` holds a loaded model (network session and every matrix prepared once);
+each clip gets its own :class:`Audio2FaceClip` with the state the SDK keeps per track (filters, eye
+live time, previous solve), so jobs can share the engine. Per chunk: windows -> one batched network
+call -> skin and tongue solve, jaw fit and eyes, in the SDK's order, at talkbridge's 25 fps.
+
+Audio2Face-3D makes no head pose and no blinks: both come from the lite engine's seeded procedural
+generators, and the job's metadata says so (``pose_source``/``blink_source``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from talkbridge.core.audio2face.emotion_input import network_emotions
+from talkbridge.core.audio2face.eyes import EyeAnimator, eye_look_curves, eyes_channel
+from talkbridge.core.audio2face.files import ModelFolder, load_model_folder
+from talkbridge.core.audio2face.jaw import jaw_points, rigid_fit
+from talkbridge.core.audio2face.network import A2FNetwork
+from talkbridge.core.audio2face.skin import ProjectedSkin
+from talkbridge.core.audio2face.solver import BlendshapeSolver
+from talkbridge.core.audio2face.tongue import ProjectedTongue
+from talkbridge.core.audio2face.windows import audio_windows, frame_count, target_samples
+from talkbridge.core.emotion import AUTO, emotion_frames
+from talkbridge.core.engine import MotionRequest
+from talkbridge.core.errors import CheckpointError, InputError
+from talkbridge.core.motion import ARKIT_52, EMOTIONS, FPS, TONGUE_16, MotionChunk
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAME = "audio2face"
+ENGINE_VERSION = "2.3"
+PROCEDURAL = "lite-procedural"
+
+
+def default_model_dir() -> Path:
+    """Where ``talkbridge models download audio2face-mark`` puts Mark's folder."""
+    from talkbridge.core.weights.store import WeightStore
+
+    return WeightStore().folder("audio2face-mark")
+
+
+def _columns(names: tuple[str, ...], table: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(source positions, table columns) of the ``names`` that ``table`` has."""
+    pairs = [(i, table.index(name)) for i, name in enumerate(names) if name in table]
+    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
+
+
+@dataclass
+class ClipPlan:
+    """A clip's samples and the per-frame parts that need the whole clip (pose, blinks, emotion)."""
+
+    samples: np.ndarray
+    n_frames: int
+    pose: np.ndarray
+    blink: np.ndarray
+    emotion: np.ndarray
+    details: dict = field(default_factory=dict)
+
+
+class Audio2FaceClip:
+    """Per-clip state, fed chunk after chunk in order (like one SDK track)."""
+
+    def __init__(self, engine: "Audio2FaceEngine", plan: ClipPlan) -> None:
+        self.engine = engine
+        self.plan = plan
+        folder = engine.folder
+        self.skin = copy.copy(engine.skin_projection)
+        self.skin.reset()
+        self.skin_solver = copy.copy(engine.skin_solver)
+        self.skin_solver.reset()
+        self.tongue_solver = copy.copy(engine.tongue_solver)
+        self.tongue_solver.reset()
+        self.eyes = EyeAnimator(folder.config, folder.data.saccades, engine.dt)
+        self.implicit = folder.implicit_emotion
+
+    def chunk(self, start: int, stop: int) -> MotionChunk:
+        """Frames ``start .. stop - 1``; chunks must come in order, as the filters and solve run forward."""
+        engine, folder, plan = self.engine, self.engine.folder, self.plan
+        info = folder.info
+        targets = target_samples(start, stop, FPS, 1, info.samplerate)
+        windows = audio_windows(plan.samples, targets, info.buffer_len, info.buffer_ofs, folder.config.input_strength)
+        emotions = network_emotions(self.implicit, plan.emotion[start:stop], info.explicit_emotions)
+        result = engine.network.run(windows, emotions)
+        skin_end = info.num_shapes_skin
+        tongue_end = skin_end + info.num_shapes_tongue
+        jaw_end = tongue_end + info.jaw_size
+        skin_weights = self.skin_solver.solve(self.skin.rhs(result[:, :skin_end]))
+        tongue_weights = self.tongue_solver.solve(engine.tongue_projection.rhs(result[:, skin_end:tongue_end]))
+        jaw = rigid_fit(folder.data.neutral_jaw, jaw_points(result[:, tongue_end:jaw_end], folder.data.neutral_jaw, folder.config))
+        eyes = eyes_channel(self.eyes.angles(result[:, jaw_end : jaw_end + info.eyes_size]))
+        n = stop - start
+        arkit = np.zeros((n, len(ARKIT_52)), np.float32)
+        arkit[:, engine.arkit_columns] = skin_weights[:, engine.arkit_sources]
+        for name, curve in eye_look_curves(eyes).items():
+            if name not in engine.solved_arkit:
+                arkit[:, ARKIT_52.index(name)] = curve  # the model leaves gaze to its eye rotations
+        blink = plan.blink[start:stop]
+        for name in ("eyeBlinkLeft", "eyeBlinkRight"):
+            column = ARKIT_52.index(name)
+            arkit[:, column] = np.maximum(arkit[:, column], blink)
+        tongue = np.zeros((n, len(TONGUE_16)), np.float32)
+        tongue[:, engine.tongue_columns] = tongue_weights[:, engine.tongue_sources]
+        return MotionChunk(
+            start=start, pose=plan.pose[start:stop], blink=blink, arkit=arkit, tongue=tongue,
+            emotion=plan.emotion[start:stop], eyes=eyes, jaw=jaw,
+        )
+
+
+class Audio2FaceEngine:
+    """Audio2Face-3D regression model as a motion engine (registered as ``"audio2face"``).
+
+    ``model_dir`` is a model folder in the Hugging Face layout (default: the store's Mark);
+    ``device`` picks onnxruntime's provider (``auto``: CUDA when onnxruntime-gpu sees a GPU);
+    ``threads`` caps onnxruntime's CPU threads; ``batch`` is frames per network call.
+    """
+
+    name = ENGINE_NAME
+    version = ENGINE_VERSION
+
+    def __init__(self, model_dir: str | Path | None = None, device: str = "auto", threads: int | None = None,
+                 batch: int = 64) -> None:
+        if model_dir is None:
+            model_dir = default_model_dir()
+            if not (model_dir / "model.json").is_file():
+                raise CheckpointError(
+                    "no Audio2Face-3D model.json here; run `talkbridge models download audio2face-mark` "
+                    "(or `models adopt` a downloaded folder), or pass --checkpoints DIR", model_dir,
+                )
+        self.folder: ModelFolder = load_model_folder(Path(model_dir))
+        folder = self.folder
+        self.dt = float(np.float32(1.0 / FPS))
+        self.network = A2FNetwork(folder.network_path, folder.info, device, threads, batch)
+        self.skin_solver = BlendshapeSolver(folder.skin)
+        self.tongue_solver = BlendshapeSolver(folder.tongue)
+        self.skin_projection = ProjectedSkin(
+            folder.data, folder.config, self.dt, self.skin_solver.rows, self.skin_solver.design, self.skin_solver.neutral_rows
+        )
+        self.tongue_projection = ProjectedTongue(
+            folder.data, folder.config, self.tongue_solver.rows, self.tongue_solver.design, self.tongue_solver.neutral_rows
+        )
+        self.arkit_sources, self.arkit_columns = _columns(folder.skin.names, ARKIT_52)
+        self.tongue_sources, self.tongue_columns = _columns(folder.tongue.names, TONGUE_16)
+        self.solved_arkit = {folder.skin.names[i] for i in np.flatnonzero(folder.skin.active)}
+        missing = sorted(set(folder.skin.names) - set(ARKIT_52))
+        if missing:
+            log.info("audio2face: skin poses outside ARKit-52 are not exported: %s", ", ".join(missing))
+        log.info("audio2face: model %s (%s) from %s", folder.info.actor or "?", folder.network_path.name, folder.root)
+
+    def plan(self, request: MotionRequest) -> ClipPlan:
+        """Load the audio and make the clip-wide parts: pose and blinks (procedural) and the emotion."""
+        from talkbridge.core.lite.articulation import level_per_frame, loudness
+        from talkbridge.core.lite.procedural import blink_curve, head_pose
+
+        samples = self._samples(request)
+        n_frames = frame_count(samples.size, FPS, 1, self.folder.info.samplerate)
+        emotion_option = request.options.get("emotion")
+        if emotion_option == AUTO:
+            raise InputError("--emotion auto needs the Audio2Emotion model, which this talkbridge does not run yet; give NAME=WEIGHT pairs")
+        explicit = emotion_frames(emotion_option, n_frames, FPS)
+        if explicit is None:
+            default = dict(zip(self.folder.info.explicit_emotions, self.folder.info.default_emotion))
+            explicit = np.tile(np.array([default.get(name, 0.0) for name in EMOTIONS], np.float32), (n_frames, 1))
+        blink_stream, pose_stream = np.random.SeedSequence(request.seed).spawn(2)
+        level = level_per_frame(loudness(samples), n_frames)
+        pose = head_pose(level, np.random.default_rng(pose_stream), request.pose_intensity, request.still)
+        blink = blink_curve(n_frames, np.random.default_rng(blink_stream)).astype(np.float32)
+        details = {
+            "model": self.folder.info.actor,
+            "model_dir": str(self.folder.root),
+            "network": self.folder.network_path.name,
+            "providers": list(self.network.providers),
+            "pose_source": "still" if request.still else PROCEDURAL,
+            "blink_source": PROCEDURAL,
+            "implicit_emotion": {"shot": self.folder.config.source_shot, "frame": self.folder.config.source_frame},
+            # Where `arkit` is not the solve's own output: blinks on top of the eyelids, gaze from the eye rotations.
+            "arkit_blink": "max(solve, blink) on eyeBlinkLeft/eyeBlinkRight",
+            "arkit_from_eyes": sorted(name for name in ARKIT_52 if name.startswith("eyeLook") and name not in self.solved_arkit),
+            "seed": int(request.seed),
+        }
+        return ClipPlan(samples, n_frames, pose.astype(np.float32), blink, explicit.astype(np.float32), details)
+
+    def _samples(self, request: MotionRequest) -> np.ndarray:
+        if isinstance(request.audio, np.ndarray):
+            samples = np.asarray(request.audio, np.float32).reshape(-1)
+            where = None
+        else:
+            from talkbridge.core.audio import load_audio
+
+            samples = load_audio(Path(request.audio), allow_silence=True)
+            where = request.audio
+        if samples.size == 0:
+            raise InputError("the audio has no samples", where)
+        if not np.all(np.isfinite(samples)):
+            raise InputError("the audio contains NaN or infinite samples", where)
+        return samples
+
+    def clip(self, plan: ClipPlan) -> Audio2FaceClip:
+        return Audio2FaceClip(self, plan)
+
+    def stream_motion(self, request: MotionRequest) -> Iterator[MotionChunk]:
+        """Yield ``request.chunk_frames``-long chunks, first frame first."""
+        if request.chunk_frames <= 0:
+            raise InputError(f"chunk_frames must be positive, got {request.chunk_frames}")
+        plan = self.plan(request)
+        clip = self.clip(plan)
+        for start in range(0, plan.n_frames, request.chunk_frames):
+            yield clip.chunk(start, min(plan.n_frames, start + request.chunk_frames))

@@ -1,0 +1,183 @@
+"""`--engine audio2face` through every route: generate, a sidecar and Ray give the in-process arrays."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from talkbridge.core.audio2face.engine import Audio2FaceEngine
+from talkbridge.core.emotion import parse_emotion_text
+from talkbridge.core.engine import MotionRequest
+from talkbridge.core.motion import Motion
+from tests.audio2face_models import write_model_folder
+from tests.speech import speech_like, write_wav
+
+CHANNELS = ("pose", "blink", "arkit", "tongue", "emotion", "eyes", "jaw")
+EMOTION = "joy=0.5,grief=0.25"
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("a2f_routes")
+    model = write_model_folder(folder / "model")
+    (folder / "clips").mkdir()
+    audio = write_wav(folder / "clips" / "line.wav", speech_like(1.3, seed=4))
+    return folder, model.root, audio
+
+
+@pytest.fixture(scope="module")
+def expected(inputs):
+    _, model, audio = inputs
+    engine = Audio2FaceEngine(model, device="cpu")
+    request = MotionRequest(audio=audio, seed=SEED, chunk_frames=9, options={"emotion": parse_emotion_text(EMOTION)})
+    return Motion.from_chunks(list(engine.stream_motion(request)), engine=engine.name, engine_version=engine.version)
+
+
+def assert_same_motion(got, expected):
+    assert got.n_frames == expected.n_frames == 33  # ceil(1.3 s * 25)
+    for name in CHANNELS:
+        # Batches of another size may round a matmul's last bit differently: equal to float32 noise.
+        assert np.allclose(getattr(got, name), getattr(expected, name), atol=1e-5, rtol=0), name
+    assert got.expression is None and got.visemes is None
+
+
+def test_generate_writes_the_engines_motion_and_a_mannequin_video(inputs, expected, tmp_path):
+    from talkbridge.cli import main
+    from talkbridge.core.lite.samples import write_portrait
+    from talkbridge.exporters.motion_file import load_motion
+
+    folder, model, audio = inputs
+    portrait = write_portrait(tmp_path / "portrait.png")
+    code = main(["-q", "generate", str(portrait), str(audio), "-o", str(tmp_path / "out"), "--engine", "audio2face",
+                 "--checkpoints", str(model), "--size", "64", "--emotion", EMOTION, "--seed", str(SEED)])
+    assert code == 0
+    motion = load_motion(tmp_path / "out" / "line.motion.npz")
+    assert motion.engine == "audio2face"
+    assert_same_motion(motion, expected)
+    assert motion.metadata["pose_source"] == "lite-procedural" and motion.metadata["video_source"] == "lite mannequin"
+    assert (tmp_path / "out" / "line.mp4").is_file()
+
+
+def test_generate_without_a_model_says_how_to_get_one(inputs, tmp_path, monkeypatch, caplog):
+    from talkbridge.cli import main
+    from talkbridge.core.lite.samples import write_portrait
+
+    monkeypatch.setenv("TALKBRIDGE_MODELS", str(tmp_path / "empty_store"))
+    _, _, audio = inputs
+    portrait = write_portrait(tmp_path / "portrait.png")
+    code = main(["-q", "generate", str(portrait), str(audio), "-o", str(tmp_path / "out"), "--engine", "audio2face"])
+    assert code != 0
+    assert "talkbridge models download audio2face-mark" in caplog.text
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_sidecar_streams_the_same_arrays(inputs, expected):
+    from talkbridge.bridge import protocol as p
+    from talkbridge.bridge.client import Client
+    from tests.sidecars import sidecar
+
+    _, model, audio = inputs
+    with sidecar(engine_kwargs={"audio2face": {"model_dir": str(model)}}) as server:
+        client = Client(server.address)
+        try:
+            client.connect()
+            options = {"seed": SEED, "chunk_frames": 9, "emotion": parse_emotion_text(EMOTION).to_keys()}
+            result = client.submit("audio2face", audio=audio, options=options).result()
+        finally:
+            client.close()
+    assert result.final.type == p.DONE, result.final
+    got = result.motion()
+    assert got.engine == "audio2face"
+    assert_same_motion(got, expected)
+
+
+def batch_args(folder: Path, model: str, out: str) -> list[str]:
+    return ["-q", "batch", str(folder / "clips"), "-o", str(folder / out), "--engine", "audio2face", "--checkpoints", model,
+            "--size", "64", "--emotion", EMOTION, "--seed", str(SEED)]
+
+
+def test_a_batch_in_this_process_writes_the_same_arrays(inputs, expected):
+    from talkbridge.cli import main
+    from talkbridge.exporters.motion_file import load_motion
+
+    folder, model, _ = inputs
+    assert main(batch_args(folder, str(model), "batch_out")) == 0
+    assert_same_motion(load_motion(folder / "batch_out" / "line.motion.npz"), expected)
+    assert main(batch_args(folder, str(model), "batch_out")) == 0  # a second run skips the finished row
+
+
+def ray_scenario(payload: dict) -> dict:
+    from talkbridge.cli import main
+
+    folder = Path(payload["folder"])
+    code = main(batch_args(folder, payload["model"], "ray_out") + ["--ray", "local"])
+    return {"exit": code}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_ray_batch_writes_the_same_arrays(inputs, expected):
+    from talkbridge.exporters.motion_file import load_motion
+    from tests.ray_harness import run_scenario
+
+    folder, model, _ = inputs
+    result = run_scenario("tests.test_audio2face_routes:ray_scenario", {"folder": str(folder), "model": str(model)}, timeout=350)
+    assert result["exit"] == 0
+    report = json.loads((folder / "ray_out" / "batch_report.json").read_text())
+    assert report["backend"].startswith("ray local")
+    assert_same_motion(load_motion(folder / "ray_out" / "line.motion.npz"), expected)
+
+
+def test_the_addons_engine_menu_offers_every_engine():
+    """The panel's Engine menu lists every engine a job can name (auto is the CLI's word only)."""
+    import ast
+
+    from talkbridge.core.jobs.options import ENGINES
+
+    tree = ast.parse((Path(__file__).resolve().parents[1] / "addon" / "properties.py").read_text())
+    menus = [node for node in ast.walk(tree) if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "engine"]
+    assert len(menus) == 1
+    items = next(k.value for k in menus[0].annotation.keywords if k.arg == "items")
+    names = [ast.literal_eval(item)[0] for item in items.elts]
+    assert sorted(names) == sorted(engine for engine in ENGINES if engine != "auto")
+
+
+def test_an_audio2face_job_never_imports_torch(inputs, tmp_path):
+    """Like lite, the engine is onnxruntime + numpy/scipy: a job from a file must not load torch."""
+    import subprocess
+    import sys
+
+    _, model, audio = inputs
+    script = (
+        "import sys\n"
+        "from talkbridge.core.jobs.cache import EngineCache\n"
+        "from talkbridge.core.jobs.local import open_local_job\n"
+        "from talkbridge.core.jobs.options import JobOptions\n"
+        "from talkbridge.core.jobs.request import JobRequest\n"
+        f"stream = open_local_job(JobRequest(audio={str(audio)!r}, options=JobOptions(engine='audio2face', emotion='joy=0.5').checked()),"
+        f" EngineCache({str(model)!r}), render=True)\n"
+        "frames = sum(step.chunk.n_frames for step in stream.steps)\n"
+        "assert frames == 33, frames\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_a_manifests_engine_and_emotion_columns_reach_the_engine(inputs, tmp_path):
+    from talkbridge.cli import main
+    from talkbridge.exporters.motion_file import load_motion
+
+    _, model, audio = inputs
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text(f'audio,engine,emotion,name\n{audio},audio2face,"joy=0.5,grief=0.25",cheer\n{audio},audio2face,anger=1,cross\n')
+    assert main(["-q", "batch", str(manifest), "-o", str(tmp_path / "out"), "--checkpoints", str(model)]) == 0
+    cheer, cross = (load_motion(tmp_path / "out" / f"{name}.motion.npz") for name in ("cheer", "cross"))
+    assert cheer.engine == cross.engine == "audio2face"
+    assert np.allclose(cheer.emotion[:, [6, 5]], [0.5, 0.25]) and np.allclose(cross.emotion[:, 1], 1.0)
+    assert not np.allclose(cheer.arkit, cross.arkit)  # the network heard two different emotions
