@@ -168,10 +168,11 @@ def main() -> int:
     args = parser.parse_args()
     interfaces = sorted(name for _, name in socket.if_nameindex())
     if not args.no_isolate and interfaces != ["lo"]:
-        command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable, *sys.argv]
+        # Itself again as a module of the checkout (`python -m bench.batch`), inside the namespace.
+        command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', sys.executable, "-m", "bench.batch", *sys.argv[1:]]
         # One math thread everywhere, as Ray gives an actor with one CPU: the comparison is of routes, not thread counts.
         threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-        return subprocess.call(command, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **threads})
+        return subprocess.call(command, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0", **threads}, cwd=ROOT)
     report(measure(args))
     return 0
 

@@ -100,7 +100,7 @@ def record_serve(monkeypatch: Any) -> list:
         def __init__(self, runner: Any, config: Any) -> None:
             built.append((runner, config))
 
-        def serve_forever(self) -> None:
+        def serve_forever(self, stop: Any = None) -> None:
             pass
 
     monkeypatch.setattr(server_module, "Server", RecordingServer)
