@@ -10,6 +10,7 @@ import logging
 
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.cache import EngineCache
+from talkbridge.core.jobs.finite import finite_motion
 from talkbridge.core.jobs.options import JobOptions, options_for_engine
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
@@ -47,9 +48,14 @@ def open_local_job(
     many threads paste SadTalker's frames back (``None``: one on a CPU, most cores next to a GPU).
 
     Input errors (no face, bad audio, an option the engine cannot honour) are raised here, before
-    the first step, so a caller fails before it creates any output.
+    the first step, so a caller fails before it creates any output. Every step is checked finite
+    as it leaves the engine (:mod:`talkbridge.core.jobs.finite`).
     """
-    cache = cache or EngineCache()
+    return finite_motion(_open_engine_job(request, cache or EngineCache(), render, overlap, paste_workers))
+
+
+def _open_engine_job(request: JobRequest, cache: EngineCache, render: bool, overlap: bool | None, paste_workers: int | None) -> JobStream:
+    """The chosen engine's own job source."""
     engine = resolve_engine(request.options, cache)
     ignored = options_for_engine(request.options, engine)
     if ignored:
