@@ -14,7 +14,6 @@ transport benchmark plug in the deterministic :class:`~talkbridge.bridge.synthet
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import threading
 from dataclasses import replace
@@ -25,6 +24,7 @@ import numpy as np
 
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.codec import REFERENCE_INPUTS, JobSpec, stream_messages
+from talkbridge.bridge.leftovers import owned_folder_prefix
 from talkbridge.core.audio.loading import DEFAULT_MAX_AUDIO_SECONDS, check_pcm, load_audio
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.options import SADTALKER_SIZES, OptionSpec
@@ -151,7 +151,7 @@ class EngineRunner:
     def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[p.Message]:
         from talkbridge.core.jobs.local import open_local_job
 
-        with tempfile.TemporaryDirectory(prefix=f"{JOB_FOLDER_PREFIX}{os.getpid()}-") as folder:
+        with tempfile.TemporaryDirectory(prefix=owned_folder_prefix(JOB_FOLDER_PREFIX)) as folder:
             request = build_request(job, Path(folder), device, self.precision, self.max_audio_seconds)
             messages = stream_messages(job.job_id, open_local_job(request, self.cache, render=bool(job.render_size)))
             try:
