@@ -75,7 +75,14 @@ def atomic_output(path: str | Path, overwrite: bool = False, suffix: str | None 
     temp = Path(temp_name)
     os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp makes 0600; outputs get the usual permissions
     try:
-        yield temp
+        try:
+            yield temp
+        except OSError as error:
+            if error.errno is None or error.filename not in (None, str(temp)):
+                raise
+            # A write error (a full disk: ENOSPC, a quota, a file size limit) knows no file name;
+            # the user needs the output's, not the hidden partial's.
+            raise OSError(error.errno, error.strerror, str(path)) from error
         if path.exists() and not overwrite:
             raise InputError("appeared while writing; pass --overwrite to replace it", path)
         os.replace(temp, path)

@@ -34,6 +34,7 @@ key                 shape       meaning
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -72,9 +73,14 @@ def save_motion(motion: Motion, path: str | Path, overwrite: bool = False) -> Pa
     if motion.first_frame is not None:
         arrays["first_frame"] = np.asarray(motion.first_frame, np.float32).reshape(-1)
     path = Path(path)
+    # Built in memory, then written: numpy's zip writer is not closed when a write fails (a full
+    # disk), and its finaliser would then seek the closed file ("Exception ignored ... seek of
+    # closed file"). A clip's motion is a few MB at most.
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     with atomic_output(path, overwrite=overwrite) as temp:
         with open(temp, "wb") as handle:
-            np.savez(handle, **arrays)
+            handle.write(buffer.getbuffer())
     return path
 
 
