@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 from pathlib import Path
 
 from talkbridge.core.audio.loading import DEFAULT_MAX_AUDIO_SECONDS
@@ -128,5 +129,8 @@ def run(args: argparse.Namespace) -> int:
         config = replace(config, devices=runner.devices)
     else:
         runner = ProcessRunner(spec, devices, jobs_per_worker=args.jobs_per_device).start()
-    Server(runner, config).serve_forever()
-    return 0
+    signum = Server(runner, config).serve_forever()
+    if not signum:
+        return 0
+    log.info("stopped by %s", signal.Signals(signum).name)
+    return 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM, as every command exits
