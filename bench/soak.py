@@ -40,7 +40,8 @@ import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.client import Client, InputTooLarge, wait_for_server
+from talkbridge.bridge.client import Client, InputTooLarge
+from talkbridge.bridge.client_connect import wait_for_server
 from talkbridge.bridge.synthetic import synthetic_chunk
 
 FAULTS = ("client_kill", "worker_kill", "malformed", "oversized")

@@ -32,7 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.client import Client, ServerUnavailable, wait_for_server
+from talkbridge.bridge.client import Client, ServerUnavailable
+from talkbridge.bridge.client_connect import wait_for_server
 from talkbridge.bridge.codec import JobSpec
 from talkbridge.bridge.synthetic import SyntheticRunner
 

@@ -27,8 +27,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,41 +43,12 @@ from talkbridge.bridge.client_events import (  # noqa: F401 (part of this module
     ServerUnavailable,
     error_event,
 )
+from talkbridge.bridge.client_inputs import PendingJob, read_input
 from talkbridge.bridge.wakeup import Doorbell
 
 log = logging.getLogger(__name__)
 
 CLIENT_NAME = "talkbridge-client"
-
-
-@dataclass(eq=False)
-class _PendingJob:
-    job_id: str
-    frames: list[Any]
-    sink: "queue.Queue[Event] | None"  # None: events go to the client's shared queue
-    accepted: bool = False
-    finished: bool = False
-    sent_at: float = 0.0
-    attempts: int = 0
-    cancel_requested: bool = False
-    cancel_sent_at: float = 0.0
-    cancel_attempts: int = 0
-    consumed: int = 0  # chunks the application has taken (reported to the server as credit)
-    credit_sent_at: float = 0.0
-    last_heard_at: float = 0.0
-
-
-def _read_input(value: Any, what: str) -> tuple[np.ndarray, str]:
-    if isinstance(value, (str, Path)):
-        path = Path(value)
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise p.BridgeError(f"{path}: cannot read the {what} ({error.strerror})") from None
-        return np.frombuffer(data, np.uint8), path.name
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return np.frombuffer(bytes(value), np.uint8), f"{what}.bin"
-    raise TypeError(f"{what} must be a path or the file's bytes, got {type(value).__name__}")
 
 
 class Client:
@@ -118,7 +87,7 @@ class Client:
         self._context = zmq.Context()
         self._bell = Doorbell()
         self._commands: "queue.SimpleQueue[tuple[Any, ...]]" = queue.SimpleQueue()
-        self._jobs: dict[str, _PendingJob] = {}
+        self._jobs: dict[str, PendingJob] = {}
         self._jobs_lock = threading.Lock()
         self.events: "queue.Queue[Event]" = queue.Queue()
         self.welcome: dict[str, Any] | None = None
@@ -277,14 +246,14 @@ class Client:
         if isinstance(audio, np.ndarray):
             buffers["audio_pcm"] = np.ascontiguousarray(audio, dtype=np.float32).reshape(-1)
         else:
-            buffers["audio"], body["audio_name"] = _read_input(audio, "audio")
+            buffers["audio"], body["audio_name"] = read_input(audio, "audio")
         if inputs.get("image") is not None:
-            buffers["image"], body["image_name"] = _read_input(inputs["image"], "image")
+            buffers["image"], body["image_name"] = read_input(inputs["image"], "image")
         if inputs.get("first_frame") is not None:
             buffers["first_frame"] = np.ascontiguousarray(inputs["first_frame"], dtype=np.float32).reshape(-1)
         for name in ("ref_eyeblink", "ref_pose"):
             if inputs.get(name) is not None:
-                buffers[name], body[f"{name}_name"] = _read_input(inputs[name], name.replace("_", " ") + " reference")
+                buffers[name], body[f"{name}_name"] = read_input(inputs[name], name.replace("_", " ") + " reference")
         message = p.Message(p.SUBMIT, job_id, body, buffers)
         limits = self.server_limits
         if limits is not None:
@@ -293,7 +262,7 @@ class Client:
             except p.ProtocolError as error:
                 raise InputTooLarge(f"{self.address}: {error}", job_id) from None
         frames = p.encode(message, self._signing_key)
-        job = _PendingJob(job_id, frames, sink)
+        job = PendingJob(job_id, frames, sink)
         with self._jobs_lock:
             if job_id in self._jobs and not self._jobs[job_id].finished:
                 raise p.BridgeError(f"job {job_id} is already running on this client")
@@ -309,7 +278,7 @@ class Client:
         self._commands.put(("send", p.encode(message, self._signing_key)))
         self._bell.ring()
 
-    def _emit(self, job: _PendingJob | None, event: Event) -> None:
+    def _emit(self, job: PendingJob | None, event: Event) -> None:
         if job is not None and job.sink is not None:
             job.sink.put(event)
         else:
@@ -448,7 +417,7 @@ class Client:
                     job.consumed += command[2]
                     self._send_credit(dealer, job)
 
-    def _send_credit(self, dealer: zmq.Socket, job: _PendingJob) -> None:
+    def _send_credit(self, dealer: zmq.Socket, job: PendingJob) -> None:
         job.credit_sent_at = time.monotonic()
         self._send(dealer, p.encode(p.Message(p.CREDIT, job.job_id, {"consumed": job.consumed}), self._signing_key))
 
@@ -571,25 +540,3 @@ class Client:
             job.frames = []
         self._emit(job, event)
         return True
-
-
-def wait_for_server(address: str, timeout: float = 60.0, process: Any = None, **client_options: Any) -> dict:
-    """Block until a sidecar at ``address`` answers hello, and return its welcome.
-
-    For scripts that start ``talkbridge serve`` and must not submit before it listens. ``process``
-    (a ``subprocess.Popen``) makes an early exit fail at once instead of after ``timeout``.
-    ``client_options`` are :class:`Client` keyword arguments (keys for CURVE or signing).
-    """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            output = process.stdout.read() if getattr(process, "stdout", None) else ""
-            raise ServerUnavailable(f"the sidecar process exited with code {process.returncode} before answering: {output}")
-        probe = Client(address, **client_options)
-        try:
-            return probe.connect(timeout=0.5)
-        except ServerUnavailable:
-            continue
-        finally:
-            probe.close()
-    raise ServerUnavailable(f"no sidecar answered at {address} within {timeout:.0f} s")

@@ -14,7 +14,6 @@ transport benchmark plug in the deterministic :class:`~talkbridge.bridge.synthet
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import threading
 from dataclasses import replace
@@ -25,6 +24,8 @@ import numpy as np
 
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.codec import REFERENCE_INPUTS, JobSpec, stream_messages
+from talkbridge.bridge.leftovers import owned_folder_prefix
+from talkbridge.core.audio.loading import DEFAULT_MAX_AUDIO_SECONDS, check_pcm, load_audio
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.options import SADTALKER_SIZES, OptionSpec
 
@@ -93,12 +94,18 @@ class EngineRunner:
     :class:`~talkbridge.core.lite.engine.LiteEngine` keywords.
     """
 
-    def __init__(self, engine_kwargs: dict[str, dict[str, Any]] | None = None, precision: str = "fp32") -> None:
+    def __init__(
+        self, engine_kwargs: dict[str, dict[str, Any]] | None = None, precision: str = "fp32",
+        max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS,
+    ) -> None:
         from talkbridge.core.engine import ENGINE_FACTORIES
         from talkbridge.core.jobs.cache import EngineCache
         from talkbridge.core.jobs.options import OPTIONS
 
         self.precision = OPTIONS["precision"].check(precision)  # for jobs that do not choose one
+        if not max_audio_seconds > 0:
+            raise InputError(f"the audio length limit must be positive, not {max_audio_seconds}")
+        self.max_audio_seconds = float(max_audio_seconds)
 
         settings = dict(engine_kwargs or {})
         unknown = sorted(set(settings) - set(ENGINE_FACTORIES))
@@ -144,8 +151,8 @@ class EngineRunner:
     def run(self, job: JobSpec, device: str, cancel: threading.Event) -> Iterator[p.Message]:
         from talkbridge.core.jobs.local import open_local_job
 
-        with tempfile.TemporaryDirectory(prefix=f"{JOB_FOLDER_PREFIX}{os.getpid()}-") as folder:
-            request = build_request(job, Path(folder), device, self.precision)
+        with tempfile.TemporaryDirectory(prefix=owned_folder_prefix(JOB_FOLDER_PREFIX)) as folder:
+            request = build_request(job, Path(folder), device, self.precision, self.max_audio_seconds)
             messages = stream_messages(job.job_id, open_local_job(request, self.cache, render=bool(job.render_size)))
             try:
                 for message in messages:
@@ -156,9 +163,12 @@ class EngineRunner:
                 messages.close()
 
 
-def build_request(job: JobSpec, folder: Path, device: str = "auto", precision: str = "fp32") -> Any:
-    """The job request for ``job``: file inputs are written into ``folder`` (a per-job temp dir) and
-    every option is checked by the job layer's one definition (out of range -> :class:`InputError`)."""
+def build_request(
+    job: JobSpec, folder: Path, device: str = "auto", precision: str = "fp32", max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS
+) -> Any:
+    """The job request for ``job``: file inputs are written into ``folder`` (a per-job temp dir), the
+    audio decoded and checked (:mod:`talkbridge.core.audio.loading`) and every option checked by the
+    job layer's one definition (out of range -> :class:`InputError`)."""
     from talkbridge.core.jobs.options import JobOptions
     from talkbridge.core.jobs.request import JobRequest
 
@@ -168,13 +178,19 @@ def build_request(job: JobSpec, folder: Path, device: str = "auto", precision: s
         raise InputError(f"render_size {job.render_size} is not supported by sadtalker; choose one of {list(SADTALKER_SIZES)}")
     options = JobOptions.from_wire({"precision": precision, **job.options}, engine=job.engine, size=job.render_size)
     options = replace(options, device=device)
+    # Audio is decoded and checked here, against this server's length limit, before any engine sees
+    # it: a tiny file claiming a 1 Hz rate or samples of 1e19 is bad input, never a worker's MemoryError.
     if job.audio_file is not None:
         if job.audio_file.size == 0:
             raise InputError(f"the submitted audio {job.audio_name!r} is empty")
-        audio: Any = folder / f"audio{_safe_suffix(job.audio_name, '.wav')}"
-        audio.write_bytes(memoryview(job.audio_file))
+        path = folder / f"audio{_safe_suffix(job.audio_name, '.wav')}"
+        path.write_bytes(memoryview(job.audio_file))
+        try:
+            audio: Any = load_audio(path, allow_silence=True, max_seconds=max_audio_seconds)  # engines judge silence
+        except InputError as error:
+            raise InputError(str(error).replace(str(path), f"the submitted audio {job.audio_name!r}")) from None
     else:
-        audio = np.array(job.audio_pcm, dtype=np.float32).reshape(-1)  # a writable copy owned by the job
+        audio = np.array(check_pcm(job.audio_pcm, max_audio_seconds, "the submitted audio_pcm"))  # a writable copy owned by the job
     image = None
     if job.image_file is not None:
         image = folder / f"image{_safe_suffix(job.image_name, '.png')}"

@@ -1,8 +1,14 @@
-"""Folders a killed sidecar left behind in the temp folder, found and removed at the next start.
+"""Folders a killed sidecar or Ray actor left behind in the temp folder, removed at the next start.
 
 Per-job folders hold uploaded inputs (audio, portraits), so they must not pile up after a SIGKILL or
-a power cut. They are named ``talkbridge-job-<pid>-<random>``: a folder whose process is gone is
-stale. The server calls :func:`sweep_stale_job_folders` once when it starts.
+a power cut; a server's worker folders hold its sockets. Each is named after the process that owns
+it, so a folder whose process is gone is stale:
+
+* ``talkbridge-job-<pid>-<random>``: a job's inputs in a sidecar worker process;
+* ``talkbridge-worker-<pid>-<random>``: the sockets of a server's worker processes (``pid``: the server);
+* ``talkbridge-ray-job-<pid>-<random>``: a job's inputs on a Ray actor.
+
+The server calls :func:`sweep_stale_job_folders` once when it starts, and so does every Ray actor.
 """
 
 from __future__ import annotations
@@ -16,7 +22,17 @@ import time
 
 log = logging.getLogger(__name__)
 
-_JOB_FOLDER = re.compile(r"^talkbridge-job-(?:(\d+)-[A-Za-z0-9_]+|[A-Za-z0-9_]+)$")
+FOLDER_PREFIXES = ("talkbridge-job-", "talkbridge-worker-", "talkbridge-ray-job-")
+"""Every per-process temp folder talkbridge makes: the prefix, then the owner's pid and a dash."""
+_OWNED_FOLDER = re.compile(r"^(?:talkbridge-job|talkbridge-worker|talkbridge-ray-job)-(\d+)-[A-Za-z0-9_]+$")
+_OLD_JOB_FOLDER = re.compile(r"^talkbridge-job-[A-Za-z0-9_]+$")  # before folders carried a pid
+
+
+def owned_folder_prefix(prefix: str) -> str:
+    """``prefix`` plus this process's pid: what to pass to ``mkdtemp``/``TemporaryDirectory``."""
+    if prefix not in FOLDER_PREFIXES:
+        raise ValueError(f"{prefix!r} is not one of {FOLDER_PREFIXES}")
+    return f"{prefix}{os.getpid()}-"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -30,11 +46,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 def sweep_stale_job_folders(root: str | None = None, older_than_s: float = 6 * 3600.0) -> list[str]:
-    """Remove job folders a killed server left in the temp folder (they hold uploaded inputs).
+    """Remove folders a killed server, worker or actor left in the temp folder.
 
-    ``talkbridge-job-<pid>-<random>`` folders go when process ``pid`` is gone; folders without a pid
-    (the older naming) when untouched for ``older_than_s``. Only this user's folders are touched.
-    Returns the removed paths.
+    Folders named with a pid (:data:`FOLDER_PREFIXES`) go when process ``pid`` is gone; job folders
+    without a pid (the older naming) when untouched for ``older_than_s``. Only this user's folders
+    are touched. Returns the removed paths.
     """
     root = root or tempfile.gettempdir()
     removed: list[str] = []
@@ -44,8 +60,8 @@ def sweep_stale_job_folders(root: str | None = None, older_than_s: float = 6 * 3
     except OSError:
         return removed
     for entry in entries:
-        match = _JOB_FOLDER.match(entry.name)
-        if match is None:
+        match = _OWNED_FOLDER.match(entry.name)
+        if match is None and _OLD_JOB_FOLDER.match(entry.name) is None:
             continue
         try:
             if not entry.is_dir(follow_symlinks=False):
@@ -55,12 +71,11 @@ def sweep_stale_job_folders(root: str | None = None, older_than_s: float = 6 * 3
             continue
         if hasattr(os, "getuid") and info.st_uid != os.getuid():
             continue
-        pid = match.group(1)
-        stale = not _pid_alive(int(pid)) if pid is not None else now - info.st_mtime > older_than_s
+        stale = not _pid_alive(int(match.group(1))) if match is not None else now - info.st_mtime > older_than_s
         if stale:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     if removed:
-        log.info("removed %d job folder(s) a stopped server left behind in %s", len(removed), root)
+        log.info("removed %d folder(s) a stopped server, worker or actor left behind in %s", len(removed), root)
     return removed
 

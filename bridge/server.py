@@ -158,10 +158,17 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def serve_forever(self, stop: threading.Event | None = None) -> None:
-        """Run until SIGINT/SIGTERM (for the CLI), or until ``stop`` is set (e.g. by a stdin watcher)."""
+    def serve_forever(self, stop: threading.Event | None = None) -> int:
+        """Run until SIGINT/SIGTERM (for the CLI), or until ``stop`` is set (e.g. by a stdin watcher);
+        returns the signal's number (0: none), so the command can exit 130 or 143 like every other one."""
         stop = stop or threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+        received: list[int] = []
+
+        def on_signal(signum: int, frame: Any) -> None:
+            received.append(signum)
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start()
             while not stop.wait(0.2):
@@ -170,6 +177,7 @@ class Server:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             self.stop()
+        return received[0] if received else 0
 
     # -------------------------------------------------------------------------------- I/O thread
 

@@ -48,6 +48,7 @@ import zmq
 
 from talkbridge.bridge import protocol as p
 from talkbridge.bridge.codec import INTERNAL_LIMITS, JobSpec
+from talkbridge.bridge.leftovers import owned_folder_prefix
 from talkbridge.bridge.relay import RemoteJobError
 from talkbridge.bridge.wakeup import Doorbell
 from talkbridge.core.errors import InputError
@@ -135,7 +136,9 @@ class _Worker:
         self.device = device
         self.hang_timeout_s = hang_timeout_s
         self._on_lost = on_lost
-        self.folder = tempfile.mkdtemp(prefix="talkbridge-worker-")  # mode 0700: only this user connects
+        # Mode 0700: only this user connects. Named after this process, so the next server sweeps
+        # the folder if this one is SIGKILLed (bridge/leftovers.py).
+        self.folder = tempfile.mkdtemp(prefix=owned_folder_prefix("talkbridge-worker-"))
         self.address = f"ipc://{self.folder}/worker.sock"
         self.socket = context.socket(zmq.PAIR)
         self.socket.linger = 0

@@ -93,6 +93,15 @@ class Channel:
     doc: str
     required: bool = False
     shape_weights: bool = False  # 0..1 weights that drive blend shapes by column name
+    limits: tuple[tuple[float, float], ...] = ((-1e4, 1e4),)
+    """Plausible values, one (low, high) for every column or one per column: generous (edited and
+    other tools' files load), but a value past them is garbage or the wrong unit (degrees)."""
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) arrays of one frame's shape, from :attr:`limits`."""
+        pairs = np.asarray(self.limits, np.float64).reshape(-1, 2)
+        pairs = np.broadcast_to(pairs, (self.width, 2)) if len(pairs) == 1 else pairs
+        return pairs[:, 0].reshape(self.frame_shape), pairs[:, 1].reshape(self.frame_shape)
 
     @property
     def width(self) -> int:
@@ -103,18 +112,24 @@ class Channel:
         return size
 
 
+_WEIGHT_LIMITS = ((-1.0, 2.0),)  # 0..1 nominally; solvers and hand edits overshoot a little
+_ANGLE_LIMITS = ((-2 * np.pi, 2 * np.pi),)  # radians: 45 degrees stored as degrees is out
+
 CHANNELS: tuple[Channel, ...] = (
-    Channel("pose", (POSE_DIM,), POSE_NAMES, "pitch, yaw, roll (radians, SadTalker order) and 3DMM translation", required=True),
-    Channel("blink", (), ("blink",), "eye closure 0 (open) .. 1 (closed)", required=True),
-    Channel("arkit", (len(ARKIT_52),), ARKIT_52, "ARKit-52 blend shape weights", shape_weights=True),
-    Channel("visemes", (len(OCULUS_VISEMES),), OCULUS_VISEMES, "Oculus viseme weights", shape_weights=True),
-    Channel("expression", (EXPRESSION_DIM,), EXPRESSION_NAMES, "SadTalker 3DMM expression coefficients"),
-    Channel("tongue", (len(TONGUE_16),), TONGUE_16, "tongue blend shape weights (Audio2Face-3D)", shape_weights=True),
-    Channel("emotion", (len(EMOTIONS),), EMOTIONS, "emotion weights 0..1 (Audio2Face-3D's 10)", shape_weights=True),
-    Channel("eyes", (len(EYE_NAMES),), EYE_NAMES, "eye rotations in radians: left pitch, yaw, right pitch, yaw"),
+    Channel("pose", (POSE_DIM,), POSE_NAMES, "pitch, yaw, roll (radians, SadTalker order) and 3DMM translation", required=True,
+            limits=_ANGLE_LIMITS * 3 + ((-1e3, 1e3),) * 3),
+    Channel("blink", (), ("blink",), "eye closure 0 (open) .. 1 (closed)", required=True, limits=_WEIGHT_LIMITS),
+    Channel("arkit", (len(ARKIT_52),), ARKIT_52, "ARKit-52 blend shape weights", shape_weights=True, limits=_WEIGHT_LIMITS),
+    Channel("visemes", (len(OCULUS_VISEMES),), OCULUS_VISEMES, "Oculus viseme weights", shape_weights=True, limits=_WEIGHT_LIMITS),
+    Channel("expression", (EXPRESSION_DIM,), EXPRESSION_NAMES, "SadTalker 3DMM expression coefficients", limits=((-100.0, 100.0),)),
+    Channel("tongue", (len(TONGUE_16),), TONGUE_16, "tongue blend shape weights (Audio2Face-3D)", shape_weights=True,
+            limits=_WEIGHT_LIMITS),
+    Channel("emotion", (len(EMOTIONS),), EMOTIONS, "emotion weights 0..1 (Audio2Face-3D's 10)", shape_weights=True,
+            limits=_WEIGHT_LIMITS),
+    Channel("eyes", (len(EYE_NAMES),), EYE_NAMES, "eye rotations in radians: left pitch, yaw, right pitch, yaw", limits=_ANGLE_LIMITS),
     Channel(
         "jaw", (4, 4), tuple(f"jaw_{r}{c}" for r in range(4) for c in range(4)),
-        "rigid transform of the lower teeth from rest, 4x4 row-major (p' = R p + t), head space",
+        "rigid transform of the lower teeth from rest, 4x4 row-major (p' = R p + t), head space", limits=((-1e3, 1e3),),
     ),
 )
 """The motion contract, in storage and wire order. Only ``pose`` and ``blink`` are always present."""

@@ -35,9 +35,44 @@ log = logging.getLogger(__name__)
 MOTION_KINDS = ("coefficients", "motion", "summary")
 
 
+MAX_NAME_CHARS = 120
+"""Longest output base name: with the longest suffix and a partial file's prefix it stays well
+inside every file system's 255-byte name limit."""
+_NAME_FORBIDDEN = set('/\\:*?"<>|\0')
+_WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+
+
+def output_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an output base name, or ``None``: plain (no folders, nothing hidden),
+    printable (no newline, tab or escape), at most :data:`MAX_NAME_CHARS`, valid on Windows too."""
+    if not name or name in (".", ".."):
+        return "is empty"
+    if _NAME_FORBIDDEN & set(name):
+        return f"holds {sorted(_NAME_FORBIDDEN & set(name))[0]!r} (no folders or characters Windows forbids)"
+    if name.startswith("."):
+        return "starts with a dot (a hidden file)"
+    if not name.isprintable():
+        return "holds a control character (newline, tab, escape, ...)"
+    if len(name) > MAX_NAME_CHARS:
+        return f"is {len(name)} characters long; the limit is {MAX_NAME_CHARS}"
+    if name != name.strip() or name.endswith("."):
+        return "starts or ends with a space, or ends with a dot"
+    if name.split(".")[0].lower() in _WINDOWS_DEVICES:
+        return "is a Windows device name"
+    return None
+
+
+def check_output_name(name: str) -> str:
+    """``name`` if :func:`output_name_problem` finds nothing, else :class:`InputError` saying why."""
+    problem = output_name_problem(name)
+    if problem is not None:
+        raise InputError(f"the output name {name!r} {problem}")
+    return name
+
+
 @dataclass(frozen=True)
 class OutputPlan:
-    """Where a job's files go and which ones it makes."""
+    """Where a job's files go and which ones it makes (``name`` is checked by :func:`check_output_name`)."""
 
     output_dir: Path
     name: str
@@ -46,6 +81,9 @@ class OutputPlan:
     exports: tuple[str, ...] = ()
     head: Path | None = None
     mouth: str | None = None  # the glb export's mouth set (exporters/mouth_source.py); None: the default
+
+    def __post_init__(self) -> None:
+        check_output_name(self.name)
 
     def targets(self, engine: str | None) -> dict[str, Path]:
         """Every file the job will write, by kind; ``engine=None`` before the engine is known."""

@@ -34,6 +34,7 @@ key                 shape       meaning
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -42,6 +43,7 @@ import numpy as np
 from talkbridge.core.errors import InputError
 from talkbridge.core.motion import CHANNEL, CHANNELS, Motion
 from talkbridge.exporters.atomic import atomic_output
+from talkbridge.exporters.motion_validation import check_entries
 
 FORMAT = "talkbridge.motion"
 VERSION = 1
@@ -71,14 +73,20 @@ def save_motion(motion: Motion, path: str | Path, overwrite: bool = False) -> Pa
     if motion.first_frame is not None:
         arrays["first_frame"] = np.asarray(motion.first_frame, np.float32).reshape(-1)
     path = Path(path)
+    # Built in memory, then written: numpy's zip writer is not closed when a write fails (a full
+    # disk), and its finaliser would then seek the closed file ("Exception ignored ... seek of
+    # closed file"). A clip's motion is a few MB at most.
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     with atomic_output(path, overwrite=overwrite) as temp:
         with open(temp, "wb") as handle:
-            np.savez(handle, **arrays)
+            handle.write(buffer.getbuffer())
     return path
 
 
 def load_motion(path: str | Path) -> Motion:
-    """Read a motion file, rejecting other formats and versions with a clear message."""
+    """Read a motion file, rejecting other formats and versions, and any entry that breaks the
+    motion contract (:mod:`talkbridge.exporters.motion_validation`), with a clear message."""
     path = Path(path)
     if not path.is_file():
         raise InputError("motion file not found", path)
@@ -89,25 +97,23 @@ def load_motion(path: str | Path) -> Motion:
         raise InputError(f"not a readable .motion.npz file: {error}", path) from error
     if str(entries.get("format", "")) != FORMAT:
         raise InputError(f"not a talkbridge motion file (format {str(entries.get('format'))!r})", path)
-    version = int(entries.get("version", -1))
+    version_entry = entries.get("version", np.array(-1))
+    if version_entry.shape != () or version_entry.dtype.kind not in "iu":
+        raise InputError(f"the 'version' entry must be a single integer, got {version_entry.dtype} {version_entry.shape}", path)
+    version = int(version_entry)
     if version != VERSION:
         raise InputError(f"motion file version {version} is not supported (this talkbridge reads {VERSION})", path)
+    checked = check_entries(entries, path)
     for channel in CHANNELS:
         key = names_key(channel.name)
-        if channel.name in entries and key in entries and tuple(str(n) for n in entries[key]) != channel.columns:
+        if channel.name not in entries or key not in entries:
+            continue
+        names = entries[key]
+        if names.ndim != 1 or names.dtype.kind != "U" or tuple(str(n) for n in names) != channel.columns:
             raise InputError(f"the {channel.name} channel names ({key}) differ from talkbridge's {len(channel.columns)}", path)
     try:
-        return Motion(
-            fps=int(entries["fps"]),
-            engine=str(entries["engine"]),
-            engine_version=str(entries["engine_version"]),
-            first_frame=entries.get("first_frame"),
-            metadata=json.loads(str(entries["metadata_json"])),
-            **{channel.name: entries.get(channel.name) for channel in CHANNELS},
-        )
-    except KeyError as error:
-        raise InputError(f"motion file lacks the {error.args[0]!r} entry", path) from error
-    except ValueError as error:
+        return Motion(first_frame=entries.get("first_frame"), **checked, **{channel.name: entries.get(channel.name) for channel in CHANNELS})
+    except ValueError as error:  # the checks above cover the contract; this names anything they missed
         raise InputError(f"not a valid motion file: {error}", path) from error
 
 

@@ -7,6 +7,10 @@ under its final name only when ffmpeg has finished successfully (see :mod:`talkb
 Which ffmpeg: ``$TALKBRIDGE_FFMPEG`` when set (a system build, e.g. with hardware encoders), otherwise
 the one bundled with imageio-ffmpeg (which itself honours ``$IMAGEIO_FFMPEG_EXE``), so a fresh install
 works without a system ffmpeg.
+
+ffmpeg runs under a watchdog (:mod:`talkbridge.exporters.ffmpeg_watchdog`): while the writer waits on
+it, no progress for ``stall_timeout_s`` (default 60 s, ``$TALKBRIDGE_FFMPEG_STALL_S``) stops it and
+fails the video with :class:`VideoError`, so no input can hang a job.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 
 from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.exporters.atomic import atomic_output, check_writable_target
+from talkbridge.exporters.ffmpeg_watchdog import STALL_ENV, FfmpegWatchdog, progress_arguments, stall_seconds
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +102,7 @@ class VideoWriter:
         audio_path: str | Path | None = None,
         overwrite: bool = False,
         crf: int = DEFAULT_CRF,
+        stall_timeout_s: float | None = None,
     ) -> None:
         width, height = (int(v) for v in size)
         if width <= 0 or height <= 0 or width % 2 or height % 2:
@@ -109,6 +115,8 @@ class VideoWriter:
             raise InputError("audio file to mux into the video not found", self.audio_path)
         self.fps, self.size, self.overwrite, self.crf = fps, (width, height), overwrite, int(crf)
         self.frames_written = 0
+        self.stall_timeout_s = stall_seconds(stall_timeout_s)
+        self._watchdog: FfmpegWatchdog | None = None
         self._stack: contextlib.ExitStack | None = None
         self._process: subprocess.Popen | None = None
         self._log_file = None
@@ -117,7 +125,7 @@ class VideoWriter:
     def _command(self, output: Path) -> list[str]:
         width, height = self.size
         command = [
-            ffmpeg_executable(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+            ffmpeg_executable(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", *progress_arguments(),
             "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(self.fps), "-i", "-",
         ]
         if self.audio_path is not None:
@@ -134,11 +142,12 @@ class VideoWriter:
             self._temp = self._stack.enter_context(atomic_output(self.path, overwrite=self.overwrite))
             self._log_file = self._stack.enter_context(tempfile.TemporaryFile())
             self._process = subprocess.Popen(
-                self._command(self._temp), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log_file,
+                self._command(self._temp), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
             with _RUNNING_LOCK:
                 _RUNNING.add(self._process)
+            self._watchdog = FfmpegWatchdog(self._process, [self._temp], self.stall_timeout_s)
         except BaseException as failure:
             # The failure must reach atomic_output: a plain close() would commit the partial file.
             self._abort(failure)
@@ -166,11 +175,30 @@ class VideoWriter:
                 process.kill()
             process.wait(timeout=10)
         finally:
-            if process.stdin is not None:
-                with contextlib.suppress(OSError):
-                    process.stdin.close()
+            self._close_pipes()
             with _RUNNING_LOCK:
                 _RUNNING.discard(process)
+
+    def _close_pipes(self) -> None:
+        """Stop the watchdog and close our ends of ffmpeg's pipes (never left to the garbage collector)."""
+        if self._watchdog is not None:
+            self._watchdog.close()
+        process = self._process
+        if process is None:
+            return
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    pipe.close()
+
+    def _stalled(self) -> VideoError | None:
+        """The error to report when the watchdog stopped ffmpeg, else ``None``."""
+        if self._watchdog is None or not self._watchdog.fired:
+            return None
+        return VideoError(
+            f"ffmpeg made no progress for {self.stall_timeout_s:g} s writing {self.path} and was stopped "
+            f"(its AAC encoder hangs on audio far louder than full scale; ${STALL_ENV} sets the limit)"
+        )
 
     def _ffmpeg_message(self) -> str:
         if self._log_file is None:
@@ -190,23 +218,32 @@ class VideoWriter:
             raise ValueError(f"frames must be (n, {height}, {width}, 3), got {frames.shape}")
         if frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8, got {frames.dtype}")
+        assert self._watchdog is not None
         try:
-            self._process.stdin.write(np.ascontiguousarray(frames).tobytes())
-        except (BrokenPipeError, OSError) as error:
-            self._process.wait(timeout=10)
-            raise VideoError(f"ffmpeg stopped while writing {self.path}: {self._ffmpeg_message() or error}") from error
+            with self._watchdog.waiting():
+                self._process.stdin.write(np.ascontiguousarray(frames).tobytes())
+        except (BrokenPipeError, OSError, ValueError) as error:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=10)
+            raise self._stalled() or VideoError(f"ffmpeg stopped while writing {self.path}: {self._ffmpeg_message() or error}") from error
         self.frames_written += len(frames)
 
     def _finish(self) -> None:
-        assert self._process is not None and self._process.stdin is not None
-        self._process.stdin.close()
+        assert self._process is not None and self._process.stdin is not None and self._watchdog is not None
         try:
-            code = self._process.wait(timeout=FINISH_TIMEOUT_S)
+            with self._watchdog.waiting():
+                with contextlib.suppress(BrokenPipeError):
+                    self._process.stdin.close()  # flushing the last frames may wait on ffmpeg too
+                code = self._process.wait(timeout=FINISH_TIMEOUT_S)
         except subprocess.TimeoutExpired as error:
             self._process.kill()
             raise VideoError(f"ffmpeg did not finish {self.path} within {FINISH_TIMEOUT_S:.0f} s") from error
+        self._close_pipes()
         with _RUNNING_LOCK:
             _RUNNING.discard(self._process)
+        stalled = self._stalled()
+        if stalled is not None:
+            raise stalled
         if code != 0:
             raise VideoError(f"ffmpeg failed writing {self.path} (exit {code}): {self._ffmpeg_message()}")
         if self.frames_written == 0:

@@ -84,7 +84,8 @@ def run_job(
     Once ``stop`` is set, a sidecar job is cancelled from this thread and :class:`JobInterrupted` raised.
     """
     from talkbridge.core.audio import SAMPLE_RATE, load_audio
-    from talkbridge.core.face.image_io import read_image_rgb
+    from talkbridge.core.audio.loading import check_pcm
+    from talkbridge.core.face.image_io import image_size
     from talkbridge.core.jobs.local import open_local_job, resolve_engine
     from talkbridge.core.jobs.viseme_mouth import needs_viseme_motion, viseme_motion_for
     from talkbridge.exporters.job_exports import exports_need_arkit
@@ -104,12 +105,11 @@ def run_job(
     if engine is not None:
         options.resolved_size(engine)  # a bad size fails before any reading
     described = request.describe()
-    if request.image is not None:
-        portrait = read_image_rgb(Path(request.image))  # checked up front, whichever engine draws it
-        described["image_size"] = [int(portrait.shape[1]), int(portrait.shape[0])]
+    if request.image is not None:  # checked up front from its header; only an engine that draws it decodes it
+        described["image_size"] = list(image_size(Path(request.image)))
     audio_path = Path(request.audio) if isinstance(request.audio, (str, Path)) else None
-    samples = (
-        load_audio(audio_path, allow_silence=engine != "sadtalker") if audio_path is not None else np.asarray(request.audio, np.float32)
+    samples = (  # checked before anything is resampled, encoded or uploaded (docs/inputs.md)
+        load_audio(audio_path, allow_silence=engine != "sadtalker") if audio_path is not None else check_pcm(request.audio)
     )
     plan.prepare(engine)
     enhance = _enhancer(options.enhancer, options.device)

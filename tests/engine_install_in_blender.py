@@ -219,7 +219,7 @@ def main(config_path: str) -> None:
         bpy.context.preferences.addons[MODULE].preferences.sidecar_command = config["engine_command"]
         local = sys.modules[f"{MODULE}.runtime"].local_sidecar(config["engine_command"])
         address = local.start()
-        from talkbridge.bridge.client import wait_for_server
+        from talkbridge.bridge.client_connect import wait_for_server
 
         wait_for_server(address, timeout=60, process=local.process)
         results["exit_sidecar_pid"] = local.process.pid

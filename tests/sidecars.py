@@ -100,8 +100,8 @@ def record_serve(monkeypatch: Any) -> list:
         def __init__(self, runner: Any, config: Any) -> None:
             built.append((runner, config))
 
-        def serve_forever(self, stop: Any = None) -> None:
-            pass
+        def serve_forever(self, stop: Any = None) -> int:
+            return 0  # stopped by no signal
 
     monkeypatch.setattr(server_module, "Server", RecordingServer)
     monkeypatch.setattr(ProcessRunner, "start", lambda self: self)  # no engine processes

@@ -59,7 +59,8 @@ def _make_keys(folder: Path) -> dict[str, str]:
 
 
 def _start_sidecar(address: str, keys: dict[str, str]) -> subprocess.Popen:
-    from talkbridge.bridge.client import ServerUnavailable, wait_for_server
+    from talkbridge.bridge.client import ServerUnavailable
+    from talkbridge.bridge.client_connect import wait_for_server
     from talkbridge.bridge.security import load_keypair, load_public_key, load_signing_key
 
     process = subprocess.Popen(

@@ -245,7 +245,7 @@ def test_a_local_sidecar_stops_when_its_stdin_closes(tmp_path):
     """``serve --exit-on-stdin-close``: closing the pipe (Blender quit or crashed) stops the server and its workers."""
     local = sidecar.LocalSidecar(f"{sys.executable} -m talkbridge.cli")
     address = local.start()
-    from talkbridge.bridge.client import wait_for_server
+    from talkbridge.bridge.client_connect import wait_for_server
 
     process = local.process
     try:

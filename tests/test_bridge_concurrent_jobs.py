@@ -35,6 +35,8 @@ LONG = {"n_frames": 10**6, "chunk_frames": 5, "delay_s": 0.02}
 
 _running = 0  # jobs running in this (worker) process
 _ended: list[str] = []  # jobs that have ended in this process, in order
+_peak: dict[str, int] = {}  # job id -> most jobs running at once while it ran (a meeting is not missed
+#                             when the other job starts and ends before this one looks)
 _changed = threading.Condition()
 
 
@@ -51,6 +53,9 @@ class MeetingRunner(SyntheticRunner):
         global _running
         with _changed:
             _running += 1
+            _peak[job.job_id] = 0
+            for job_id in [j for j in _peak if j not in _ended]:
+                _peak[job_id] = max(_peak[job_id], _running)
             _changed.notify_all()
         try:
             if job.options.get("stubborn"):
@@ -67,7 +72,7 @@ class MeetingRunner(SyntheticRunner):
         started = time.monotonic()
         with _changed:
             wanted = int(job.options.get("meet_n", 2))
-            met = _changed.wait_for(lambda: _running >= wanted, timeout=float(job.options.get("meet_s", 0.0)))
+            met = _changed.wait_for(lambda: _peak.get(job.job_id, 0) >= wanted, timeout=float(job.options.get("meet_s", 0.0)))
             ended = list(_ended)
         return {"pid": os.getpid(), "met": met, "started": started, "ended_before": ended}
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from talkbridge.bridge import protocol as p
-from talkbridge.bridge.client import Client, ServerUnavailable, wait_for_server
+from talkbridge.bridge.client import Client, ServerUnavailable
+from talkbridge.bridge.client_connect import wait_for_server
 from talkbridge.cli import main
 
 pytestmark = pytest.mark.timeout(120)
@@ -84,7 +85,7 @@ def test_serve_and_ping_commands_run_both_engines_for_another_process(tmp_path, 
         assert main(["ping", address]) == 0
         out = capsys.readouterr().out
         assert "talkbridge" in out and f"protocol {p.PROTOCOL_VERSION}" in out and "lite" in out
-        assert "render sizes: lite any even size 64..2048; sadtalker 256, 512" in out
+        assert "render sizes: audio2face any even size 64..2048; lite any even size 64..2048; sadtalker 256, 512" in out
         speech = write_wav(tmp_path / "speech.wav", speech_like(1.2, seed=3))
         client = Client(address)
         try:
@@ -98,7 +99,7 @@ def test_serve_and_ping_commands_run_both_engines_for_another_process(tmp_path, 
         assert result.final.type == p.DONE and result.final.body["n_frames"] == 30
         assert result.array("arkit").shape == (30, 52) and len(result.chunks) == 3
         serve.send_signal(signal.SIGTERM)
-        assert serve.wait(10) == 0  # a clean shutdown on SIGTERM
+        assert serve.wait(10) == 143  # a clean shutdown on SIGTERM, exiting as every command does
     finally:
         _stop(serve)
     assert main(["ping", address, "--timeout", "0.5"]) == 1

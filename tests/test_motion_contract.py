@@ -78,7 +78,7 @@ def test_motion_file_with_a_channel_of_the_wrong_shape_is_an_input_error(tmp_pat
     entries["jaw"] = entries["jaw"].reshape(7, 16)
     broken = tmp_path / "broken.motion.npz"
     np.savez(broken, **entries)
-    with pytest.raises(InputError, match=r"broken\.motion\.npz: .*'jaw' has shape \(7, 16\)"):
+    with pytest.raises(InputError, match=r"broken\.motion\.npz: .*'jaw' array has shape \(7, 16\)"):
         load_motion(broken)
 
 

@@ -11,6 +11,7 @@ import logging
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.cache import EngineCache
 from talkbridge.core.jobs.emotion import job_emotion, with_emotion_channel
+from talkbridge.core.jobs.finite import finite_motion
 from talkbridge.core.jobs.options import JobOptions, options_for_engine
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
@@ -52,10 +53,17 @@ def open_local_job(
     many threads paste SadTalker's frames back (``None``: one on a CPU, most cores next to a GPU).
 
     Input errors (no face, bad audio, an option the engine cannot honour) are raised here, before
-    the first step, so a caller fails before it creates any output.
+    the first step, so a caller fails before it creates any output. Every step is checked finite
+    as it leaves the engine (:mod:`talkbridge.core.jobs.finite`).
     """
     cache = cache or EngineCache()
-    engine = engine or resolve_engine(request.options, cache)
+    return finite_motion(_open_engine_job(request, cache, render, overlap, paste_workers, engine or resolve_engine(request.options, cache)))
+
+
+def _open_engine_job(
+    request: JobRequest, cache: EngineCache, render: bool, overlap: bool | None, paste_workers: int | None, engine: str
+) -> JobStream:
+    """The chosen engine's own job source."""
     ignored = options_for_engine(request.options, engine)
     if ignored:
         log.warning("the %s engine ignores: %s", engine, ", ".join(ignored))

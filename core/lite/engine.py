@@ -101,13 +101,11 @@ class LiteEngine:
     def plan(self, request: MotionRequest) -> LitePlan:
         """Analyse the request's audio and build the whole clip's motion."""
         if isinstance(request.audio, np.ndarray):
-            samples = np.asarray(request.audio, np.float32).reshape(-1)
-            if samples.size == 0:
-                raise InputError("the audio has no samples")
+            from talkbridge.core.audio.loading import check_pcm
+
+            samples = check_pcm(request.audio, max_seconds=float("inf"))  # its length was bounded where it came in
         else:
             samples = _load_audio(Path(request.audio))
-        if not np.all(np.isfinite(samples)):
-            raise InputError("the audio contains NaN or infinite samples", None if isinstance(request.audio, np.ndarray) else request.audio)
         n_frames = frame_count(samples.size)
         level = loudness(samples, self.articulation)
         if level.max() > 0.0:

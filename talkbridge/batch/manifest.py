@@ -30,6 +30,7 @@ from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.core.jobs.options import OPTIONS, JobOptions, option_name
 from talkbridge.core.jobs.request import JobRequest, read_transcript
 from talkbridge.exporters.job_exports import NEEDS_HEAD, parse_export_kinds
+from talkbridge.exporters.job_files import output_name_problem
 from talkbridge.exporters.mouth_source import parse_mouth_source
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,6 @@ OTHER_COLUMNS = ("name", "exports", "mouth")
 # Options that are files on the command line (generate --transcript FILE, --landmarks FILE) are file
 # columns here too; `device` is the backend's choice, not a row's.
 ROW_OPTIONS = tuple(name for name in OPTIONS if name not in ("transcript", "landmarks", "device"))
-_NAME_FORBIDDEN = set('/\\:*?"<>|\0')
 _ALIASES = {"image": "portrait", "audio_file": "audio", "audio_path": "audio", "image_file": "portrait",
             "image_path": "portrait", "portrait_file": "portrait", "portrait_path": "portrait"}
 """Column names other tools write for the same thing."""
@@ -81,10 +81,12 @@ class ManifestDefaults:
 
 
 def check_name(name: str, where: str) -> str:
-    """``name`` if it is usable as an output base name (no folders, nothing hidden)."""
-    name = name.strip()
-    if not name or name in (".", "..") or name.startswith(".") or _NAME_FORBIDDEN & set(name):
-        raise InputError(f"{where}: name {name!r} is not a plain file name (no folders, no leading dot)")
+    """``name`` (surrounding spaces dropped) if it is usable as an output base name
+    (:func:`~talkbridge.exporters.job_files.output_name_problem`)."""
+    name = name.strip(" ")
+    problem = output_name_problem(name)
+    if problem is not None:
+        raise InputError(f"{where}: the name {name!r} is not a plain file name: it {problem}")
     return name
 
 
@@ -115,11 +117,13 @@ def build_row(cells: Mapping[str, Any], base: Path, where: str, defaults: Manife
     """One row from its non-empty cells (canonical column names; text, or typed JSON option values);
     never raises for the row's own problems."""
     audio_text = cells.get("audio", "").strip()
-    fallback = Path(audio_text).stem if audio_text else where.replace(":", "_line_")
+    default = Path(audio_text).stem if audio_text else where.replace(":", "_line_")
     try:
-        name = check_name(cells.get("name") or fallback, where)
+        name = check_name(cells.get("name") or default, where)
     except InputError as error:
-        return BatchRow(name=fallback, where=where, error=str(error))
+        # The row fails alone under its place in the manifest, which no valid name can equal (it
+        # holds a ':' or '/'), so it never collides with another row's name.
+        return BatchRow(name=where, where=where, error=str(error))
     try:
         if not audio_text:
             raise InputError(f"{where}: the 'audio' cell is empty")

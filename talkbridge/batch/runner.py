@@ -208,7 +208,7 @@ class BatchRun:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise InputError(f"cannot create the output folder ({error.strerror or error})", self.output_dir) from None
-        interrupted = False
+        interrupted: KeyboardInterrupt | None = None  # Ctrl-C, or SIGTERM's Terminated: the CLI's exit code tells them apart
         with sigterm_as_interrupt():
             try:
                 todo = self._plan()
@@ -221,17 +221,17 @@ class BatchRun:
                         self._finish(self._run_row(pending))
                 else:
                     self._run_concurrently(todo)
-            except KeyboardInterrupt:
-                interrupted = True
+            except KeyboardInterrupt as error:
+                interrupted = error
                 self.stop.set()
             finally:
                 if self._bar is not None:
                     self._bar.close()
-        report = self._report(time.monotonic() - started, interrupted)
+        report = self._report(time.monotonic() - started, interrupted is not None)
         path = report.write(self.output_dir)
         log.info("report: %s (%s)", path, ", ".join(f"{k} {v}" for k, v in report.counts.items()))
-        if interrupted:
-            raise KeyboardInterrupt("batch interrupted")
+        if interrupted is not None:
+            raise interrupted
         return report
 
     def _run_concurrently(self, todo: list[_Pending]) -> None:

@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from talkbridge.bridge.leftovers import owned_folder_prefix, sweep_stale_job_folders
 from talkbridge.core.jobs.request import JobRequest
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class RowActor:
     def __init__(self, checkpoints: str | None = None, setup: str | None = None) -> None:
         from talkbridge.core.jobs.cache import EngineCache
 
+        sweep_stale_job_folders()  # the uploaded inputs of actors killed on this node
         self.cache = EngineCache(checkpoints)
         self.jobs = 0
         self._setup_facts = _run_setup(setup, self.cache)
@@ -96,7 +98,7 @@ class RowActor:
         from talkbridge.core.jobs.local import open_local_job
 
         self.jobs += 1
-        with tempfile.TemporaryDirectory(prefix="talkbridge-ray-job-") as folder:
+        with tempfile.TemporaryDirectory(prefix=owned_folder_prefix("talkbridge-ray-job-")) as folder:
             stream = open_local_job(unpack_request(request, files, Path(folder)), self.cache, render)
             try:
                 yield stream.info
@@ -113,6 +115,7 @@ class GatewayActor:
         from talkbridge.bridge.worker_main import build_runner
         from talkbridge.bridge.workers import WorkerSpec
 
+        sweep_stale_job_folders()  # the uploaded inputs of actors killed on this node
         self.device = _node_facts()["device"]
         self.runner = build_runner(WorkerSpec.from_json(spec_json), self.device)
         self.jobs = 0

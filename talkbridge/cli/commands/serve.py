@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import threading
 from pathlib import Path
 
+from talkbridge.core.audio.loading import DEFAULT_MAX_AUDIO_SECONDS
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.options import OPTIONS
 
@@ -36,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=OPTIONS["precision"].choices, default=OPTIONS["precision"].default,
                         help="number format of SadTalker's networks for jobs that do not choose one (default: %(default)s)")
     parser.add_argument("--max-input-mb", type=int, default=256, help="largest audio or image file accepted, in MiB (default: %(default)s)")
+    parser.add_argument("--max-audio-seconds", type=float, default=DEFAULT_MAX_AUDIO_SECONDS,
+                        help="longest decoded audio a job may send, in seconds (default: %(default)s; see docs/inputs.md)")
     parser.add_argument("--jobs-per-device", type=int, metavar="K",
                         help="jobs each device's worker process runs at once, so their frames can share render passes "
                         "(default: 4 when every device is a GPU, else 1; not with --ray)")
@@ -135,7 +139,12 @@ def run(args: argparse.Namespace) -> int:
     for name in ("batch_frames", "batch_wait_ms"):  # here, before any worker starts
         sharing[name] = SADTALKER_SETTINGS[name].check(sharing[name])
     preload = tuple(("engine", (name, DEVICE_PLACEHOLDER)) for name in (n.strip() for n in args.preload.split(",")) if name)
-    spec = WorkerSpec("talkbridge.bridge.jobs:EngineRunner", {"engine_kwargs": engine_config, "precision": args.precision}, preload)
+    if not args.max_audio_seconds > 0:
+        raise InputError(f"--max-audio-seconds must be positive, not {args.max_audio_seconds}")
+    spec = WorkerSpec(
+        "talkbridge.bridge.jobs:EngineRunner",
+        {"engine_kwargs": engine_config, "precision": args.precision, "max_audio_seconds": args.max_audio_seconds}, preload,
+    )
     # The engines run in one process per device, so none can stall the server's socket; a worker's
     # start-up errors (missing weights, unknown engine) stop the server here.
     if args.ray:
@@ -150,5 +159,8 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     if args.exit_on_stdin_close:
         stop_when_stdin_closes(stop)
-    Server(runner, config).serve_forever(stop)
-    return 0
+    signum = Server(runner, config).serve_forever(stop)
+    if not signum:
+        return 0
+    log.info("stopped by %s", signal.Signals(signum).name)
+    return 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM, as every command exits
