@@ -182,7 +182,7 @@ def _malformed_messages() -> list[list[bytes]]:
         [good[0], json.dumps(wrong_table).encode(), good[2]],
         [good[0], good[1].replace(b'"seq":0', b'"seq":NaN')],
         [p.MAGIC + bytes([99]), good[1], good[2]],
-        [good[0], json.dumps(dict(header, type=p.OUTPUT, body={"start": 0, "n_frames": 1})).encode()],
+        [good[0], json.dumps(dict(header, type=p.INFO, body={"engine": "x"})).encode()],  # a server's message, from a client
     ]
 
 
@@ -264,20 +264,30 @@ def inject_faults(faults: list[str], address: str, engine: str, server_pid: int,
     rng = random.Random(seed)
     context = zmq.Context()
     try:
-        turn = 0
-        while faults and not stop.wait(rng.uniform(0.2, 1.0)) and time.monotonic() < deadline:
-            fault = faults[turn % len(faults)]
-            turn += 1
-            if fault == "malformed":
-                inject_malformed(context, address, tally)
-            elif fault == "oversized" and engine == "synthetic":
-                inject_oversized(context, address, tally)
-            elif fault == "client_kill" and engine == "synthetic":
-                inject_client_kill(address, engine, tally)
-            elif fault == "worker_kill":
-                inject_worker_kill(server_pid, rng, tally)
+        _inject_in_turn(faults, address, engine, server_pid, deadline, stop, tally, rng, context)
+    except Exception as error:  # noqa: BLE001 - a broken injector must fail the soak, not end it quietly
+        tally.problem(f"the fault injector failed: {type(error).__name__}: {error}")
     finally:
         context.destroy(linger=0)
+
+
+def _inject_in_turn(faults: list[str], address: str, engine: str, server_pid: int, deadline: float, stop: threading.Event,
+                    tally: Tally, rng: random.Random, context: zmq.Context) -> None:
+    """Each fault kind in turn until the deadline; every kind at least once (the clients may finish first)."""
+    turn = 0
+    while faults and time.monotonic() < deadline:
+        if stop.wait(rng.uniform(0.2, 1.0)) and turn >= len(faults):
+            break
+        fault = faults[turn % len(faults)]
+        turn += 1
+        if fault == "malformed":
+            inject_malformed(context, address, tally)
+        elif fault == "oversized" and engine == "synthetic":
+            inject_oversized(context, address, tally)
+        elif fault == "client_kill" and engine == "synthetic":
+            inject_client_kill(address, engine, tally)
+        elif fault == "worker_kill":
+            inject_worker_kill(server_pid, rng, tally)
 
 
 def main() -> int:
