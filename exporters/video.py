@@ -8,7 +8,7 @@ Which ffmpeg: ``$TALKBRIDGE_FFMPEG`` when set (a system build, e.g. with hardwar
 the one bundled with imageio-ffmpeg (which itself honours ``$IMAGEIO_FFMPEG_EXE``), so a fresh install
 works without a system ffmpeg.
 
-ffmpeg runs under a watchdog (:mod:`talkbridge.exporters.ffmpeg_watchdog`): while the writer waits on
+ffmpeg runs under a watchdog (:mod:`talkbridge.core.media.watchdog`): while the writer waits on
 it, no progress for ``stall_timeout_s`` (default 60 s, ``$TALKBRIDGE_FFMPEG_STALL_S``) stops it and
 fails the video with :class:`VideoError`, so no input can hang a job.
 """
@@ -19,7 +19,6 @@ import atexit
 import contextlib
 import ctypes
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -32,11 +31,12 @@ import numpy as np
 
 from talkbridge.core.errors import InputError, TalkbridgeError
 from talkbridge.exporters.atomic import atomic_output, check_writable_target
-from talkbridge.exporters.ffmpeg_watchdog import STALL_ENV, FfmpegWatchdog, progress_arguments, stall_seconds
+from talkbridge.core.media.ffmpeg import FFMPEG_ENV, FfmpegMissing  # noqa: F401 (FFMPEG_ENV: part of this module's API)
+from talkbridge.core.media.ffmpeg import ffmpeg_executable as _find_ffmpeg
+from talkbridge.core.media.watchdog import STALL_ENV, FfmpegWatchdog, progress_arguments, stall_seconds
 
 log = logging.getLogger(__name__)
 
-FFMPEG_ENV = "TALKBRIDGE_FFMPEG"
 DEFAULT_CRF = 20  # visually clean for previews at a few hundred kB per 10 s
 FINISH_TIMEOUT_S = 300.0
 
@@ -70,20 +70,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the ffmpeg child b
 
 
 def ffmpeg_executable() -> str:
-    """The ffmpeg to run: ``$TALKBRIDGE_FFMPEG`` or imageio-ffmpeg's bundled binary."""
-    configured = os.environ.get(FFMPEG_ENV)
-    if configured:
-        if not Path(configured).is_file():
-            raise VideoError(f"${FFMPEG_ENV} points to {configured}, which does not exist")
-        return configured
+    """The ffmpeg to run (:func:`talkbridge.core.media.ffmpeg.ffmpeg_executable`), failing as a :class:`VideoError`."""
     try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as error:  # the package raises RuntimeError when its binary is missing
-        raise VideoError(
-            f"no ffmpeg found ({error}); install imageio-ffmpeg or set ${FFMPEG_ENV} to an ffmpeg binary"
-        ) from error
+        return _find_ffmpeg()
+    except FfmpegMissing as error:
+        raise VideoError(str(error)) from None
 
 
 class VideoWriter:

@@ -40,7 +40,7 @@ def deaf_ffmpeg(tmp_path, monkeypatch):
 
 
 def test_a_hung_ffmpeg_that_ignores_sigterm_is_killed(tmp_path, deaf_ffmpeg, monkeypatch):
-    from talkbridge.exporters import ffmpeg_watchdog
+    from talkbridge.core.media import watchdog as ffmpeg_watchdog
 
     monkeypatch.setattr(ffmpeg_watchdog, "KILL_GRACE_S", 0.5)
     monkeypatch.setenv("TALKBRIDGE_FFMPEG_STALL_S", "0.5")  # the environment sets the limit
@@ -64,7 +64,7 @@ def test_a_slow_engine_is_not_a_stalled_ffmpeg(tmp_path):
 
 
 def test_the_stall_limit_must_be_positive(monkeypatch, tmp_path):
-    from talkbridge.exporters.ffmpeg_watchdog import stall_seconds
+    from talkbridge.core.media.watchdog import stall_seconds
 
     assert stall_seconds(2.5) == 2.5
     monkeypatch.setenv("TALKBRIDGE_FFMPEG_STALL_S", "7")

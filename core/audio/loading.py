@@ -2,7 +2,8 @@
 
 The samples equal what ``librosa.load(path, sr=16000)`` returns for the official SadTalker code:
 integer PCM scaled to [-1, 1) (int16 / 32768), channels averaged, no gain change. Decoding goes through
-libsndfile (wav, flac, ogg, mp3) and falls back to librosa/audioread (ffmpeg) for anything else.
+libsndfile (wav, flac, ogg, mp3) and falls back to ffmpeg (16-bit PCM, as audioread asks it for) for
+anything else, under a watchdog and a size bound.
 Resampling uses soxr's high-quality mode, as librosa >= 0.10 does.
 
 Audio is a hostile input like any file (docs/inputs.md): its header is read before anything is
@@ -39,30 +40,19 @@ never normalised: ffmpeg's AAC encoder hangs on float peaks of 1e6 and more, and
 animate the overflow."""
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """Return (samples (n, channels) float32, sample rate) without resampling."""
+def _decode(path: Path, max_seconds: float) -> tuple[np.ndarray, int]:
+    """Return (samples (n, channels) float32, sample rate) without resampling: libsndfile, else
+    ffmpeg under a watchdog and a size bound (:mod:`talkbridge.core.audio.ffmpeg_decode`)."""
     import soundfile
 
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
         return data, int(rate)
-    except Exception as first_error:  # libsndfile does not know the container: try ffmpeg via librosa
-        log.debug("libsndfile could not read %s (%s); trying librosa", path, first_error)
-        try:
-            import warnings
+    except Exception as first_error:  # libsndfile does not know the container: ffmpeg does
+        log.debug("libsndfile could not read %s (%s); decoding with ffmpeg", path, first_error)
+        from talkbridge.core.audio.ffmpeg_decode import decode_with_ffmpeg
 
-            import librosa
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                data, rate = librosa.load(str(path), sr=None, mono=False)
-        except Exception as error:
-            raise InputError(
-                f"cannot decode audio ({first_error}); use wav, flac, ogg or mp3, or install ffmpeg for other formats",
-                path,
-            ) from error
-        data = np.atleast_2d(np.asarray(data, np.float32))
-        return np.ascontiguousarray(data.T), int(rate)
+        return decode_with_ffmpeg(path, max_seconds)
 
 
 def check_format(rate: int, frames: int, channels: int, path: Path | None, max_seconds: float = DEFAULT_MAX_AUDIO_SECONDS) -> None:
@@ -121,7 +111,7 @@ def load_audio(path: str | Path, *, allow_silence: bool = False, max_seconds: fl
     if path.stat().st_size == 0:
         raise InputError("audio file is empty (0 bytes)", path)
     _probe(path, max_seconds)
-    data, rate = _decode(path)
+    data, rate = _decode(path, max_seconds)
     if data.size == 0:
         raise InputError("audio file holds no samples", path)
     check_format(rate, data.shape[0], data.shape[1], path, max_seconds)
