@@ -16,6 +16,8 @@ from typing import Any, Iterable
 
 import bpy
 
+from talkbridge.exporters.naming import VRM0_PRESETS
+
 HEAD_BONE_NAMES = (
     "head", "Head", "CC_Base_Head", "J_Bip_C_Head", "mixamorig:Head", "head.x", "DEF-head", "Head_M",
     "Bip01 Head", "Bip001 Head", "ORG-head",
@@ -27,13 +29,6 @@ Biped. A rig none of these fit still gets a bone whose name has the word "head" 
 
 _NOT_THE_HEAD = {"end", "top", "tip", "nub", "target", "ctrl", "site", "null", "mesh", "geo", "hair", "jaw", "eye"}
 
-VRM0_PRESETS = {
-    "a": "aa", "i": "ih", "u": "ou", "e": "ee", "o": "oh",
-    "blink": "blink", "blink_l": "blinkLeft", "blink_r": "blinkRight",
-    "joy": "happy", "angry": "angry", "sorrow": "sad", "fun": "relaxed",
-    "lookup": "lookUp", "lookdown": "lookDown", "lookleft": "lookLeft", "lookright": "lookRight",
-    "neutral": "neutral",
-}
 """VRM 0.x blend-shape preset names -> the VRM 1.0 expression names talkbridge drives."""
 
 VRM1_PRESETS = {

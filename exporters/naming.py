@@ -376,3 +376,13 @@ def weight_matrix(
             driven.add(column)
         weights[:, column] += channels[match.channel] * np.float32(match.scale)
     return weights
+
+
+VRM0_PRESETS = {
+    "a": "aa", "i": "ih", "u": "ou", "e": "ee", "o": "oh",
+    "blink": "blink", "blink_l": "blinkLeft", "blink_r": "blinkRight",
+    "joy": "happy", "angry": "angry", "sorrow": "sad", "fun": "relaxed",
+    "lookup": "lookUp", "lookdown": "lookDown", "lookleft": "lookLeft", "lookright": "lookRight",
+    "neutral": "neutral",
+}
+"""VRM 0.x ``presetName`` -> the VRM 1.0 preset it became (one table for the .vrm reader and the add-on)."""

@@ -32,17 +32,10 @@ import numpy as np
 import pygltflib
 
 from talkbridge.core.errors import InputError
-from talkbridge.exporters.naming import VRM_PRESETS, MatchReport, RestedTarget, TargetMatch, canonical_channel
+from talkbridge.exporters.naming import VRM0_PRESETS, VRM_PRESETS, MatchReport, RestedTarget, TargetMatch, canonical_channel
 
 log = logging.getLogger(__name__)
 
-VRM0_PRESETS = {
-    "a": "aa", "i": "ih", "u": "ou", "e": "ee", "o": "oh",
-    "blink": "blink", "blink_l": "blinkLeft", "blink_r": "blinkRight",
-    "joy": "happy", "angry": "angry", "sorrow": "sad", "fun": "relaxed",
-    "lookup": "lookUp", "lookdown": "lookDown", "lookleft": "lookLeft", "lookright": "lookRight",
-    "neutral": "neutral",
-}
 """VRM 0.x ``presetName`` -> the VRM 1.0 preset (talkbridge channel) it became."""
 
 
