@@ -95,7 +95,7 @@ def test_a_lite_job_blends_the_emotion_into_its_curves_and_carries_the_channel(s
 
 
 def test_emotion_auto_is_for_audio2face_only(speech):
-    with pytest.raises(InputError, match="only the audio2face engine"):
+    with pytest.raises(InputError, match=r"licence allows it only together with Audio2Face \(--engine audio2face\)"):
         _lite(speech, "auto")
 
 

@@ -15,7 +15,7 @@ import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -33,6 +33,9 @@ from talkbridge.core.engine import MotionRequest
 from talkbridge.core.errors import CheckpointError, InputError
 from talkbridge.core.motion import ARKIT_52, EMOTIONS, FPS, TONGUE_16, MotionChunk
 
+if TYPE_CHECKING:
+    from talkbridge.core.audio2face.emotion_model import Audio2Emotion
+
 log = logging.getLogger(__name__)
 
 ENGINE_NAME = "audio2face"
@@ -45,6 +48,13 @@ def default_model_dir() -> Path:
     from talkbridge.core.weights.store import WeightStore
 
     return WeightStore().folder("audio2face-mark")
+
+
+def default_emotion_dir() -> Path:
+    """Where ``talkbridge models download audio2emotion`` puts the Audio2Emotion folder."""
+    from talkbridge.core.weights.store import WeightStore
+
+    return WeightStore().folder("audio2emotion")
 
 
 def _columns(names: tuple[str, ...], table: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +136,10 @@ class Audio2FaceEngine:
     version = ENGINE_VERSION
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "auto", threads: int | None = None,
-                 batch: int = 64) -> None:
+                 batch: int = 64, emotion_model_dir: str | Path | None = None) -> None:
+        self.device = device
+        self.emotion_model_dir = None if emotion_model_dir is None else Path(emotion_model_dir)
+        self._emotion_model = None
         if model_dir is None:
             model_dir = default_model_dir()
             if not (model_dir / "model.json").is_file():
@@ -163,8 +176,9 @@ class Audio2FaceEngine:
         n_frames = frame_count(samples.size, FPS, 1, self.folder.info.samplerate)
         emotion_option = request.options.get("emotion")
         if emotion_option == AUTO:
-            raise InputError("--emotion auto needs the Audio2Emotion model, which this talkbridge does not run yet; give NAME=WEIGHT pairs")
-        explicit = emotion_frames(emotion_option, n_frames, FPS)
+            explicit = self.emotion_model().frames(samples, n_frames, FPS, self.folder.info.explicit_emotions)
+        else:
+            explicit = emotion_frames(emotion_option, n_frames, FPS)
         if explicit is None:
             default = dict(zip(self.folder.info.explicit_emotions, self.folder.info.default_emotion))
             explicit = np.tile(np.array([default.get(name, 0.0) for name in EMOTIONS], np.float32), (n_frames, 1))
@@ -185,7 +199,27 @@ class Audio2FaceEngine:
             "arkit_from_eyes": sorted(name for name in ARKIT_52 if name.startswith("eyeLook") and name not in self.solved_arkit),
             "seed": int(request.seed),
         }
+        if emotion_option == AUTO:
+            details["emotion_source"] = f"audio2emotion ({self.emotion_model().folder.root})"
         return ClipPlan(samples, n_frames, pose.astype(np.float32), blink, explicit.astype(np.float32), details)
+
+    def emotion_model(self) -> "Audio2Emotion":
+        """The Audio2Emotion model for ``--emotion auto``, loaded on first use.
+
+        Its folder is the ``emotion_model_dir`` engine option, else the store's ``audio2emotion``.
+        """
+        if self._emotion_model is None:
+            from talkbridge.core.audio2face.emotion_model import Audio2Emotion
+
+            folder = self.emotion_model_dir or default_emotion_dir()
+            if not (folder / "model.json").is_file() and not folder.is_file():
+                raise CheckpointError(
+                    "--emotion auto needs the Audio2Emotion model and there is no model.json here; run "
+                    "`talkbridge models download audio2emotion` (or `models adopt DIR` for a folder you have). Its licence "
+                    "allows it only together with Audio2Face", folder / "model.json",
+                )
+            self._emotion_model = Audio2Emotion(folder, self.device)
+        return self._emotion_model
 
     def _samples(self, request: MotionRequest) -> np.ndarray:
         if isinstance(request.audio, np.ndarray):

@@ -21,8 +21,9 @@ from talkbridge.core.motion import FPS
 def job_emotion(value: EmotionTrack | str | None, n_frames: int, engine: str = "lite") -> np.ndarray | None:
     """(n_frames, 10) weights of the job's emotion option, or None when it has none."""
     if value == AUTO:
-        raise InputError(f"--emotion auto takes the emotion from Audio2Emotion, which only the audio2face engine uses; "
-                         f"give the {engine} engine NAME=WEIGHT pairs or an --emotion-track")
+        raise InputError(f"--emotion auto takes the emotion from NVIDIA's Audio2Emotion, whose licence allows it only "
+                         f"together with Audio2Face (--engine audio2face); give the {engine} engine NAME=WEIGHT "
+                         f"pairs or an --emotion-track")
     return emotion_frames(value, n_frames, FPS)
 
 

@@ -11,7 +11,7 @@ Groups:
 * ``audio2face-mark`` / ``-claire`` / ``-james``: NVIDIA's Audio2Face-3D regression models (v2.3 Mark,
   v2.3.1 Claire and James), each folder as Hugging Face serves it; ``audio2face-v3``: the v3.0
   diffusion model (downloadable; this version does not run it); ``audio2emotion``: the optional
-  Audio2Emotion v2.2 model (its licence allows it only together with Audio2Face). The repositories
+  Audio2Emotion v2.2 model for ``--emotion auto`` (its licence allows it only together with Audio2Face). The repositories
   are gated: accept the licence on Hugging Face and set ``HF_TOKEN``.
 
 Sizes and hashes are recorded where they are publicly known; files without them are checked for
@@ -65,6 +65,10 @@ A2E_FILES = (
     ("model.json", "Audio2Emotion: file list"),
     ("network.onnx", "Audio2Emotion network (only for use with Audio2Face)"),
     ("network_info.json", "Audio2Emotion settings"),
+    # The SDK's gen_sample_data.py copies these two from the downloaded folder; model.json's
+    # modelConfigPath names the first (the post-processing settings --emotion auto reads).
+    ("model_config.json", "Audio2Emotion post-processing settings"),
+    ("trt_info.json", "Audio2Emotion TensorRT build settings (not used by onnxruntime)"),
 )
 
 
