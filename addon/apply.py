@@ -33,7 +33,7 @@ from talkbridge.core.motion import FPS, Motion, MotionChunk
 from talkbridge.exporters import mouth_source
 from talkbridge.exporters.naming import MatchReport, match_targets, motion_channels
 
-from . import posemath
+from . import joint_take, posemath
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +208,7 @@ class TakeSummary:
     reports: dict[str, MatchReport] = field(default_factory=dict)
     mouth_source: str | None = None
     left_at_rest: list[str] = field(default_factory=list)
+    joint_bones: list[str] = field(default_factory=list)  # jaw/eye bones keyed from the jaw and eyes channels
 
 
 PresetBinds = Mapping[str, Mapping[str, Sequence[tuple[str, float, bool]]]]
@@ -300,6 +301,7 @@ class TakeWriter:
         self._last_quaternion: np.ndarray | None = None
         self._euler_order: str | None = None
         self._last_euler: Any = None
+        self._joints: joint_take.JointKeys | None = None
         self._cursor = 0
         self._started = False
         self.frames = 0
@@ -398,7 +400,7 @@ class TakeWriter:
                 "(ARKit, visemes, VRM, exp_XX) or give a name map"
             )
 
-    def _start(self, channels: Mapping[str, np.ndarray]) -> None:
+    def _start(self, channels: Mapping[str, np.ndarray], present: set[str]) -> None:
         self._started = True
         action = self.action
         if self.blocks:
@@ -418,6 +420,9 @@ class TakeWriter:
             if self.head_movement > 0:
                 self._location_current = target.current_location()
                 self._location_curves = [self._curve(slot, f"{target.prefix}location", i, group) for i in range(3)]
+            if target.bone and target.obj.type == "ARMATURE":
+                self._joints = joint_take.JointKeys(target.obj, joint_take.find_joint_bones(target.obj), skip=target.bone)
+                self.summary.joint_bones = self._joints.start(present, lambda path, i, group: self._curve(slot, path, i, group))
             kept = install_take(target.obj, action, slot)
             if kept:
                 self.summary.kept_tracks.append(kept)
@@ -431,7 +436,7 @@ class TakeWriter:
         motion = Motion(fps=FPS, engine="", engine_version="", **chunk.arrays())
         channels = motion_channels(motion)
         if not self._started:
-            self._start(channels)
+            self._start(channels, {name for name in ("eyes", "jaw") if getattr(motion, name) is not None})
         for terms, buffer in self._shape_curves:
             total = np.zeros(n, np.float32)
             for channel, scale, binary in terms:
@@ -444,6 +449,8 @@ class TakeWriter:
             buffer.put(start, total)
         if self._pose_curves:
             self._put_pose(start, pose)
+        if self._joints is not None:
+            self._joints.put(start, motion.eyes, motion.jaw)
         self.frames = max(self.frames, start + n)
         self.summary.frames = self.frames
 
@@ -469,17 +476,12 @@ class TakeWriter:
                 buffer.put(start, locations[:, index])
 
     def _to_euler(self, quaternions: np.ndarray) -> np.ndarray:
-        from mathutils import Quaternion
-
-        out = np.empty((len(quaternions), 3), np.float64)
-        for row, (x, y, z, w) in enumerate(quaternions):
-            euler = Quaternion((w, x, y, z)).to_euler(self._euler_order, *(() if self._last_euler is None else (self._last_euler,)))
-            self._last_euler = euler
-            out[row] = tuple(euler)
+        out, self._last_euler = joint_take.quaternions_to_euler(quaternions, self._euler_order, self._last_euler)
         return out
 
     def _buffers(self) -> list[CurveBuffer]:
-        return [buffer for _, buffer in self._shape_curves] + self._pose_curves + self._location_curves
+        joints = self._joints.buffers() if self._joints is not None else []
+        return [buffer for _, buffer in self._shape_curves] + self._pose_curves + self._location_curves + joints
 
     @property
     def dirty(self) -> bool:

@@ -38,11 +38,15 @@ def head_rotations(pose: np.ndarray, reference: str = "first", first_angles: np.
         rotations = pose_math.quaternion_multiply(rotations, pose_math.quaternion_conjugate(first_q))
     elif reference != "absolute":
         raise ValueError(f"pose reference must be 'first' or 'absolute', not {reference!r}")
-    mapped = pose_math.quaternion_multiply(
-        pose_math.quaternion_multiply(GLTF_TO_BLENDER[None, :], rotations),
+    return gltf_to_rig(rotations)
+
+
+def gltf_to_rig(rotations: np.ndarray) -> np.ndarray:
+    """(T, 4) rotations given in the glTF head frame, restated in Blender's rig frame (Z up)."""
+    return pose_math.quaternion_multiply(
+        pose_math.quaternion_multiply(GLTF_TO_BLENDER[None, :], np.asarray(rotations, np.float64)),
         pose_math.quaternion_conjugate(GLTF_TO_BLENDER)[None, :],
     )
-    return mapped
 
 
 def local_rotations(world_rotations: np.ndarray, frame: np.ndarray, current: np.ndarray) -> np.ndarray:

@@ -210,6 +210,8 @@ class ActiveJob:
             parts.append(f"action {s.action!r}: {len(s.shape_keys)} shape keys{meshes}" + (f", {s.pose_target}" if s.pose_target else ""))
             if s.left_at_rest:
                 parts.append(f"mouth from {s.mouth_source}; {len(s.left_at_rest)} shapes of the other mouth/blink sets left at rest")
+            if s.joint_bones:
+                parts.append(f"jaw/eye bones {', '.join(s.joint_bones)}")
         if self.placed is not None and self.placed.warning:
             parts.append(self.placed.warning)
         return "; ".join(parts)

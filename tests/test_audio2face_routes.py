@@ -181,3 +181,33 @@ def test_a_manifests_engine_and_emotion_columns_reach_the_engine(inputs, tmp_pat
     assert cheer.engine == cross.engine == "audio2face"
     assert np.allclose(cheer.emotion[:, [6, 5]], [0.5, 0.25]) and np.allclose(cross.emotion[:, 1], 1.0)
     assert not np.allclose(cheer.arkit, cross.arkit)  # the network heard two different emotions
+
+
+def test_coeffs_writes_only_the_motion_files_with_the_engines_arrays(inputs, expected, tmp_path):
+    from talkbridge.cli import main
+    from talkbridge.exporters.motion_file import load_motion
+
+    _, model, audio = inputs
+    out = tmp_path / "take.motion.npz"
+    code = main(["-q", "coeffs", str(audio), "--engine", "audio2face", "--checkpoints", str(model), "-o", str(out),
+                 "--emotion", EMOTION, "--seed", str(SEED)])
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.motion.json", "take.motion.npz"]  # no .mat, no video
+    motion = load_motion(out)
+    assert motion.engine == "audio2face"
+    assert_same_motion(motion, expected)
+    assert main(["-q", "coeffs", str(audio), "--engine", "audio2face", "--checkpoints", str(model), "-o", str(out)]) == 1
+    assert np.array_equal(load_motion(out).arkit, motion.arkit)  # an existing file is kept
+
+
+def test_coeffs_refuses_sadtalker_inputs_with_audio2face_and_a_sadtalker_run_without_them(inputs, tmp_path, caplog):
+    from talkbridge.cli import main
+
+    _, model, audio = inputs
+    out = tmp_path / "x.motion.npz"
+    assert main(["-q", "coeffs", str(audio), "--engine", "audio2face", "--checkpoints", str(model), "-o", str(out),
+                 "--first-frame", str(tmp_path / "p.mat")]) == 1
+    assert "drop --first-frame" in caplog.text
+    assert main(["-q", "coeffs", str(audio), "-o", str(tmp_path / "y.mat")]) == 1
+    assert "needs --first-frame" in caplog.text
+    assert not any(tmp_path.iterdir())

@@ -30,16 +30,9 @@ from talkbridge.core.errors import InputError
 from talkbridge.core.motion import Motion
 from talkbridge.exporters.gltf import pose as pose_math
 from talkbridge.exporters.gltf.binary import BinaryBuilder
-from talkbridge.exporters.gltf.document import (
-    decompose_matrix,
-    local_matrix,
-    mesh_world_bounds,
-    merge_buffers,
-    parents,
-    scene_index,
-    world_matrices,
-)
+from talkbridge.exporters.gltf.document import mesh_world_bounds, merge_buffers, scene_index
 from talkbridge.exporters.gltf.glb import read_gltf, write_glb
+from talkbridge.exporters.gltf.joints import animate_rig_joints, local_offset_keys, local_rotation_keys
 from talkbridge.exporters.gltf.vrm import binary_channels, bind_vrm_expressions, read_vrm_expressions
 from talkbridge.exporters.mouth_source import choose_sources
 from talkbridge.exporters.naming import MatchReport, family_of, match_targets, motion_channels, weight_matrix
@@ -72,6 +65,7 @@ class ExportOptions:
     name_map: dict[str, tuple[str | None, float]] | None = None
     mouth: str | None = None
     fps: int | None = None  # the frame rate the caller expects; a different motion fps is an error
+    jaw_translation_scale: float = 0.0  # head units per engine-model unit for the jaw's translation; 0 = rotation only
 
 
 @dataclass
@@ -222,15 +216,6 @@ def _add_pivot(document: pygltflib.GLTF2, scene: pygltflib.Scene, meshes: set[in
     return len(document.nodes) - 1
 
 
-def _rotation_part(matrix: np.ndarray) -> np.ndarray:
-    linear = matrix[:3, :3]
-    u, _, vt = np.linalg.svd(linear)
-    rotation = u @ vt
-    if np.linalg.det(rotation) < 0:
-        rotation = u @ np.diag([1, 1, -1]) @ vt
-    return rotation
-
-
 def add_animation(
     head_path: str | Path,
     motion: Motion,
@@ -336,27 +321,16 @@ def add_animation(
             head_index = _add_pivot(document, scene, set(morph_meshes))
             added_pivot = True
         rotations, offsets = _pose_keys(motion, options)
-        head = document.nodes[head_index]
-        parent_index = parents(document)[head_index]
-        parent_world = world_matrices(document)[parent_index] if parent_index >= 0 else np.eye(4)
-        if head.matrix is not None:
-            # glTF forbids animating a node given by a matrix: restate it as the equivalent T, R, S.
-            head.translation, head.rotation, head.scale = decompose_matrix(local_matrix(head), head.name, head_path)
-            head.matrix = None
         # world(t) = R_pose(t) * W_parent * rest  =>  local(t) = W_parent^-1 * R_pose(t) * W_parent * rest
-        parent_q = pose_math.matrix_to_quaternion(_rotation_part(parent_world))
-        rest_q = np.asarray(head.rotation if head.rotation is not None else [0, 0, 0, 1], np.float64)
-        local = pose_math.quaternion_multiply(
-            pose_math.quaternion_multiply(pose_math.quaternion_conjugate(parent_q), rotations),
-            pose_math.quaternion_multiply(parent_q, rest_q),
-        )
-        local /= np.linalg.norm(local, axis=1, keepdims=True)
-        add_channel(head_index, "rotation", pose_math.make_continuous(local))
+        add_channel(head_index, "rotation", local_rotation_keys(document, head_index, rotations, head_path))
+        head = document.nodes[head_index]
         if options.translation_scale:
-            rest_t = np.asarray(head.translation if head.translation is not None else [0, 0, 0], np.float64)
-            local_offsets = offsets @ np.linalg.inv(parent_world[:3, :3]).T
-            add_channel(head_index, "translation", rest_t[None, :] + local_offsets)
+            add_channel(head_index, "translation", local_offset_keys(document, head_index, offsets))
         animated_nodes.append(head.name or f"node{head_index}")
+    animated_nodes += animate_rig_joints(
+        document, motion, add_channel, head_path, options.jaw_translation_scale,
+        skip=None if head_index is None else {head_index},
+    )
 
     document.animations.append(
         pygltflib.Animation(
