@@ -11,7 +11,7 @@ import pytest
 from talkbridge.core.audio2face.engine import Audio2FaceEngine
 from talkbridge.core.emotion import parse_emotion_text
 from talkbridge.core.engine import MotionRequest
-from talkbridge.core.motion import Motion
+from talkbridge.core.motion import ARKIT_52, Motion
 from tests.audio2face_models import write_model_folder
 from tests.speech import speech_like, write_wav
 
@@ -211,3 +211,38 @@ def test_coeffs_refuses_sadtalker_inputs_with_audio2face_and_a_sadtalker_run_wit
     assert main(["-q", "coeffs", str(audio), "-o", str(tmp_path / "y.mat")]) == 1
     assert "needs --first-frame" in caplog.text
     assert not any(tmp_path.iterdir())
+
+
+def test_pose_and_blinks_come_from_sadtalkers_posevae_when_its_weights_are_present(inputs, tmp_path):
+    from talkbridge.core.audio import load_audio
+    from talkbridge.core.jobs.cache import EngineCache
+    from talkbridge.core.jobs.local import open_local_job
+    from talkbridge.core.jobs.options import JobOptions
+    from talkbridge.core.jobs.request import JobRequest
+    from talkbridge.core.sadtalker.audio2coeff import CoeffRequest
+    from tests.official_checkpoints import write_official_checkpoint_dir
+
+    _, model, audio = inputs
+    options = JobOptions(engine="audio2face", seed=SEED, pose_style=5).checked()
+
+    def run(cache):
+        stream = open_local_job(JobRequest(audio=audio, options=options), cache, render=False)
+        chunks = [step.chunk for step in stream.steps]
+        return stream.info.metadata, Motion.from_chunks(chunks, engine="audio2face", engine_version="")
+
+    checkpoints = write_official_checkpoint_dir(tmp_path / "sadtalker", render=False)
+    cache = EngineCache(checkpoints, engine_options={"audio2face": {"model_dir": str(model)}})
+    facts, motion = run(cache)
+    assert (facts["pose_source"], facts["blink_source"], facts["pose_style"]) == ("sadtalker-posevae", "sadtalker-blink-schedule", 5)
+    # The same draws as SadTalker's own audio side from a neutral (front-facing) first frame.
+    rows = list(cache.sadtalker("cpu").audio().stream(CoeffRequest(load_audio(audio), np.zeros(70, np.float32), pose_style=5, seed=SEED)))
+    pose, blink = np.concatenate([r.pose for r in rows]), np.concatenate([r.blink for r in rows])
+    n = motion.n_frames
+    assert abs(len(pose) - n) <= 1 and np.ptp(pose[:, 1]) > 0
+    np.testing.assert_allclose(motion.pose, pose[:n] if len(pose) >= n else np.concatenate([pose, pose[-1:]]), atol=1e-6)
+    np.testing.assert_allclose(motion.blink[: len(blink)], blink[:n], atol=1e-6)
+    eyes = motion.arkit[:, [ARKIT_52.index("eyeBlinkLeft"), ARKIT_52.index("eyeBlinkRight")]]
+    assert np.all(eyes >= motion.blink[:, None] - 1e-6)  # the schedule's blinks close the eyes
+    procedural_facts, procedural = run(EngineCache(model))  # no SadTalker weights: lite's procedural pose
+    assert procedural_facts["pose_source"] == "lite-procedural"
+    assert not np.allclose(procedural.pose, motion.pose)

@@ -1,16 +1,29 @@
 """The Audio2Face-3D engine as a job source: trained ARKit, tongue, jaw and eye motion, streamed.
 
 Audio2Face-3D draws no portrait, so with video on the steps carry the lite mannequin rendered from
-the same chunk (the portrait is not used, and the metadata says so).
+the same chunk (the portrait is not used, and the metadata says so). It makes no head pose and no
+blinks either: when SadTalker's weights are present, SadTalker's PoseVAE (the job's ``pose_style``
+and seed) and its blink schedule give them, from a neutral first frame (no portrait: a front-facing
+head); otherwise the lite engine's procedural ones do. ``pose_source``/``blink_source`` say which.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
 
 from talkbridge.core.engine import MotionRequest
 from talkbridge.core.jobs.cache import EngineCache
 from talkbridge.core.jobs.lite_job import mannequin_steps
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream
+
+log = logging.getLogger(__name__)
+
+POSEVAE = "sadtalker-posevae"
+SADTALKER_BLINKS = "sadtalker-blink-schedule"
 
 
 def open_audio2face_job(request: JobRequest, cache: EngineCache, render: bool) -> JobStream:
@@ -23,6 +36,7 @@ def open_audio2face_job(request: JobRequest, cache: EngineCache, render: bool) -
             options={"emotion": options.emotion},
         )
     )
+    plan = with_sadtalker_pose(plan, request, cache)
     clip = engine.clip(plan)
     size = options.resolved_size("audio2face")
     renderer = cache.lite_renderer(size) if render else None
@@ -32,3 +46,33 @@ def open_audio2face_job(request: JobRequest, cache: EngineCache, render: bool) -
         expression_scale=options.expression_scale, frame_size=(size, size) if render else None, metadata=metadata,
     )
     return JobStream(info, mannequin_steps(plan.n_frames, options.chunk_frames, clip.chunk, renderer))
+
+
+def with_sadtalker_pose(plan, request: JobRequest, cache: EngineCache):
+    """``plan`` with SadTalker's PoseVAE pose and blink schedule when its weights are found (in the
+    cache's checkpoint folder or the model store), else unchanged (lite's procedural ones)."""
+    if cache.checkpoints is None:
+        return plan
+    from talkbridge.core.sadtalker.audio2coeff import CoeffRequest
+    from talkbridge.core.motion import EXPRESSION_DIM, POSE_DIM
+
+    options = request.options
+    audio2coeff = cache.sadtalker(options.device).audio()
+    neutral = np.zeros(EXPRESSION_DIM + POSE_DIM, np.float32)  # no portrait: the head faces the camera
+    chunks = list(audio2coeff.stream(CoeffRequest(
+        plan.samples, neutral, pose_style=options.pose_style, still=options.still, seed=options.seed,
+    )))
+    pose = _frames(np.concatenate([chunk.pose for chunk in chunks]), plan.n_frames)
+    blink = _frames(np.concatenate([chunk.blink for chunk in chunks]), plan.n_frames)
+    log.info("audio2face: head pose from SadTalker's PoseVAE (style %d), blinks from its schedule", options.pose_style)
+    details = {**plan.details, "pose_source": "still" if options.still else POSEVAE, "blink_source": SADTALKER_BLINKS,
+               "pose_style": int(options.pose_style)}
+    return dataclasses.replace(plan, pose=pose.astype(np.float32), blink=blink.astype(np.float32), details=details)
+
+
+def _frames(values: np.ndarray, n_frames: int) -> np.ndarray:
+    """``values`` cut or held at its last frame to ``n_frames`` (both sides count 25 fps frames of the
+    same samples; they may differ by a frame at the end)."""
+    if len(values) >= n_frames:
+        return values[:n_frames]
+    return np.concatenate([values, np.repeat(values[-1:], n_frames - len(values), axis=0)])
