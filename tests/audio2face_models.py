@@ -181,3 +181,94 @@ def write_model_folder(root: Path, *, skin_shapes: int = 4, tongue_shapes: int =
     return SyntheticModel(root, audio_weights.astype(np.float32).astype(np.float64),
                           emotion_weights.astype(np.float32).astype(np.float64), bias.astype(np.float32).astype(np.float64),
                           {"skin_shapes": skin_shapes, "tongue_shapes": tongue_shapes})
+
+
+def write_diffusion_onnx(path: Path, info, names: tuple[str, str] = ("window", "prediction")) -> Path:
+    """prediction = mean over steps of the noise + sum(input_latents) + mean(window);
+    output_latents = input_latents + mean(window). Closed form, and the state is visible in the output."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    s, frames = info.num_diffusion_steps, info.frames
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", [names[0]], ["m"], axes=[1], keepdims=1),
+            helper.make_node("Add", ["input_latents", "m"], ["output_latents"]),
+            helper.make_node("ReduceSum", ["input_latents"], ["z"], keepdims=0),
+            helper.make_node("ReduceMean", ["noise"], ["noise_mean"], axes=[1], keepdims=0),
+            helper.make_node("Add", ["noise_mean", "z"], ["with_state"]),
+            helper.make_node("Add", ["with_state", "m"], [names[1]]),
+        ],
+        "a2f_diffusion_synthetic",
+        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, ["batch", info.buffer_len]),
+         helper.make_tensor_value_info("identity", TensorProto.FLOAT, ["batch", len(info.identities)]),
+         helper.make_tensor_value_info("emotion", TensorProto.FLOAT, ["batch", info.center, len(info.emotions)]),
+         helper.make_tensor_value_info("input_latents", TensorProto.FLOAT, [s, info.num_gru_layers, "batch", info.gru_latent_dim]),
+         helper.make_tensor_value_info("noise", TensorProto.FLOAT, ["batch", s + 1, frames, info.dims])],
+        [helper.make_tensor_value_info(names[1], TensorProto.FLOAT, ["batch", frames, info.dims]),
+         helper.make_tensor_value_info("output_latents", TensorProto.FLOAT, [s, info.num_gru_layers, "batch", info.gru_latent_dim])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+DIFFUSION_IDENTITIES = ("Claire", "James", "Mark")
+
+
+def write_diffusion_folder(root: Path, *, skin_vertices: int = 40, tongue_vertices: int = 12, seed: int = 0) -> Path:
+    """A v3.0 diffusion folder in the Hugging Face layout (SPEC section 8), tiny sizes, 2 GRU latents.
+
+    Per identity: ``model_config_<Actor>.json``, ``model_data_<Actor>.npz`` (neutrals, no PCA) and
+    ``bs_skin_<Actor>.npz``/``bs_tongue_<Actor>.npz`` with their configs; ``model.json`` lists them in
+    ``network_info.json``'s identity order. The network is :func:`write_diffusion_onnx`'s closed form.
+    """
+    from talkbridge.core.audio2face.diffusion import DiffusionInfo
+
+    write_model_folder(root, skin_vertices=skin_vertices, tongue_vertices=tongue_vertices, seed=seed)
+    for name in ("model_data.npz", "implicit_emo_db.npz", "model_config.json", "network.onnx"):
+        (root / name).unlink()
+    rng = np.random.default_rng(seed + 1)
+    dims = 3 * skin_vertices + 3 * tongue_vertices + 15 + 4
+    info = {
+        "id": {"type": "diffusion", "output": "geometry"},
+        "params": {
+            "emotions": list(EXPLICIT), "default_emotion": [0.0] * len(EXPLICIT), "identities": list(DIFFUSION_IDENTITIES),
+            "skin_size": 3 * skin_vertices, "tongue_size": 3 * tongue_vertices, "jaw_size": 15, "eyes_size": 4,
+            "num_diffusion_steps": 2, "num_gru_layers": 2, "gru_latent_dim": 4, "num_frames_left_truncate": 15,
+            "num_frames_right_truncate": 15, "num_frames_center": 30,
+        },
+        "audio_params": {"buffer_len": 16000, "padding_left": 16000, "padding_right": 16000, "samplerate": 16000},
+    }
+    (root / "network_info.json").write_text(json.dumps(info))
+    configs, datas, shapes = [], [], []
+    skin_mean = np.load(root / "bs_skin.npz")["neutral"] - 0.01
+    for actor in DIFFUSION_IDENTITIES:
+        (root / f"model_config_{actor}.json").write_text(json.dumps({"config": CONFIG}))
+        np.savez(
+            root / f"model_data_{actor}.npz",
+            neutral_skin=skin_mean, neutral_tongue=np.load(root / "bs_tongue.npz")["neutral"],
+            neutral_jaw=rng.normal(0, 1, (5, 3)).astype(np.float32),
+            lip_open_pose_delta=rng.normal(0, 0.1, (skin_vertices, 3)).astype(np.float32),
+            eye_close_pose_delta=rng.normal(0, 0.1, (skin_vertices, 3)).astype(np.float32),
+            saccade_rot_matrix=rng.normal(0, 1, (5000, 2)).astype(np.float32),
+        )
+        entry = {}
+        for part in ("skin", "tongue"):
+            (root / f"bs_{part}_{actor}.npz").write_bytes((root / f"bs_{part}.npz").read_bytes())
+            (root / f"bs_{part}_{actor}_config.json").write_text((root / f"bs_{part}_config.json").read_text())
+            entry[part] = {"config": f"bs_{part}_{actor}_config.json", "data": f"bs_{part}_{actor}.npz"}
+        configs.append(f"model_config_{actor}.json")
+        datas.append(f"model_data_{actor}.npz")
+        shapes.append(entry)
+    for part in ("skin", "tongue"):
+        (root / f"bs_{part}.npz").unlink()
+        (root / f"bs_{part}_config.json").unlink()
+    (root / "model.json").write_text(json.dumps({
+        "networkInfoPath": "network_info.json", "networkPath": "network.trt",
+        "modelConfigPaths": configs, "modelDataPaths": datas, "blendshapePaths": shapes,
+    }))
+    write_diffusion_onnx(root / "network.onnx", DiffusionInfo(identities=DIFFUSION_IDENTITIES, emotions=EXPLICIT,
+                                                                dims=dims, gru_latent_dim=4))
+    return root

@@ -7,6 +7,7 @@ import pytest
 
 from talkbridge.core.audio2face.diffusion import DiffusionInfo, DiffusionNetwork
 from talkbridge.core.errors import CheckpointError, InputError
+from tests.audio2face_models import write_diffusion_onnx
 from tests.speech import speech_like
 
 INFO = DiffusionInfo(identities=("Claire", "James", "Mark"), emotions=tuple(f"e{i}" for i in range(10)), dims=5,
@@ -14,40 +15,9 @@ INFO = DiffusionInfo(identities=("Claire", "James", "Mark"), emotions=tuple(f"e{
 STATE_SIZE = INFO.num_diffusion_steps * INFO.num_gru_layers * INFO.gru_latent_dim
 
 
-def write_diffusion_onnx(path, info=INFO, names=("window", "prediction")):
-    """prediction = mean over steps of the noise + sum(input_latents) + mean(window);
-    output_latents = input_latents + mean(window). Closed form, and the state is visible in the output."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    s, frames = info.num_diffusion_steps, info.frames
-    graph = helper.make_graph(
-        [
-            helper.make_node("ReduceMean", [names[0]], ["m"], axes=[1], keepdims=1),
-            helper.make_node("Add", ["input_latents", "m"], ["output_latents"]),
-            helper.make_node("ReduceSum", ["input_latents"], ["z"], keepdims=0),
-            helper.make_node("ReduceMean", ["noise"], ["noise_mean"], axes=[1], keepdims=0),
-            helper.make_node("Add", ["noise_mean", "z"], ["with_state"]),
-            helper.make_node("Add", ["with_state", "m"], [names[1]]),
-        ],
-        "a2f_diffusion_synthetic",
-        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, ["batch", info.buffer_len]),
-         helper.make_tensor_value_info("identity", TensorProto.FLOAT, ["batch", len(info.identities)]),
-         helper.make_tensor_value_info("emotion", TensorProto.FLOAT, ["batch", info.center, len(info.emotions)]),
-         helper.make_tensor_value_info("input_latents", TensorProto.FLOAT, [s, info.num_gru_layers, "batch", info.gru_latent_dim]),
-         helper.make_tensor_value_info("noise", TensorProto.FLOAT, ["batch", s + 1, frames, info.dims])],
-        [helper.make_tensor_value_info(names[1], TensorProto.FLOAT, ["batch", frames, info.dims]),
-         helper.make_tensor_value_info("output_latents", TensorProto.FLOAT, [s, info.num_gru_layers, "batch", info.gru_latent_dim])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
-
-
 @pytest.fixture(scope="module")
 def network_path(tmp_path_factory):
-    return write_diffusion_onnx(tmp_path_factory.mktemp("diffusion") / "network.onnx")
+    return write_diffusion_onnx(tmp_path_factory.mktemp("diffusion") / "network.onnx", INFO)
 
 
 def no_emotion(times):
@@ -77,7 +47,7 @@ def reference(samples, seed, fps, n_frames):
 def test_cpu_is_refused_unless_forced(network_path):
     with pytest.raises(InputError) as caught:
         DiffusionNetwork(network_path, INFO, device="cpu")
-    assert "--force-cpu-diffusion" in str(caught.value) and "network.onnx" in str(caught.value)
+    assert "force_cpu_diffusion" in str(caught.value) and "network.onnx" in str(caught.value)
     real = DiffusionInfo(identities=INFO.identities, emotions=INFO.emotions, dims=72006 + 16806 + 15 + 4)
     assert 60 < real.noise_bytes() / 2**20 < 70  # the SPEC's "about 64 MB a call"
     assert real.fps == 60 and real.stride == 8000
@@ -113,7 +83,7 @@ def test_emotion_is_asked_at_the_kept_frame_times_and_identity_checked(network_p
 
 
 def test_wrong_tensor_names_name_the_file(tmp_path):
-    path = write_diffusion_onnx(tmp_path / "network.onnx", names=("audio", "prediction"))
+    path = write_diffusion_onnx(tmp_path / "network.onnx", INFO, names=("audio", "prediction"))
     with pytest.raises(CheckpointError) as caught:
         DiffusionNetwork(path, INFO, device="cpu", force_cpu=True)
     assert "window" in str(caught.value) and "network.onnx" in str(caught.value)

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from talkbridge.core.audio2face.emotion_input import network_emotions
+from talkbridge.core.audio2face.diffusion import DiffusionNetwork
+from talkbridge.core.audio2face.diffusion_files import DiffusionFolder, is_diffusion_folder, load_diffusion_folder
+from talkbridge.core.audio2face.emotion_input import explicit_order, network_emotions
 from talkbridge.core.audio2face.eyes import EyeAnimator, eye_look_curves, eyes_channel
 from talkbridge.core.audio2face.files import ModelFolder, load_model_folder
 from talkbridge.core.audio2face.jaw import jaw_points, rigid_fit
@@ -41,6 +44,47 @@ log = logging.getLogger(__name__)
 ENGINE_NAME = "audio2face"
 ENGINE_VERSION = "2.3"
 PROCEDURAL = "lite-procedural"
+
+
+FORCE_ENV = "TALKBRIDGE_A2F_FORCE_CPU_DIFFUSION"
+
+
+@dataclass(frozen=True)
+class _DiffusionInfoView:
+    """The regression ``NetworkInfo`` fields the post-processing and the plan read, for one diffusion identity."""
+
+    actor: str
+    explicit_emotions: tuple[str, ...]
+    default_emotion: tuple[float, ...]
+    samplerate: int
+    num_shapes_skin: int
+    num_shapes_tongue: int
+    jaw_size: int
+    eyes_size: int
+
+
+@dataclass(frozen=True)
+class _DiffusionView:
+    """One identity of a diffusion folder shaped like a regression ``ModelFolder``, so the skin,
+    tongue, jaw, eyes and solve code runs unchanged on the network's vertex deltas."""
+
+    root: Path
+    network_path: Path
+    info: _DiffusionInfoView
+    config: "object"
+    data: "object"
+    skin: "object"
+    tongue: "object"
+    implicit_emotion: np.ndarray
+
+    @classmethod
+    def of(cls, folder: DiffusionFolder, identity: str) -> "_DiffusionView":
+        chosen = folder.identities[identity]
+        s = folder.sizes
+        info = _DiffusionInfoView(identity, folder.info.emotions, folder.default_emotion, folder.info.samplerate,
+                                  s.skin, s.tongue, s.jaw, s.eyes)
+        return cls(folder.root, folder.network_path, info, chosen.config, chosen.data, chosen.skin, chosen.tongue,
+                   np.zeros(0, np.float32))
 
 
 def default_model_dir() -> Path:
@@ -73,6 +117,7 @@ class ClipPlan:
     blink: np.ndarray
     emotion: np.ndarray
     details: dict = field(default_factory=dict)
+    predictions: np.ndarray | None = None  # (n_frames, dims) of a diffusion model, made for the whole clip
 
 
 class Audio2FaceClip:
@@ -95,10 +140,13 @@ class Audio2FaceClip:
         """Frames ``start .. stop - 1``; chunks must come in order, as the filters and solve run forward."""
         engine, folder, plan = self.engine, self.engine.folder, self.plan
         info = folder.info
-        targets = target_samples(start, stop, FPS, 1, info.samplerate)
-        windows = audio_windows(plan.samples, targets, info.buffer_len, info.buffer_ofs, folder.config.input_strength)
-        emotions = network_emotions(self.implicit, plan.emotion[start:stop], info.explicit_emotions)
-        result = engine.network.run(windows, emotions)
+        if plan.predictions is not None:  # diffusion: the recurrent network already ran over the clip
+            result = plan.predictions[start:stop]
+        else:
+            targets = target_samples(start, stop, FPS, 1, info.samplerate)
+            windows = audio_windows(plan.samples, targets, info.buffer_len, info.buffer_ofs, folder.config.input_strength)
+            emotions = network_emotions(self.implicit, plan.emotion[start:stop], info.explicit_emotions)
+            result = engine.network.run(windows, emotions)
         skin_end = info.num_shapes_skin
         tongue_end = skin_end + info.num_shapes_tongue
         jaw_end = tongue_end + info.jaw_size
@@ -136,7 +184,8 @@ class Audio2FaceEngine:
     version = ENGINE_VERSION
 
     def __init__(self, model_dir: str | Path | None = None, device: str = "auto", threads: int | None = None,
-                 batch: int = 64, emotion_model_dir: str | Path | None = None) -> None:
+                 batch: int = 64, emotion_model_dir: str | Path | None = None, identity: str | None = None,
+                 force_cpu_diffusion: bool | None = None) -> None:
         self.device = device
         self.emotion_model_dir = None if emotion_model_dir is None else Path(emotion_model_dir)
         self._emotion_model = None
@@ -147,10 +196,20 @@ class Audio2FaceEngine:
                     "no Audio2Face-3D model.json here; run `talkbridge models download audio2face-mark` "
                     "(or `models adopt` a downloaded folder), or pass --checkpoints DIR", model_dir,
                 )
-        self.folder: ModelFolder = load_model_folder(Path(model_dir))
-        folder = self.folder
         self.dt = float(np.float32(1.0 / FPS))
-        self.network = A2FNetwork(folder.network_path, folder.info, device, threads, batch)
+        self.diffusion: DiffusionFolder | None = None
+        self.identity: str | None = None
+        if is_diffusion_folder(model_dir):
+            if force_cpu_diffusion is None:
+                force_cpu_diffusion = os.environ.get(FORCE_ENV, "") not in ("", "0")
+            self.diffusion = load_diffusion_folder(model_dir, identity)
+            self.identity = next(iter(self.diffusion.identities))
+            self.folder = _DiffusionView.of(self.diffusion, self.identity)
+            self.network = DiffusionNetwork(self.diffusion.network_path, self.diffusion.info, device, bool(force_cpu_diffusion))
+        else:
+            self.folder = load_model_folder(Path(model_dir))
+            self.network = A2FNetwork(self.folder.network_path, self.folder.info, device, threads, batch)
+        folder = self.folder
         self.skin_solver = BlendshapeSolver(folder.skin)
         self.tongue_solver = BlendshapeSolver(folder.tongue)
         self.skin_projection = ProjectedSkin(
@@ -201,7 +260,26 @@ class Audio2FaceEngine:
         }
         if emotion_option == AUTO:
             details["emotion_source"] = f"audio2emotion ({self.emotion_model().folder.root})"
-        return ClipPlan(samples, n_frames, pose.astype(np.float32), blink, explicit.astype(np.float32), details)
+        explicit = explicit.astype(np.float32)
+        predictions = None
+        if self.diffusion is not None:
+            details.update(identity=self.identity, diffusion_fps=self.diffusion.info.fps)
+            predictions = self._diffusion_clip(samples, explicit, n_frames, request.seed)
+        return ClipPlan(samples, n_frames, pose.astype(np.float32), blink, explicit, details, predictions)
+
+    def _diffusion_clip(self, samples: np.ndarray, explicit: np.ndarray, n_frames: int, seed: int) -> np.ndarray:
+        """The diffusion network over the whole clip at the job's rate (its GRU state runs call to call,
+        so it cannot start mid-clip); the emotion is the job's, read at each model frame's time."""
+        info = self.diffusion.info
+        order = explicit_order(info.emotions)
+        frame_times = np.arange(n_frames, dtype=np.float64) * info.samplerate / FPS
+
+        def emotion_at(times: np.ndarray) -> np.ndarray:
+            columns = [np.interp(times, frame_times, explicit[:, column]) for column in order]
+            return np.stack(columns, axis=1).astype(np.float32)
+
+        return self.network.clip(samples, self.identity, emotion_at, int(seed), FPS, n_frames,
+                                 self.folder.config.input_strength)
 
     def emotion_model(self) -> "Audio2Emotion":
         """The Audio2Emotion model for ``--emotion auto``, loaded on first use.

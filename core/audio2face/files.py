@@ -243,11 +243,11 @@ class AnimatorConfig:
 class ModelData:
     """``model_data.npz``: PCA bases (rows = coefficients, flattened xyz), neutrals, jaw and saccades."""
 
-    skin_basis: np.ndarray  # (S, 3V)
+    skin_basis: np.ndarray | None  # (S, 3V); None: the network gives vertex deltas (v3.0 diffusion)
     skin_mean: np.ndarray  # (V, 3)
     lip_open_delta: np.ndarray  # (V, 3)
     eye_close_delta: np.ndarray  # (V, 3)
-    tongue_basis: np.ndarray  # (K, 3W)
+    tongue_basis: np.ndarray | None  # (K, 3W); None as for skin_basis
     tongue_mean: np.ndarray  # (W, 3)
     neutral_jaw: np.ndarray  # (5, 3)
     saccades: np.ndarray  # (R, 2)

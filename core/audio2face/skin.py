@@ -92,7 +92,9 @@ class SkinAnimator:
     def vertices(self, coefficients: np.ndarray) -> np.ndarray:
         """(T, V, 3) skin for skin PCA coefficients (T, S)."""
         config = self.config
-        e = config.skin_strength * (np.asarray(coefficients, np.float32) @ self.data.skin_basis) + self.offset
+        values = np.asarray(coefficients, np.float32)
+        delta = values if self.data.skin_basis is None else values @ self.data.skin_basis
+        e = config.skin_strength * delta + self.offset
         lower = self.lower.run(e)
         upper = self.upper.run(e)
         skin = self.data.skin_mean.reshape(1, -1) + config.upper_face_strength * upper * (1.0 - self.mask3) \
@@ -110,12 +112,19 @@ class ProjectedSkin:
     def __init__(self, data: ModelData, config: AnimatorConfig, dt: float, rows: np.ndarray, design: np.ndarray,
                  neutral_rows: np.ndarray) -> None:
         mask = np.repeat(face_mask(data.skin_mean, config.face_mask_level, config.face_mask_softness), 3)[rows].astype(np.float64)
-        augmented = np.vstack([
-            config.skin_strength * data.skin_basis[:, rows].astype(np.float64),
-            pose_offset(data, config)[rows].astype(np.float64)[None, :],
-        ])
-        self.upper_map = (augmented * (config.upper_face_strength * (1.0 - mask))) @ design
-        self.lower_map = (augmented * (config.lower_face_strength * mask)) @ design
+        offset = pose_offset(data, config)[rows].astype(np.float64)[None, :]
+        upper = config.upper_face_strength * (1.0 - mask)
+        lower = config.lower_face_strength * mask
+        # Without a PCA basis (v3.0 diffusion) the input is the skin delta itself: filter only the
+        # solve's rows and scale the design row by row, never forming a rows x rows identity.
+        self.select = rows if data.skin_basis is None else None
+        if data.skin_basis is None:
+            self.upper_map = np.vstack([config.skin_strength * upper[:, None] * design, (offset * upper) @ design])
+            self.lower_map = np.vstack([config.skin_strength * lower[:, None] * design, (offset * lower) @ design])
+        else:
+            augmented = np.vstack([config.skin_strength * data.skin_basis[:, rows].astype(np.float64), offset])
+            self.upper_map = (augmented * upper) @ design
+            self.lower_map = (augmented * lower) @ design
         self.base = (data.skin_mean.reshape(-1)[rows].astype(np.float64) - neutral_rows) @ design
         self.lower = TwoStageFilter(smoothing_alpha(dt, config.lower_face_smoothing))
         self.upper = TwoStageFilter(smoothing_alpha(dt, config.upper_face_smoothing))
@@ -126,7 +135,10 @@ class ProjectedSkin:
         self.upper = TwoStageFilter(self.upper.alpha)
 
     def rhs(self, coefficients: np.ndarray) -> np.ndarray:
-        """(T, n) the solve's ``D^T target`` for skin PCA coefficients (T, S)."""
+        """(T, n) the solve's ``D^T target`` for skin PCA coefficients (T, S), or skin deltas (T, 3V)
+        when the model has no PCA basis."""
         coefficients = np.asarray(coefficients, np.float64)
+        if self.select is not None:
+            coefficients = coefficients[:, self.select]
         augmented = np.hstack([coefficients, np.ones((len(coefficients), 1))])
         return self.base + self.upper.run(augmented) @ self.upper_map + self.lower.run(augmented) @ self.lower_map

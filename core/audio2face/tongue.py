@@ -14,7 +14,8 @@ def tongue_offset(config: AnimatorConfig) -> np.ndarray:
 
 def tongue_vertices(coefficients: np.ndarray, data: ModelData, config: AnimatorConfig) -> np.ndarray:
     """(T, W, 3) tongue for tongue PCA coefficients (T, K)."""
-    delta = config.tongue_strength * (np.asarray(coefficients, np.float32) @ data.tongue_basis)
+    values = np.asarray(coefficients, np.float32)
+    delta = config.tongue_strength * (values if data.tongue_basis is None else values @ data.tongue_basis)
     return (data.tongue_mean[None] + delta.reshape(len(delta), -1, 3) + tongue_offset(config)).astype(np.float32)
 
 
@@ -24,8 +25,14 @@ class ProjectedTongue:
     def __init__(self, data: ModelData, config: AnimatorConfig, rows: np.ndarray, design: np.ndarray,
                  neutral_rows: np.ndarray) -> None:
         rest = (data.tongue_mean + tongue_offset(config)).reshape(-1)[rows].astype(np.float64)
-        self.map = (config.tongue_strength * data.tongue_basis[:, rows].astype(np.float64)) @ design
+        # No PCA basis (v3.0 diffusion): the input is the tongue delta; keep only the solve's rows.
+        self.select = rows if data.tongue_basis is None else None
+        basis_rows = design if data.tongue_basis is None else data.tongue_basis[:, rows].astype(np.float64) @ design
+        self.map = config.tongue_strength * basis_rows
         self.base = (rest - neutral_rows) @ design
 
     def rhs(self, coefficients: np.ndarray) -> np.ndarray:
-        return self.base + np.asarray(coefficients, np.float64) @ self.map
+        coefficients = np.asarray(coefficients, np.float64)
+        if self.select is not None:
+            coefficients = coefficients[:, self.select]
+        return self.base + coefficients @ self.map
