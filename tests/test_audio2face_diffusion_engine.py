@@ -102,3 +102,14 @@ def test_model_json_lists_must_cover_every_identity(tmp_path):
     assert "model.json" in str(caught.value) and "modelDataPaths" in str(caught.value)
     with pytest.raises(CheckpointError, match="no identity 'Nobody'"):
         load_diffusion_folder(write_diffusion_folder(tmp_path / "n"), "Nobody")
+
+
+def test_job_layer_passes_identity_and_force_as_engine_options(folder, monkeypatch):
+    from talkbridge.core.jobs.cache import EngineCache
+
+    monkeypatch.delenv(FORCE_ENV, raising=False)
+    cache = EngineCache(folder, engine_options={"audio2face": {"identity": "James", "force_cpu_diffusion": True}})
+    engine = cache.audio2face("cpu")
+    assert engine.identity == "James" and engine.folder.info.actor == "James"
+    with pytest.raises(InputError, match="force_cpu_diffusion"):
+        EngineCache(folder).audio2face("cpu")
