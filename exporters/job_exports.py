@@ -125,9 +125,8 @@ def write_exports(
 
             add_animation(head, motion, path, ExportOptions(mouth=mouth), overwrite=overwrite)
         elif kind == "preview":
-            from talkbridge.exporters.preview import render_preview
-
             from talkbridge.exporters.gltf import ExportOptions
+            from talkbridge.exporters.preview import render_preview
 
             render_preview(head, motion, path, audio=audio, overwrite=overwrite, options=ExportOptions(mouth=mouth))
         elif kind == "livelink":
