@@ -37,11 +37,12 @@ def expected(inputs):
     return Motion.from_chunks(list(engine.stream_motion(request)), engine=engine.name, engine_version=engine.version)
 
 
-def assert_same_motion(got, expected):
+def assert_same_motion(got, expected, atol: float = 1e-5):
+    """``atol=0``: bit for bit (the diffusion model runs once per clip, with the same seeded noise)."""
     assert got.n_frames == expected.n_frames == 33  # ceil(1.3 s * 25)
     for name in CHANNELS:
         # Batches of another size may round a matmul's last bit differently: equal to float32 noise.
-        assert np.allclose(getattr(got, name), getattr(expected, name), atol=1e-5, rtol=0), name
+        assert np.allclose(getattr(got, name), getattr(expected, name), atol=atol, rtol=0), name
     assert got.expression is None and got.visemes is None
 
 
@@ -246,3 +247,170 @@ def test_pose_and_blinks_come_from_sadtalkers_posevae_when_its_weights_are_prese
     procedural_facts, procedural = run(EngineCache(model))  # no SadTalker weights: lite's procedural pose
     assert procedural_facts["pose_source"] == "lite-procedural"
     assert not np.allclose(procedural.pose, motion.pose)
+
+
+# The v3.0 diffusion model through the same routes. It is refused on a CPU unless forced, so each
+# route runs it with --force-cpu-diffusion (the flag must reach the engine's constructor) and, where
+# cheap, shows the refusal without it. The noise is drawn from the job's seed, so every route gives
+# the in-process arrays exactly. The environment variable is cleared: only the flag may force.
+
+@pytest.fixture()
+def no_force_env(monkeypatch):
+    from talkbridge.core.audio2face.engine import FORCE_ENV
+
+    monkeypatch.delenv(FORCE_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def diffusion_inputs(tmp_path_factory):
+    from tests.audio2face_models import write_diffusion_folder
+
+    folder = tmp_path_factory.mktemp("a2f_v3_routes")
+    model = write_diffusion_folder(folder / "model")
+    (folder / "clips").mkdir()
+    audio = write_wav(folder / "clips" / "line.wav", speech_like(1.3, seed=4))
+    return folder, model, audio
+
+
+@pytest.fixture(scope="module")
+def diffusion_expected(diffusion_inputs):
+    from talkbridge.core.jobs.options import OPTIONS
+
+    _, model, audio = diffusion_inputs
+    engine = Audio2FaceEngine(model, device="cpu", force_cpu_diffusion=True)
+    request = MotionRequest(audio=audio, seed=SEED, chunk_frames=OPTIONS["chunk_frames"].default,
+                            options={"emotion": parse_emotion_text(EMOTION)})
+    return Motion.from_chunks(list(engine.stream_motion(request)), engine=engine.name, engine_version=engine.version)
+
+
+def assert_refused_naming_the_flag(text: str) -> None:
+    assert "--force-cpu-diffusion" in text and "TALKBRIDGE_A2F_FORCE_CPU_DIFFUSION" in text, text[-2000:]
+
+
+def test_diffusion_generate_runs_with_force_cpu_diffusion_and_is_refused_without(
+        diffusion_inputs, diffusion_expected, tmp_path, no_force_env, caplog):
+    from talkbridge.cli import main
+    from talkbridge.core.lite.samples import write_portrait
+    from talkbridge.exporters.motion_file import load_motion
+
+    _, model, audio = diffusion_inputs
+    portrait = write_portrait(tmp_path / "portrait.png")
+    args = ["-q", "generate", str(portrait), str(audio), "--engine", "audio2face", "--checkpoints", str(model),
+            "--size", "64", "--emotion", EMOTION, "--seed", str(SEED)]
+    assert main([*args, "-o", str(tmp_path / "refused")]) == 1
+    assert_refused_naming_the_flag(caplog.text)
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+    assert main([*args, "-o", str(tmp_path / "out"), "--force-cpu-diffusion"]) == 0
+    motion = load_motion(tmp_path / "out" / "line.motion.npz")
+    assert motion.metadata["identity"] == "Claire" and motion.metadata["diffusion_fps"] == 60
+    assert_same_motion(motion, diffusion_expected, atol=0)
+    assert (tmp_path / "out" / "line.mp4").is_file()
+
+
+def test_diffusion_coeffs_runs_with_force_cpu_diffusion_and_is_refused_without(
+        diffusion_inputs, diffusion_expected, tmp_path, no_force_env, caplog):
+    from talkbridge.cli import main
+    from talkbridge.exporters.motion_file import load_motion
+
+    _, model, audio = diffusion_inputs
+    out = tmp_path / "take.motion.npz"
+    args = ["-q", "coeffs", str(audio), "--engine", "audio2face", "--checkpoints", str(model), "-o", str(out),
+            "--emotion", EMOTION, "--seed", str(SEED)]
+    assert main(args) == 1
+    assert_refused_naming_the_flag(caplog.text)
+    assert not out.exists()
+    assert main([*args, "--force-cpu-diffusion"]) == 0
+    assert_same_motion(load_motion(out), diffusion_expected, atol=0)
+
+
+def test_diffusion_batch_in_this_process_takes_the_flag(diffusion_inputs, diffusion_expected, no_force_env):
+    from talkbridge.cli import main
+    from talkbridge.exporters.motion_file import load_motion
+
+    folder, model, _ = diffusion_inputs
+    assert main(batch_args(folder, str(model), "v3_refused")) == 1
+    report = json.loads((folder / "v3_refused" / "batch_report.json").read_text())
+    assert [row["status"] for row in report["rows"]] == ["failed"]
+    assert_refused_naming_the_flag(report["rows"][0]["reason"])
+    assert main(batch_args(folder, str(model), "v3_batch") + ["--force-cpu-diffusion"]) == 0
+    assert_same_motion(load_motion(folder / "v3_batch" / "line.motion.npz"), diffusion_expected, atol=0)
+
+
+def test_the_flag_is_refused_where_a_sidecar_builds_the_engines(diffusion_inputs, tmp_path, caplog):
+    """A sidecar's engines come from its own `serve` flags: a client's flag would be silently lost."""
+    from talkbridge.cli import main
+    from talkbridge.core.lite.samples import write_portrait
+
+    folder, model, audio = diffusion_inputs
+    portrait = write_portrait(tmp_path / "portrait.png")
+    assert main(["-q", "generate", str(portrait), str(audio), "-o", str(tmp_path / "out"), "--engine", "audio2face",
+                 "--sidecar", "tcp://127.0.0.1:9", "--force-cpu-diffusion"]) == 1
+    assert "talkbridge serve --force-cpu-diffusion" in caplog.text
+    caplog.clear()
+    assert main(batch_args(folder, str(model), "v3_remote") + ["--sidecar", "tcp://127.0.0.1:9", "--force-cpu-diffusion"]) == 1
+    assert "talkbridge serve --force-cpu-diffusion" in caplog.text
+
+
+def test_serve_hands_the_flag_to_its_workers_and_the_sidecar_streams_the_same_arrays(
+        diffusion_inputs, diffusion_expected, tmp_path, monkeypatch, no_force_env):
+    from talkbridge.bridge import protocol as p
+    from talkbridge.bridge.client import Client
+    from talkbridge.bridge.jobs import EngineRunner
+    from talkbridge.cli import main
+    from talkbridge.core.errors import InputError
+    from tests.sidecars import record_serve, sidecar
+
+    _, model, audio = diffusion_inputs
+    config = tmp_path / "engines.json"
+    config.write_text(json.dumps({"audio2face": {"model_dir": str(model), "force_cpu_diffusion": False}}))
+    built = record_serve(monkeypatch)
+
+    def served(*flags: str) -> dict:
+        assert main(["serve", "--bind", "tcp://127.0.0.1:0", "--engine-config", str(config), *flags]) == 0
+        runner, _ = built[-1]
+        runner.close()
+        return runner.spec.kwargs
+
+    with pytest.raises(InputError) as caught:  # the config's own False stands without the flag
+        EngineRunner(**served()).cache.audio2face("cpu")
+    assert_refused_naming_the_flag(str(caught.value))
+    spec = served("--force-cpu-diffusion")  # the flag wins over the config file
+    assert spec["engine_kwargs"]["audio2face"] == {"model_dir": str(model), "force_cpu_diffusion": True}
+    monkeypatch.undo()  # a real server and worker process now, built from the spec serve made
+    with sidecar(**spec) as server:
+        client = Client(server.address)
+        try:
+            client.connect()
+            options = {"seed": SEED, "emotion": parse_emotion_text(EMOTION).to_keys()}
+            result = client.submit("audio2face", audio=audio, options=options).result()
+        finally:
+            client.close()
+    assert result.final.type == p.DONE, result.final
+    assert_same_motion(result.motion(), diffusion_expected, atol=0)
+
+
+def ray_diffusion_scenario(payload: dict) -> dict:
+    import os
+
+    from talkbridge.cli import main
+    from talkbridge.core.audio2face.engine import FORCE_ENV
+
+    os.environ.pop(FORCE_ENV, None)  # the actors must be forced by the flag they were built with
+    folder = Path(payload["folder"])
+    code = main(batch_args(folder, payload["model"], "v3_ray_out") + ["--ray", "local", "--force-cpu-diffusion"])
+    return {"exit": code}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_a_ray_batch_forces_the_diffusion_model_and_writes_the_same_arrays(diffusion_inputs, diffusion_expected):
+    from talkbridge.exporters.motion_file import load_motion
+    from tests.ray_harness import run_scenario
+
+    folder, model, _ = diffusion_inputs
+    payload = {"folder": str(folder), "model": str(model)}
+    result = run_scenario("tests.test_audio2face_routes:ray_diffusion_scenario", payload, timeout=350)
+    assert result["exit"] == 0
+    report = json.loads((folder / "v3_ray_out" / "batch_report.json").read_text())
+    assert report["backend"].startswith("ray local")
+    assert_same_motion(load_motion(folder / "v3_ray_out" / "line.motion.npz"), diffusion_expected, atol=0)

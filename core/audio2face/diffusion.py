@@ -33,8 +33,9 @@ INPUTS = ("window", "identity", "emotion", "input_latents", "noise")
 OUTPUTS = ("prediction", "output_latents")
 CPU_REFUSAL = ("the Audio2Face-3D v3.0 diffusion model draws a fresh noise tensor of about {mb:.0f} MB for every call "
                "and is meant for a CUDA GPU (onnxruntime-gpu); on this CPU it would be very slow. Use a regression "
-               "model (audio2face-mark/-claire/-james), or force it with the audio2face engine option "
-               "force_cpu_diffusion=True (or the environment variable TALKBRIDGE_A2F_FORCE_CPU_DIFFUSION=1)")
+               "model (audio2face-mark/-claire/-james), or force it with the flag --force-cpu-diffusion (generate, coeffs, "
+               "batch, serve), the audio2face engine option force_cpu_diffusion=True or the environment variable "
+               "TALKBRIDGE_A2F_FORCE_CPU_DIFFUSION=1")
 
 
 @dataclass(frozen=True)

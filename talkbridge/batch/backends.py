@@ -27,10 +27,11 @@ class InProcessBackend:
     slots = 1
     inline = True
 
-    def __init__(self, checkpoints: Path | None = None) -> None:
+    def __init__(self, checkpoints: Path | None = None, engine_options: dict[str, dict[str, Any]] | None = None) -> None:
+        """``engine_options``: the cache's engine name -> constructor keywords (``--force-cpu-diffusion``)."""
         from talkbridge.core.jobs.cache import EngineCache
 
-        self.cache = EngineCache(checkpoints)
+        self.cache = EngineCache(checkpoints, engine_options)
 
     def run_row(self, row: BatchRow, plan: OutputPlan, stop: threading.Event) -> RowResult:
         from talkbridge.api import run_job

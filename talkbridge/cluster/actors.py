@@ -78,11 +78,14 @@ def _node_facts() -> dict[str, Any]:
 class RowActor:
     """Runs batch rows through the job layer; one :class:`EngineCache` for the actor's lifetime."""
 
-    def __init__(self, checkpoints: str | None = None, setup: str | None = None) -> None:
+    def __init__(self, checkpoints: str | None = None, setup: str | None = None,
+                 engine_options: dict[str, dict[str, Any]] | None = None) -> None:
+        """``engine_options`` reach the actor's cache as they are (the driver's environment does not
+        reach a worker node, so ``--force-cpu-diffusion`` travels as an argument, not an env var)."""
         from talkbridge.core.jobs.cache import EngineCache
 
         sweep_stale_job_folders()  # the uploaded inputs of actors killed on this node
-        self.cache = EngineCache(checkpoints)
+        self.cache = EngineCache(checkpoints, engine_options)
         self.jobs = 0
         self._setup_facts = _run_setup(setup, self.cache)
 

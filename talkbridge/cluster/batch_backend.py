@@ -47,15 +47,19 @@ def remote_stream(pool: ray_pool.ActorPool, actor: Any, request: JobRequest, ren
 
 
 class RayBackend:
-    """Rows on a Ray cluster (``address``, or ``"local"`` for Ray started in this process)."""
+    """Rows on a Ray cluster (``address``, or ``"local"`` for Ray started in this process).
+
+    ``engine_options`` (engine name -> constructor keywords) go to every actor's engine cache.
+    """
 
     inline = False
 
     def __init__(self, address: str, checkpoints: Path | None = None, actors: int | None = None,
-                 setup: str | None = None) -> None:
+                 setup: str | None = None, engine_options: dict[str, dict[str, Any]] | None = None) -> None:
         self.session = RaySession.open(address)
         try:
-            self.pool = ray_pool.ActorPool(RowActor, (None if checkpoints is None else str(checkpoints), setup), actors)
+            actor_args = (None if checkpoints is None else str(checkpoints), setup, engine_options)
+            self.pool = ray_pool.ActorPool(RowActor, actor_args, actors)
         except BaseException:
             self.session.close()
             raise

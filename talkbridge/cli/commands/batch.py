@@ -19,6 +19,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from talkbridge.cli.engine_flags import add_engine_flags, engine_options_from_args, refuse_engine_flags_for_remote
 from talkbridge.cli.job_args import add_job_options
 from talkbridge.core.jobs.options import OPTIONS
 
@@ -46,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "ARKit when the head has all of it, else Oculus visemes, else VRM vowels")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs that no earlier batch run recorded")
     parser.add_argument("--checkpoints", type=Path, help="SadTalker checkpoints folder (default: the model store's; on Ray, a path on every node)")
+    add_engine_flags(parser)
     defaults = parser.add_argument_group("option defaults (a row's own cell wins)")
     add_job_options(defaults, DEFAULT_OPTION_FLAGS)
     where = parser.add_argument_group("where rows run (default: this process)")
@@ -73,16 +75,17 @@ def make_backend(args: argparse.Namespace):
         from talkbridge.batch.backends import SidecarBackend
         from talkbridge.cli.sidecar_target import SidecarTarget
 
+        refuse_engine_flags_for_remote(args, "--sidecar")
         return SidecarBackend([SidecarTarget(address, *keys) for address in args.sidecar])
     if args.ray:
         from talkbridge.cluster.batch_backend import RayBackend
 
         if args.ray_actors is not None and args.ray_actors < 1:
             raise InputError(f"--ray-actors must be at least 1, got {args.ray_actors}")
-        return RayBackend(args.ray, args.checkpoints, args.ray_actors)
+        return RayBackend(args.ray, args.checkpoints, args.ray_actors, engine_options=engine_options_from_args(args))
     from talkbridge.batch.backends import InProcessBackend
 
-    return InProcessBackend(args.checkpoints)
+    return InProcessBackend(args.checkpoints, engine_options_from_args(args))
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from talkbridge.cli.engine_flags import add_engine_flags, engine_options_from_args
 from talkbridge.cli.job_args import add_job_options, job_options_from_args
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ref-eyeblink", type=Path, help="coeff .mat of a reference video for expression/blinks")
     parser.add_argument("--ref-pose", type=Path, help="coeff .mat of a reference video whose head motion is added")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_engine_flags(parser)
     add_job_options(parser, ("size", "pose_style", "still", "seed", "expression_scale", "precision", "device", "emotion"))
     parser.set_defaults(func=run)
 
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or args.audio.with_name(args.audio.stem + suffix)
     name = output.name.removesuffix(".mat").removesuffix(".motion.npz")
     plan = OutputPlan(output.parent, name, overwrite=args.overwrite, video=False)
-    result = run_job(request, plan, cache=EngineCache(args.checkpoints), progress=not args.quiet)
+    cache = EngineCache(args.checkpoints, engine_options_from_args(args))
+    result = run_job(request, plan, cache=cache, progress=not args.quiet)
     log.info("%d frames (%.2f s) from %s", result.frames, result.frames / 25, args.engine)
     print("\n".join(str(path) for path in result.files.values()))
     return 0

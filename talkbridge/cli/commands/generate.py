@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from talkbridge.cli.engine_flags import add_engine_flags, engine_options_from_args, refuse_engine_flags_for_remote
 from talkbridge.cli.job_args import add_job_options, job_options_from_args
 
 
@@ -37,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     files.add_argument("--checkpoints", type=Path, help="SadTalker checkpoints folder, or with --engine audio2face an Audio2Face-3D model folder (default: the model store's)")
     files.add_argument("--ref-eyeblink", type=Path, help="reference video (or its coeff_3dmm .mat) driving eyes and expression")
     files.add_argument("--ref-pose", type=Path, help="reference video (or its coeff_3dmm .mat) whose head motion is added")
+    add_engine_flags(parser)
     add_sidecar_arguments(parser)
     parser.set_defaults(func=handle)
 
@@ -59,6 +61,7 @@ def sidecar_target(args: argparse.Namespace):
         if any(key is not None for key in keys):
             raise InputError("--server-key, --client-key and --signing-key only apply with --sidecar ADDRESS")
         return None
+    refuse_engine_flags_for_remote(args, "--sidecar")
     return SidecarTarget(args.sidecar, *keys)
 
 
@@ -74,7 +77,8 @@ def handle(args: argparse.Namespace) -> int:
         transcript_file=files.get("transcript"), landmarks_file=files.get("landmarks"),
     )
     plan = OutputPlan(args.output_dir, args.name or args.audio.stem, overwrite=args.overwrite)
-    result = run_job(request, plan, sidecar=sidecar_target(args), cache=EngineCache(args.checkpoints), progress=not args.quiet)
+    cache = EngineCache(args.checkpoints, engine_options_from_args(args))
+    result = run_job(request, plan, sidecar=sidecar_target(args), cache=cache, progress=not args.quiet)
     for kind, path in result.files.items():
         print(f"{kind + ':':13} {path}")
     return 0

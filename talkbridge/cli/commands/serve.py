@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from talkbridge.cli.engine_flags import add_engine_flags, engine_options_from_args
 from talkbridge.core.audio.loading import DEFAULT_MAX_AUDIO_SECONDS
 from talkbridge.core.errors import InputError
 from talkbridge.core.jobs.options import OPTIONS
@@ -33,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--signing-key", type=Path, help="shared HMAC key file; clients must sign with the same key")
     parser.add_argument("--checkpoints", type=Path, help="folder with the SadTalker checkpoints (needed for sadtalker jobs)")
     parser.add_argument("--engine-config", type=Path, help="JSON object: engine name -> constructor options (overrides --checkpoints)")
+    add_engine_flags(parser)
     parser.add_argument("--preload", default="", help="comma-separated engines to load on every device before serving (e.g. lite,sadtalker)")
     parser.add_argument("--client-timeout", type=float, default=10.0, help="seconds of client silence before its jobs are cancelled (default: %(default)s)")
     parser.add_argument("--precision", choices=OPTIONS["precision"].choices, default=OPTIONS["precision"].default,
@@ -120,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         jobs_per_device=args.jobs_per_device,
     )
     engine_config = _engine_config(args.engine_config)
+    for engine, flags in engine_options_from_args(args).items():  # an explicit flag wins over the engine config
+        engine_config.setdefault(engine, {}).update(flags)
     if args.checkpoints is not None:
         engine_config.setdefault("sadtalker", {}).setdefault("checkpoint_dir", str(args.checkpoints))
     if "checkpoint_dir" not in engine_config.get("sadtalker", {}):
