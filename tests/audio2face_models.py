@@ -221,8 +221,10 @@ def write_diffusion_folder(root: Path, *, skin_vertices: int = 40, tongue_vertic
     """A v3.0 diffusion folder in the Hugging Face layout (SPEC section 8), tiny sizes, 2 GRU latents.
 
     Per identity: ``model_config_<Actor>.json``, ``model_data_<Actor>.npz`` (neutrals, no PCA) and
-    ``bs_skin_<Actor>.npz``/``bs_tongue_<Actor>.npz`` with their configs; ``model.json`` lists them in
-    ``network_info.json``'s identity order. The network is :func:`write_diffusion_onnx`'s closed form.
+    ``bs_skin_<Actor>.npz``/``bs_tongue_<Actor>.npz`` with ``bs_skin_config_<Actor>.json``/
+    ``bs_tongue_config_<Actor>.json`` (the names NVIDIA's Training Framework deploys, ``deploy.py``);
+    ``model.json`` lists them in ``network_info.json``'s identity order. With ``trt_info.json`` the
+    folder holds exactly the catalog's ``audio2face-v3`` files. The network is :func:`write_diffusion_onnx`'s closed form.
     """
     from talkbridge.core.audio2face.diffusion import DiffusionInfo
 
@@ -257,8 +259,8 @@ def write_diffusion_folder(root: Path, *, skin_vertices: int = 40, tongue_vertic
         entry = {}
         for part in ("skin", "tongue"):
             (root / f"bs_{part}_{actor}.npz").write_bytes((root / f"bs_{part}.npz").read_bytes())
-            (root / f"bs_{part}_{actor}_config.json").write_text((root / f"bs_{part}_config.json").read_text())
-            entry[part] = {"config": f"bs_{part}_{actor}_config.json", "data": f"bs_{part}_{actor}.npz"}
+            (root / f"bs_{part}_config_{actor}.json").write_text((root / f"bs_{part}_config.json").read_text())
+            entry[part] = {"config": f"bs_{part}_config_{actor}.json", "data": f"bs_{part}_{actor}.npz"}
         configs.append(f"model_config_{actor}.json")
         datas.append(f"model_data_{actor}.npz")
         shapes.append(entry)

@@ -10,7 +10,7 @@ Groups:
 * ``gfpgan``: the optional face enhancer.
 * ``audio2face-mark`` / ``-claire`` / ``-james``: NVIDIA's Audio2Face-3D regression models (v2.3 Mark,
   v2.3.1 Claire and James), each folder as Hugging Face serves it; ``audio2face-v3``: the v3.0
-  diffusion model (downloadable; this version does not run it); ``audio2emotion``: the optional
+  diffusion model (one network, identities Claire, James and Mark; CUDA, or the CPU when forced); ``audio2emotion``: the optional
   Audio2Emotion v2.2 model for ``--emotion auto`` (its licence allows it only together with Audio2Face). The repositories
   are gated: accept the licence on Hugging Face and set ``HF_TOKEN``.
 
@@ -56,10 +56,27 @@ A2F_REGRESSION_FILES = (
     ("trt_info.json", "TensorRT build settings (kept for a complete folder)"),
     ("a2f_ms_config.json", "NVIDIA microservice settings (kept for a complete folder)"),
 )
+A2F_V3_IDENTITIES = ("Claire", "James", "Mark")
+"""The v3.0 model's identities, in ``network_info.json``'s ``params.identities`` order."""
 A2F_V3_FILES = (
-    ("model.json", "v3.0 diffusion model: file list"),
-    ("network.onnx", "v3.0 diffusion network (not run by this version)"),
-    ("network_info.json", "v3.0 sizes, identities and emotions"),
+    ("model.json", "v3.0 diffusion model: file list, per-identity lists (names network.trt; talkbridge runs network.onnx)"),
+    ("network.onnx", "v3.0 diffusion network (onnxruntime; CUDA, or the CPU with --force-cpu-diffusion)"),
+    ("network_info.json", "v3.0 sizes, diffusion steps, GRU state, identities and emotions"),
+    ("trt_info.json", "TensorRT build settings (kept for a complete folder)"),
+    # One set per identity, named as NVIDIA's Training Framework deploys them (audio2face/deploy.py:
+    # model_config_<Actor>.json, model_data_<Actor>.npz, bs_{skin,tongue}[_config]_<Actor>...).
+    *(
+        entry
+        for actor in A2F_V3_IDENTITIES
+        for entry in (
+            (f"model_config_{actor}.json", f"{actor}: animator settings"),
+            (f"model_data_{actor}.npz", f"{actor}: neutral skin/tongue, jaw points, lip/eyelid deltas, saccade table"),
+            (f"bs_skin_{actor}.npz", f"{actor}: ARKit-52 skin blend shapes"),
+            (f"bs_skin_config_{actor}.json", f"{actor}: skin blendshape solve settings"),
+            (f"bs_tongue_{actor}.npz", f"{actor}: 16 tongue blend shapes"),
+            (f"bs_tongue_config_{actor}.json", f"{actor}: tongue blendshape solve settings"),
+        )
+    ),
 )
 A2E_FILES = (
     ("model.json", "Audio2Emotion: file list"),
