@@ -177,6 +177,7 @@ def build_job(context) -> runtime.ActiveJob:
             "seed": int(settings.seed),
             "chunk_frames": STREAM_CHUNK_FRAMES,
             "fps": rate,
+            **({"identity": settings.identity.strip()} if settings.engine == "audio2face" and settings.identity.strip() else {}),
             **emotion_option(scene, settings, strip_start if strip_start is not None else settings.start_frame,
                              audio_length_frames(audio_path)),
         },

@@ -245,6 +245,11 @@ for engine in ("audio2face", "lite"):  # a motion-only audio2face take comes at 
     job = operators.build_job(bpy.context)
     job.controller.close()
     rates[engine] = {"asked": job.controller.request.options.fps, "step": job.plan.frame_step, "scene": scene.render.fps}
+settings.engine, settings.identity = "audio2face", " James "
+job = operators.build_job(bpy.context)
+job.controller.close()
+rates["identity"] = job.controller.request.options.identity
+settings.identity = ""
 panel["rates"] = rates
 settings.engine = "lite"
 settings.target = mute
@@ -342,6 +347,7 @@ def test_a_motion_only_audio2face_take_is_made_at_the_scenes_rate(results):
     rates = results["panel"]["rates"]
     assert rates["audio2face"] == {"asked": 30, "step": 1.0, "scene": 30}  # keys on the scene's frames, scene kept
     assert rates["lite"] == {"asked": 25, "step": 1.0, "scene": 25}  # 25 fps motion: the scene is matched to it
+    assert rates["identity"] == "James"  # the panel's Identity travels as the job's option
 
 
 def test_vrm_presets_drive_their_binds_with_their_weights(results):
