@@ -344,6 +344,48 @@ def test_fixed_batch_network_gives_the_same_motion(tmp_path, model):
 
 # --- bad files ------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("key, name", [
+    ("modelDataPath", "../secret/model_data.npz"),
+    ("networkInfoPath", "/etc/network_info.json"),
+    ("modelConfigPath", "C:\\models\\model_config.json"),
+])
+def test_model_json_names_only_files_inside_its_folder(tmp_path, key, name):
+    """Like a glTF's URIs: a model folder must not make talkbridge read files the user never named."""
+    root = write_model_folder(tmp_path / "m").root
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "model_data.npz").write_bytes((root / "model_data.npz").read_bytes())  # readable, and still refused
+    data = json.loads((root / "model.json").read_text())
+    data[key] = name
+    (root / "model.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=f"key '{key}' names .*outside the model folder") as error:
+        load_model_folder(root)
+    assert "model.json" in str(error.value)
+
+
+def test_diffusion_and_emotion_folders_keep_to_their_folder_too(tmp_path):
+    from talkbridge.core.audio2face.diffusion_files import load_diffusion_folder
+    from tests.audio2face_models import write_diffusion_folder
+
+    root = write_diffusion_folder(tmp_path / "v3")
+    data = json.loads((root / "model.json").read_text())
+    data["modelDataPaths"][1] = "../model_data_James.npz"
+    (root / "model.json").write_text(json.dumps(data))
+    assert load_diffusion_folder(root, "Claire").identities["Claire"].name == "Claire"  # only the chosen face is read
+    with pytest.raises(CheckpointError, match="key 'modelDataPaths' names '../model_data_James.npz', outside the model folder"):
+        load_diffusion_folder(root, "James")
+
+
+def test_a_linked_file_inside_the_folder_is_followed(tmp_path):
+    """Hugging Face's cache links each snapshot file to a blob elsewhere: the names decide, not the links."""
+    root = write_model_folder(tmp_path / "m").root
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (root / "model_data.npz").rename(blobs / "0123abcd")
+    (root / "model_data.npz").symlink_to(blobs / "0123abcd")
+    assert load_model_folder(root).data.neutral_jaw.shape == (5, 3)
+
+
 def _break(root: Path, name: str, **arrays):
     data = dict(np.load(root / name))
     for key, value in arrays.items():
