@@ -10,6 +10,7 @@ from bpy.props import EnumProperty, FloatProperty
 
 from talkbridge.bridge.protocol import is_local_address
 from talkbridge.core.errors import TalkbridgeError
+from talkbridge.core.jobs.options import OPTIONS
 from talkbridge.core.motion import FPS
 
 from . import apply, character, runtime, sequencer
@@ -41,6 +42,7 @@ def guess_head_bone(rig) -> str | None:
 
 
 MAX_EMOTION_SAMPLES = 2000
+MAX_MOTION_FPS = int(OPTIONS["fps"].high)
 
 
 def emotion_option(scene: Any, settings: Any, start_frame: int, n_frames: int | None) -> dict[str, Any]:
@@ -71,14 +73,28 @@ def emotion_option(scene: Any, settings: Any, start_frame: int, n_frames: int | 
     return {} if keys is None else {"emotion": keys}
 
 
-def audio_length_frames(path: str) -> int | None:
+def motion_rate(engine: str, scene: Any, render_frames: bool) -> int:
+    """The frame rate to ask the engine for.
+
+    audio2face makes any rate, so a motion-only take comes at the scene's own whole-number rate: its
+    keys land on the scene's frames and nothing is resampled. Every other engine, and a take with
+    video frames, is 25 fps (the scene is then matched to it or the keys are spaced to fit).
+    """
+    rate = scene.render.fps / (scene.render.fps_base or 1.0)
+    whole = int(round(rate))
+    if engine == "audio2face" and not render_frames and abs(rate - whole) < 1e-6 and 1 <= whole <= MAX_MOTION_FPS:
+        return whole
+    return FPS
+
+
+def audio_length_frames(path: str, fps: int = FPS) -> int | None:
     """Clip length in motion frames via Blender's audio library (any format it reads), for the progress bar."""
     try:
         import aud
 
         sound = aud.Sound(path)
         rate = sound.specs[0]
-        return max(1, int(round(sound.length / rate * FPS))) if rate else None
+        return max(1, int(round(sound.length / rate * fps))) if rate else None
     except Exception:  # noqa: BLE001 - only a progress estimate
         return None
 
@@ -126,7 +142,8 @@ def build_job(context) -> runtime.ActiveJob:
                 raise TalkbridgeError(f"the armature {rig.name!r} has no bone {bone!r}")
     if not blocks and rig is None:
         raise TalkbridgeError("choose a character (a mesh with shape keys, its armature or its parent) and/or a head to rotate")
-    if settings.match_scene_fps:
+    rate = motion_rate(settings.engine, scene, settings.render_frames)
+    if settings.match_scene_fps and rate == FPS:
         sequencer.match_scene_rate(scene, FPS)
 
     if settings.sidecar_mode == "LOCAL":
@@ -159,12 +176,14 @@ def build_job(context) -> runtime.ActiveJob:
             "expression_scale": float(settings.expression_scale),
             "seed": int(settings.seed),
             "chunk_frames": STREAM_CHUNK_FRAMES,
+            "fps": rate,
+            **({"identity": settings.identity.strip()} if settings.engine == "audio2face" and settings.identity.strip() else {}),
             **emotion_option(scene, settings, strip_start if strip_start is not None else settings.start_frame,
                              audio_length_frames(audio_path)),
         },
         render_size=int(settings.size) if render else None,
         connect_timeout_s=timeout,
-        expected_frames=audio_length_frames(audio_path),
+        expected_frames=audio_length_frames(audio_path, rate),
         keys=keys,
     )
     check_inputs(job_settings)
@@ -178,7 +197,7 @@ def build_job(context) -> runtime.ActiveJob:
         rig_name=rig.name if rig is not None else None,
         bone=bone,
         start_frame=start_frame,
-        frame_step=apply.frame_step_for(scene, FPS),
+        frame_step=apply.frame_step_for(scene, rate),
         pose_reference=settings.pose_reference,
         head_movement=head_movement_scale(settings.head_movement, scene),
         name_map=name_map,

@@ -52,6 +52,8 @@ class VIEW3D_PT_talkbridge(bpy.types.Panel):
         row = box.row()
         row.prop(settings, "still")
         row.prop(settings, "expression_scale")
+        if settings.engine == "audio2face":
+            box.prop(settings, "identity")
         row = box.row()
         row.prop(settings, "emotion")
         sub = row.row()

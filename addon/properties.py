@@ -76,6 +76,10 @@ class TalkbridgeSettings(bpy.types.PropertyGroup):
     emotion_strength: FloatProperty(
         name="Strength", min=0.0, max=1.0, default=0.6, description="How strong the emotion is (keyframable)",
     )
+    identity: StringProperty(
+        name="Identity", default="",
+        description="The face an Audio2Face-3D v3.0 model animates (Claire, James or Mark); empty: the model's first",
+    )
     size: EnumProperty(name="Size", items=[("256", "256", ""), ("512", "512", "")], default="256")
     seed: IntProperty(name="Seed", **_limits("seed"))
     render_frames: BoolProperty(name="Rendered Video", default=True, description="Ask for rendered frames and put them on the sequencer (SadTalker renders the portrait; lite, the mannequin)")

@@ -249,6 +249,28 @@ def scale_expression(chunk: MotionChunk, expression_scale: float) -> MotionChunk
     return chunk.replace(expression=chunk.expression * np.float32(expression_scale))
 
 
+def frames_at_rate(values: np.ndarray, n_frames: int, from_fps: float = FPS, to_fps: float = FPS) -> np.ndarray:
+    """``values`` (rows made at ``from_fps``) as ``n_frames`` rows at ``to_fps``.
+
+    At the same rate the rows are cut, or the last one held: two engines that count frames of the
+    same samples may differ by a frame at the end. At another rate each frame is interpolated
+    linearly between its neighbours in time and held past either end, so head pose and blinks made
+    at 25 fps follow a clip made at 30 or 60.
+    """
+    values = np.asarray(values)
+    if len(values) == 0:
+        raise ValueError("no frames to resample")
+    if from_fps == to_fps:
+        if len(values) >= n_frames:
+            return values[:n_frames]
+        return np.concatenate([values, np.repeat(values[-1:], n_frames - len(values), axis=0)])
+    source = np.arange(len(values), dtype=np.float64) / float(from_fps)
+    wanted = np.arange(int(n_frames), dtype=np.float64) / float(to_fps)
+    flat = values.reshape(len(values), -1).astype(np.float64)
+    out = np.stack([np.interp(wanted, source, flat[:, column]) for column in range(flat.shape[1])], axis=1)
+    return out.reshape((int(n_frames),) + values.shape[1:]).astype(values.dtype)
+
+
 @dataclass
 class Motion:
     """A whole clip's motion plus where it came from; channels follow :data:`CHANNELS`."""

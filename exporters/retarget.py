@@ -27,7 +27,7 @@ import numpy as np
 
 from talkbridge.core.emotion_overlay import OVERLAY_NAME, apply_emotion_overlay
 from talkbridge.core.errors import InputError
-from talkbridge.core.motion import ARKIT_52, Motion
+from talkbridge.core.motion import ARKIT_52, Motion, frames_at_rate
 from talkbridge.exporters.bfm import BfmModel, load_bfm
 
 log = logging.getLogger(__name__)
@@ -145,9 +145,7 @@ def _align_frames(source: np.ndarray, frames: int, what: str) -> np.ndarray:
         return source
     if abs(len(source) - frames) > 2:
         raise InputError(f"{what} has {len(source)} frames but the motion has {frames}; were they made from the same audio?")
-    if len(source) > frames:
-        return source[:frames]
-    return np.concatenate([source, np.repeat(source[-1:], frames - len(source), axis=0)])
+    return frames_at_rate(source, frames)
 
 
 def retarget_motion(

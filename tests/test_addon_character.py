@@ -237,6 +237,21 @@ for label, target, mouth in (("armature", body, "AUTO"), ("empty", root, "VISEME
     plan = job.plan
     panel[label] = {"blocks": sorted(apply.key_owner_names(bpy.data.shape_keys[n])[0] for n in plan.shape_keys_names),
                     "rig": plan.rig_name, "bone": plan.bone, "mouth": plan.mouth_source, "binds": sorted(plan.preset_binds)}
+rates = {}
+settings.target = body
+for engine in ("audio2face", "lite"):  # a motion-only audio2face take comes at the scene's own rate
+    scene.render.fps, scene.render.fps_base = 30, 1.0
+    settings.engine = engine
+    job = operators.build_job(bpy.context)
+    job.controller.close()
+    rates[engine] = {"asked": job.controller.request.options.fps, "step": job.plan.frame_step, "scene": scene.render.fps}
+settings.engine, settings.identity = "audio2face", " James "
+job = operators.build_job(bpy.context)
+job.controller.close()
+rates["identity"] = job.controller.request.options.identity
+settings.identity = ""
+panel["rates"] = rates
+settings.engine = "lite"
 settings.target = mute
 try:
     operators.build_job(bpy.context)
@@ -326,6 +341,13 @@ def test_the_panel_reads_the_target_as_a_character_and_finds_its_head_bone(resul
                               "mouth": "visemes", "binds": []}
     assert panel["vrm"]["bone"] == "J_Bip_C_Head" and len(panel["vrm"]["binds"]) == 1
     assert "Mute_Body" in panel["mute"] and "Mute_Teeth" in panel["mute"]
+
+
+def test_a_motion_only_audio2face_take_is_made_at_the_scenes_rate(results):
+    rates = results["panel"]["rates"]
+    assert rates["audio2face"] == {"asked": 30, "step": 1.0, "scene": 30}  # keys on the scene's frames, scene kept
+    assert rates["lite"] == {"asked": 25, "step": 1.0, "scene": 25}  # 25 fps motion: the scene is matched to it
+    assert rates["identity"] == "James"  # the panel's Identity travels as the job's option
 
 
 def test_vrm_presets_drive_their_binds_with_their_weights(results):

@@ -88,8 +88,8 @@ def test_emotion_vector_is_the_source_row_then_the_explicit_weights(folder):
 
 # --- skin, tongue: plain references ---------------------------------------------------------------
 
-def reference_skin(folder, coefficients):
-    """SPEC 6.1-6.2 written out vertex by vertex, frame by frame."""
+def reference_skin(folder, coefficients, dt=DT):
+    """SPEC 6.1-6.2 written out vertex by vertex, frame by frame (``dt``: seconds per frame)."""
     data, c = folder.data, folder.config
     mean = data.skin_mean.astype(np.float64)
     y = mean[:, 1]
@@ -103,7 +103,7 @@ def reference_skin(folder, coefficients):
         e = c.skin_strength * delta - c.eyelid_open_offset * data.eye_close_delta + c.lip_open_offset * data.lip_open_delta
         filtered = {}
         for part, half_life in (("lower", c.lower_face_smoothing), ("upper", c.upper_face_smoothing)):
-            alpha = 1 - 0.5 ** (DT / half_life)
+            alpha = 1 - 0.5 ** (dt / half_life)
             if k == 0:
                 state[part] = [e.copy(), e.copy()]
             else:
@@ -268,13 +268,13 @@ def test_eyes_read_the_saccade_table_at_30_rows_a_second(folder):
 
 # --- the whole engine -----------------------------------------------------------------------------
 
-def reference_clip(model, folder, samples, explicit):
-    """Every step of SPEC 5-6 from the plain references above, for a whole clip at 25 fps."""
+def reference_clip(model, folder, samples, explicit, fps=25):
+    """Every step of SPEC 5-6 from the plain references above, for a whole clip at ``fps``."""
     info = folder.info
-    n = -(-samples.size * 25 // 16000)
+    n = -(-samples.size * fps // 16000)
     windows = np.zeros((n, 8320), np.float32)
     for k in range(n):
-        t = k * 640
+        t = k * 16000 // fps
         for i in range(8320):
             j = t - 4160 + i
             if 0 <= j < samples.size:
@@ -282,18 +282,38 @@ def reference_clip(model, folder, samples, explicit):
     emotions = np.hstack([np.tile(folder.implicit_emotion, (n, 1)), explicit])
     result = model.network(windows, emotions)
     s, t_ = info.num_shapes_skin, info.num_shapes_tongue
-    skin = reference_skin(folder, result[:, :s])
+    skin = reference_skin(folder, result[:, :s], float(np.float32(1 / fps)))
     tongue = tongue_vertices(result[:, s:s + t_], folder.data, folder.config)
     return n, result, reference_solve(folder.skin, skin), reference_solve(folder.tongue, tongue)
 
 
-def test_engine_clip_matches_the_reference_end_to_end(model, folder):
+def reference_eyes(folder, values, fps):
+    """SPEC 6.5 at ``fps``: (T, 4) right x, y, left x, y in the SDK's degrees."""
+    c, table = folder.config, folder.data.saccades
+    dt, live, out = np.float32(1 / fps), np.float32(0), []
+    for row_values in values:
+        row = int(np.fmod(np.float32(c.eye_saccade_seed) + live, np.float32(len(table))))
+        live = np.float32(np.fmod(live + np.float32(30) * dt, np.float32(len(table))))
+        saccade = c.saccade_strength * table[row]
+        out.append([c.right_eye_rot_x_offset + c.eyeballs_strength * row_values[0] + saccade[0],
+                    c.right_eye_rot_y_offset + c.eyeballs_strength * row_values[1] + saccade[1],
+                    c.left_eye_rot_x_offset + c.eyeballs_strength * row_values[2] + saccade[0],
+                    c.left_eye_rot_y_offset + c.eyeballs_strength * row_values[3] + saccade[1]])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("fps, frames", [(25, 18), (30, 21), (60, 42)])  # ceil(11200 * fps / 16000)
+def test_engine_clip_matches_the_reference_end_to_end(model, folder, fps, frames):
     samples = speech(0.7)
     emotion = parse_emotion_text("joy=0.7,anger=0.1")
     engine = Audio2FaceEngine(model.root, device="cpu", batch=8)
-    chunks = list(engine.stream_motion(MotionRequest(audio=samples, chunk_frames=6, options={"emotion": emotion})))
-    n, result, skin, tongue = reference_clip(model, folder, samples, emotion.frames(18, 25))
-    assert sum(c.n_frames for c in chunks) == n == 18  # ceil(11200 * 25 / 16000)
+    request = MotionRequest(audio=samples, chunk_frames=6, options={"emotion": emotion, "fps": fps})
+    chunks = list(engine.stream_motion(request))
+    n, result, skin, tongue = reference_clip(model, folder, samples, emotion.frames(frames, fps), fps)
+    assert sum(c.n_frames for c in chunks) == n == frames
+    eyes = np.concatenate([c.eyes for c in chunks])
+    degrees = reference_eyes(folder, result[:, 21:25], fps)
+    assert np.allclose(eyes, np.radians(degrees[:, [2, 3, 0, 1]]), atol=1e-5)
     arkit = np.concatenate([c.arkit for c in chunks])
     for p, name in enumerate(SKIN_POSES):
         if name.startswith("eyeBlink"):
@@ -323,6 +343,48 @@ def test_fixed_batch_network_gives_the_same_motion(tmp_path, model):
 
 
 # --- bad files ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, name", [
+    ("modelDataPath", "../secret/model_data.npz"),
+    ("networkInfoPath", "/etc/network_info.json"),
+    ("modelConfigPath", "C:\\models\\model_config.json"),
+])
+def test_model_json_names_only_files_inside_its_folder(tmp_path, key, name):
+    """Like a glTF's URIs: a model folder must not make talkbridge read files the user never named."""
+    root = write_model_folder(tmp_path / "m").root
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "model_data.npz").write_bytes((root / "model_data.npz").read_bytes())  # readable, and still refused
+    data = json.loads((root / "model.json").read_text())
+    data[key] = name
+    (root / "model.json").write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=f"key '{key}' names .*outside the model folder") as error:
+        load_model_folder(root)
+    assert "model.json" in str(error.value)
+
+
+def test_diffusion_and_emotion_folders_keep_to_their_folder_too(tmp_path):
+    from talkbridge.core.audio2face.diffusion_files import load_diffusion_folder
+    from tests.audio2face_models import write_diffusion_folder
+
+    root = write_diffusion_folder(tmp_path / "v3")
+    data = json.loads((root / "model.json").read_text())
+    data["modelDataPaths"][1] = "../model_data_James.npz"
+    (root / "model.json").write_text(json.dumps(data))
+    assert load_diffusion_folder(root, "Claire").identities["Claire"].name == "Claire"  # only the chosen face is read
+    with pytest.raises(CheckpointError, match="key 'modelDataPaths' names '../model_data_James.npz', outside the model folder"):
+        load_diffusion_folder(root, "James")
+
+
+def test_a_linked_file_inside_the_folder_is_followed(tmp_path):
+    """Hugging Face's cache links each snapshot file to a blob elsewhere: the names decide, not the links."""
+    root = write_model_folder(tmp_path / "m").root
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    (root / "model_data.npz").rename(blobs / "0123abcd")
+    (root / "model_data.npz").symlink_to(blobs / "0123abcd")
+    assert load_model_folder(root).data.neutral_jaw.shape == (5, 3)
+
 
 def _break(root: Path, name: str, **arrays):
     data = dict(np.load(root / name))

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from talkbridge.core.audio2face.diffusion import DiffusionInfo
 from talkbridge.core.audio2face.files import (
-    AnimatorConfig, BlendshapeSet, ModelData, NpzFile, _get, find_model_json, network_file, read_json,
+    AnimatorConfig, BlendshapeSet, ModelData, NpzFile, _get, find_model_json, folder_file, network_file, read_json,
 )
 from talkbridge.core.errors import CheckpointError
 
@@ -141,10 +141,7 @@ def _per_identity(model_json: Path, data: Mapping[str, Any], key: str, count: in
 
 
 def _path(model_json: Path, value: Any, key: str) -> Path:
-    if not isinstance(value, str):
-        raise CheckpointError(f"key {key!r} must hold file names, got {value!r}", model_json)
-    relative = Path(value)
-    return relative if relative.is_absolute() else model_json.parent / relative
+    return folder_file(model_json, value, key)
 
 
 def load_diffusion_folder(path: str | Path, identity: str | None = None) -> DiffusionFolder:

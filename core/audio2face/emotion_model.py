@@ -22,6 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from talkbridge.core.audio2face.files import folder_file
 from talkbridge.core.audio2face.network import _import_onnxruntime, providers_for
 from talkbridge.core.audio2face.windows import audio_windows, target_samples
 from talkbridge.core.errors import CheckpointError
@@ -90,8 +91,7 @@ def _key(data: Mapping[str, Any], key: str, path: Path, kind: type | tuple[type,
 
 def _beside(model_json: Path, data: Mapping[str, Any], key: str, default: str | None = None) -> Path:
     name = data.get(key, default) if default is not None else _key(data, key, model_json, str)
-    relative = Path(str(name))
-    return relative if relative.is_absolute() else model_json.parent / relative
+    return folder_file(model_json, name, key)
 
 
 def _network_path(model_json: Path, data: Mapping[str, Any]) -> Path:

@@ -14,7 +14,7 @@ import json
 import logging
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Mapping
 
 import numpy as np
@@ -404,9 +404,23 @@ def find_model_json(path: str | Path) -> Path:
     return candidate
 
 
+def folder_file(model_json: Path, value: Any, key: str) -> Path:
+    """The file that ``value``, a name under ``key`` in ``model_json``, names inside the model folder.
+
+    Names are relative and never leave the folder (no absolute path, drive or ``..``): a model folder
+    from anywhere must not make talkbridge read files the user did not name. The check is on the
+    names, not on resolved paths, because Hugging Face's cache links snapshot files to its blobs.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise CheckpointError(f"key {key!r} must name a file, got {value!r}", model_json)
+    relative = PurePosixPath(value.replace("\\", "/"))
+    if relative.is_absolute() or PureWindowsPath(value).drive or ".." in relative.parts:
+        raise CheckpointError(f"key {key!r} names {value!r}, outside the model folder (names are relative to it)", model_json)
+    return model_json.parent / relative
+
+
 def _resolve(model_json: Path, data: Mapping[str, Any], key: str) -> Path:
-    relative = Path(_get(data, key, model_json, str))
-    return relative if relative.is_absolute() else model_json.parent / relative
+    return folder_file(model_json, _get(data, key, model_json, str), key)
 
 
 def network_file(model_json: Path, data: Mapping[str, Any]) -> Path:

@@ -33,7 +33,7 @@ def open_audio2face_job(request: JobRequest, cache: EngineCache, render: bool) -
     plan = engine.plan(
         MotionRequest(
             audio=request.audio, seed=options.seed, still=options.still, pose_intensity=options.pose_intensity,
-            options={"emotion": options.emotion},
+            options={"emotion": options.emotion, "fps": options.fps, "identity": options.identity},
         )
     )
     plan = with_sadtalker_pose(plan, request, cache)
@@ -42,7 +42,7 @@ def open_audio2face_job(request: JobRequest, cache: EngineCache, render: bool) -
     renderer = cache.lite_renderer(size) if render else None
     metadata = {**plan.details, "image_used": False, "video_source": "lite mannequin" if render else None, "size": size if render else None}
     info = JobInfo(
-        engine=engine.name, engine_version=engine.version, n_frames=plan.n_frames,
+        engine=engine.name, engine_version=engine.version, n_frames=plan.n_frames, fps=plan.fps,
         expression_scale=options.expression_scale, frame_size=(size, size) if render else None, metadata=metadata,
     )
     return JobStream(info, mannequin_steps(plan.n_frames, options.chunk_frames, clip.chunk, renderer))
@@ -54,7 +54,7 @@ def with_sadtalker_pose(plan, request: JobRequest, cache: EngineCache):
     if cache.checkpoints is None:
         return plan
     from talkbridge.core.sadtalker.audio2coeff import CoeffRequest
-    from talkbridge.core.motion import EXPRESSION_DIM, POSE_DIM
+    from talkbridge.core.motion import EXPRESSION_DIM, FPS, POSE_DIM, frames_at_rate
 
     options = request.options
     audio2coeff = cache.sadtalker(options.device).audio()
@@ -62,17 +62,10 @@ def with_sadtalker_pose(plan, request: JobRequest, cache: EngineCache):
     chunks = list(audio2coeff.stream(CoeffRequest(
         plan.samples, neutral, pose_style=options.pose_style, still=options.still, seed=options.seed,
     )))
-    pose = _frames(np.concatenate([chunk.pose for chunk in chunks]), plan.n_frames)
-    blink = _frames(np.concatenate([chunk.blink for chunk in chunks]), plan.n_frames)
+    pose = frames_at_rate(np.concatenate([chunk.pose for chunk in chunks]), plan.n_frames, FPS, plan.fps)
+    blink = frames_at_rate(np.concatenate([chunk.blink for chunk in chunks]), plan.n_frames, FPS, plan.fps)
     log.info("audio2face: head pose from SadTalker's PoseVAE (style %d), blinks from its schedule", options.pose_style)
     details = {**plan.details, "pose_source": "still" if options.still else POSEVAE, "blink_source": SADTALKER_BLINKS,
                "pose_style": int(options.pose_style)}
     return dataclasses.replace(plan, pose=pose.astype(np.float32), blink=blink.astype(np.float32), details=details)
 
-
-def _frames(values: np.ndarray, n_frames: int) -> np.ndarray:
-    """``values`` cut or held at its last frame to ``n_frames`` (both sides count 25 fps frames of the
-    same samples; they may differ by a frame at the end)."""
-    if len(values) >= n_frames:
-        return values[:n_frames]
-    return np.concatenate([values, np.repeat(values[-1:], n_frames - len(values), axis=0)])

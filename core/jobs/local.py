@@ -15,6 +15,7 @@ from talkbridge.core.jobs.finite import finite_motion
 from talkbridge.core.jobs.options import JobOptions, options_for_engine
 from talkbridge.core.jobs.request import JobRequest
 from talkbridge.core.jobs.steps import JobInfo, JobStream, Step
+from talkbridge.core.motion import FPS
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ def _open_engine_job(
 ) -> JobStream:
     """The chosen engine's own job source."""
     ignored = options_for_engine(request.options, engine)
+    if request.options.fps != FPS and engine != "audio2face":
+        raise InputError(f"option 'fps' (--fps) is {request.options.fps}, but the {engine} engine makes {FPS} fps motion; "
+                         "only audio2face makes other rates")
     if ignored:
         log.warning("the %s engine ignores: %s", engine, ", ".join(ignored))
     if engine == "lite":

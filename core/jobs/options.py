@@ -35,7 +35,7 @@ class OptionSpec:
     """One option: how it is named, typed and bounded everywhere it appears.
 
     ``kind`` is one of ``int``, ``float``, ``bool``, ``choice``, ``angles`` (a list of degrees),
-    ``text``, ``points`` (68 or 5 ``[x, y]`` pairs), ``device`` or ``emotion`` (an
+    ``text``, ``name`` (a short name), ``points`` (68 or 5 ``[x, y]`` pairs), ``device`` or ``emotion`` (an
     :class:`~talkbridge.core.emotion.EmotionTrack` or ``"auto"``). ``low``/``high`` bound numbers
     (``low_open`` makes the lower bound exclusive); ``choices`` lists the allowed words.
     """
@@ -144,6 +144,13 @@ def _check_text(spec: OptionSpec, value: Any) -> str:
     return value
 
 
+def _check_name(spec: OptionSpec, value: Any) -> str:
+    """A short name (an identity): letters, digits, space, ``_``, ``-`` and ``.``, at most 64 characters."""
+    if not isinstance(value, str) or not 0 < len(value.strip()) <= 64 or not all(c.isalnum() or c in " _-." for c in value):
+        raise spec._refuse(value, "a name of at most 64 letters, digits, spaces, '_', '-' or '.'")
+    return value.strip()
+
+
 def _check_points(spec: OptionSpec, value: Any) -> np.ndarray:
     try:
         points = np.asarray(value, dtype=np.float32)
@@ -184,6 +191,7 @@ _CHECKERS: dict[str, Callable[[OptionSpec, Any], Any]] = {
     "choice": _check_choice,
     "angles": _check_angles,
     "text": _check_text,
+    "name": _check_name,
     "points": _check_points,
     "device": _check_device,
     "engine": _check_engine,
@@ -249,6 +257,10 @@ _OPTION_LIST = (
     OptionSpec("chunk_frames", "int", 250, "frames of motion per streamed step", low=1, high=10_000, engines=_ALL),
     OptionSpec("precision", "choice", "fp32", "number format of the SadTalker networks", choices=PRECISIONS, engines=_ST),
     OptionSpec("device", "device", "auto", "where the networks run", engines=("sadtalker", "audio2face")),
+    OptionSpec("fps", "int", 25, "motion frame rate: audio2face makes any rate (e.g. 30 or 60 for game engines); "
+               "lite and SadTalker make 25", low=1, high=120, engines=("audio2face",)),
+    OptionSpec("identity", "name", None, "the face an Audio2Face-3D v3.0 diffusion model animates (Claire, James or Mark; "
+               "default: the model's first)", optional=True, engines=("audio2face",)),
     OptionSpec(
         "emotion", "emotion", None,
         "emotion for the whole clip as NAME=WEIGHT pairs (amazement anger cheekiness disgust fear grief joy "
@@ -291,6 +303,8 @@ class JobOptions:
     chunk_frames: int = 250
     precision: str = "fp32"
     device: str = "auto"
+    fps: int = 25
+    identity: str | None = None
     emotion: EmotionTrack | str | None = None
 
     def checked(self) -> "JobOptions":

@@ -16,7 +16,7 @@ from talkbridge.core.jobs.options import OPTIONS, JobOptions, OptionSpec
 FILE_BACKED = {"transcript": "FILE", "landmarks": "FILE"}
 """Options whose command-line value is a file: the transcript's text, the landmark points."""
 
-_TYPES = {"int": int, "float": float}
+_TYPES = {"int": int, "float": float, "name": str}
 
 
 def _default_text(spec: OptionSpec) -> str:

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ref-pose", type=Path, help="coeff .mat of a reference video whose head motion is added")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_engine_flags(parser)
-    add_job_options(parser, ("size", "pose_style", "still", "seed", "expression_scale", "precision", "device", "emotion"))
+    add_job_options(parser, ("size", "pose_style", "still", "seed", "expression_scale", "precision", "device", "emotion",
+                             "fps", "identity"))
     parser.set_defaults(func=run)
 
 
