@@ -253,6 +253,8 @@ def test_pose_and_blinks_come_from_sadtalkers_posevae_when_its_weights_are_prese
 # route runs it with --force-cpu-diffusion (the flag must reach the engine's constructor) and, where
 # cheap, shows the refusal without it. The noise is drawn from the job's seed, so every route gives
 # the in-process arrays exactly. The environment variable is cleared: only the flag may force.
+# `generate` animates the model's first identity (Claire); the other routes ask for Mark by name
+# (--identity, the wire option, a batch default), whose files give other arrays.
 
 @pytest.fixture()
 def no_force_env(monkeypatch):
@@ -272,15 +274,29 @@ def diffusion_inputs(tmp_path_factory):
     return folder, model, audio
 
 
+IDENTITY = "Mark"  # not the model's default face
+
+
 @pytest.fixture(scope="module")
 def diffusion_expected(diffusion_inputs):
+    """The in-process motion of the default face (key None, Claire) and of IDENTITY."""
     from talkbridge.core.jobs.options import OPTIONS
 
     _, model, audio = diffusion_inputs
     engine = Audio2FaceEngine(model, device="cpu", force_cpu_diffusion=True)
-    request = MotionRequest(audio=audio, seed=SEED, chunk_frames=OPTIONS["chunk_frames"].default,
-                            options={"emotion": parse_emotion_text(EMOTION)})
-    return Motion.from_chunks(list(engine.stream_motion(request)), engine=engine.name, engine_version=engine.version)
+
+    def motion(identity):
+        request = MotionRequest(audio=audio, seed=SEED, chunk_frames=OPTIONS["chunk_frames"].default,
+                                options={"emotion": parse_emotion_text(EMOTION), "identity": identity})
+        return Motion.from_chunks(list(engine.stream_motion(request)), engine=engine.name, engine_version=engine.version)
+
+    expected = {None: motion(None), IDENTITY: motion(IDENTITY)}
+    assert not np.allclose(expected[None].arkit, expected[IDENTITY].arkit)  # the identity changes the motion
+    return expected
+
+
+def v3_batch_args(folder: Path, model: str, out: str) -> list[str]:
+    return batch_args(folder, model, out) + ["--identity", IDENTITY]
 
 
 def assert_refused_naming_the_flag(text: str) -> None:
@@ -303,7 +319,7 @@ def test_diffusion_generate_runs_with_force_cpu_diffusion_and_is_refused_without
     assert main([*args, "-o", str(tmp_path / "out"), "--force-cpu-diffusion"]) == 0
     motion = load_motion(tmp_path / "out" / "line.motion.npz")
     assert motion.metadata["identity"] == "Claire" and motion.metadata["diffusion_fps"] == 60
-    assert_same_motion(motion, diffusion_expected, atol=0)
+    assert_same_motion(motion, diffusion_expected[None], atol=0)
     assert (tmp_path / "out" / "line.mp4").is_file()
 
 
@@ -315,12 +331,14 @@ def test_diffusion_coeffs_runs_with_force_cpu_diffusion_and_is_refused_without(
     _, model, audio = diffusion_inputs
     out = tmp_path / "take.motion.npz"
     args = ["-q", "coeffs", str(audio), "--engine", "audio2face", "--checkpoints", str(model), "-o", str(out),
-            "--emotion", EMOTION, "--seed", str(SEED)]
+            "--emotion", EMOTION, "--seed", str(SEED), "--identity", IDENTITY]
     assert main(args) == 1
     assert_refused_naming_the_flag(caplog.text)
     assert not out.exists()
     assert main([*args, "--force-cpu-diffusion"]) == 0
-    assert_same_motion(load_motion(out), diffusion_expected, atol=0)
+    motion = load_motion(out)
+    assert motion.metadata["identity"] == IDENTITY
+    assert_same_motion(motion, diffusion_expected[IDENTITY], atol=0)
 
 
 def test_diffusion_batch_in_this_process_takes_the_flag(diffusion_inputs, diffusion_expected, no_force_env):
@@ -328,12 +346,12 @@ def test_diffusion_batch_in_this_process_takes_the_flag(diffusion_inputs, diffus
     from talkbridge.exporters.motion_file import load_motion
 
     folder, model, _ = diffusion_inputs
-    assert main(batch_args(folder, str(model), "v3_refused")) == 1
+    assert main(v3_batch_args(folder, str(model), "v3_refused")) == 1
     report = json.loads((folder / "v3_refused" / "batch_report.json").read_text())
     assert [row["status"] for row in report["rows"]] == ["failed"]
     assert_refused_naming_the_flag(report["rows"][0]["reason"])
-    assert main(batch_args(folder, str(model), "v3_batch") + ["--force-cpu-diffusion"]) == 0
-    assert_same_motion(load_motion(folder / "v3_batch" / "line.motion.npz"), diffusion_expected, atol=0)
+    assert main(v3_batch_args(folder, str(model), "v3_batch") + ["--force-cpu-diffusion"]) == 0
+    assert_same_motion(load_motion(folder / "v3_batch" / "line.motion.npz"), diffusion_expected[IDENTITY], atol=0)
 
 
 def test_the_flag_is_refused_where_a_sidecar_builds_the_engines(diffusion_inputs, tmp_path, caplog):
@@ -347,7 +365,7 @@ def test_the_flag_is_refused_where_a_sidecar_builds_the_engines(diffusion_inputs
                  "--sidecar", "tcp://127.0.0.1:9", "--force-cpu-diffusion"]) == 1
     assert "talkbridge serve --force-cpu-diffusion" in caplog.text
     caplog.clear()
-    assert main(batch_args(folder, str(model), "v3_remote") + ["--sidecar", "tcp://127.0.0.1:9", "--force-cpu-diffusion"]) == 1
+    assert main(v3_batch_args(folder, str(model), "v3_remote") + ["--sidecar", "tcp://127.0.0.1:9", "--force-cpu-diffusion"]) == 1
     assert "talkbridge serve --force-cpu-diffusion" in caplog.text
 
 
@@ -381,12 +399,12 @@ def test_serve_hands_the_flag_to_its_workers_and_the_sidecar_streams_the_same_ar
         client = Client(server.address)
         try:
             client.connect()
-            options = {"seed": SEED, "emotion": parse_emotion_text(EMOTION).to_keys()}
+            options = {"seed": SEED, "emotion": parse_emotion_text(EMOTION).to_keys(), "identity": IDENTITY}
             result = client.submit("audio2face", audio=audio, options=options).result()
         finally:
             client.close()
     assert result.final.type == p.DONE, result.final
-    assert_same_motion(result.motion(), diffusion_expected, atol=0)
+    assert_same_motion(result.motion(), diffusion_expected[IDENTITY], atol=0)
 
 
 def ray_diffusion_scenario(payload: dict) -> dict:
@@ -397,7 +415,7 @@ def ray_diffusion_scenario(payload: dict) -> dict:
 
     os.environ.pop(FORCE_ENV, None)  # the actors must be forced by the flag they were built with
     folder = Path(payload["folder"])
-    code = main(batch_args(folder, payload["model"], "v3_ray_out") + ["--ray", "local", "--force-cpu-diffusion"])
+    code = main(v3_batch_args(folder, payload["model"], "v3_ray_out") + ["--ray", "local", "--force-cpu-diffusion"])
     return {"exit": code}
 
 
@@ -413,4 +431,4 @@ def test_a_ray_batch_forces_the_diffusion_model_and_writes_the_same_arrays(diffu
     assert result["exit"] == 0
     report = json.loads((folder / "v3_ray_out" / "batch_report.json").read_text())
     assert report["backend"].startswith("ray local")
-    assert_same_motion(load_motion(folder / "v3_ray_out" / "line.motion.npz"), diffusion_expected, atol=0)
+    assert_same_motion(load_motion(folder / "v3_ray_out" / "line.motion.npz"), diffusion_expected[IDENTITY], atol=0)
