@@ -20,13 +20,17 @@ EMOTION = "joy=0.5,grief=0.25"
 SEED = 3
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("a2f_routes")
-    model = write_model_folder(folder / "model")
+def route_inputs(folder: Path, write_model) -> tuple[Path, Path, Path]:
+    """(folder, model folder, folder/clips/line.wav): the model ``write_model(path)`` writes and one clip."""
+    model = write_model(folder / "model")
     (folder / "clips").mkdir()
     audio = write_wav(folder / "clips" / "line.wav", speech_like(1.3, seed=4))
-    return folder, model.root, audio
+    return folder, model, audio
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    return route_inputs(tmp_path_factory.mktemp("a2f_routes"), lambda path: write_model_folder(path).root)
 
 
 @pytest.fixture(scope="module")
@@ -267,11 +271,7 @@ def no_force_env(monkeypatch):
 def diffusion_inputs(tmp_path_factory):
     from tests.audio2face_models import write_diffusion_folder
 
-    folder = tmp_path_factory.mktemp("a2f_v3_routes")
-    model = write_diffusion_folder(folder / "model")
-    (folder / "clips").mkdir()
-    audio = write_wav(folder / "clips" / "line.wav", speech_like(1.3, seed=4))
-    return folder, model, audio
+    return route_inputs(tmp_path_factory.mktemp("a2f_v3_routes"), write_diffusion_folder)
 
 
 IDENTITY = "Mark"  # not the model's default face
