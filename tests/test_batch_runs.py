@@ -141,6 +141,31 @@ def test_ctrl_c_loses_only_the_row_in_flight(project):
     assert statuses(out) == {"line0": "skipped", "second": "done", "line2": "done"}
 
 
+def test_an_interrupt_just_after_a_rows_record_still_reports_it_done(project, monkeypatch):
+    """The signal can land between a row's complete ledger record and its outcome: the report must
+    follow the record on disk (as a rerun does), not call the row interrupted."""
+    import talkbridge.batch.runner as runner
+
+    real_write = runner.write_ledger
+
+    def write_then_interrupt(*args, **kwargs):
+        real_write(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "write_ledger", write_then_interrupt)
+    out = project / "out"
+    rows = read_manifest(project / "lines.csv")[:2]
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(rows, out, InProcessBackend(), progress=False)
+    content = report(out)
+    assert content["interrupted"] is True
+    assert statuses(out) == {"line0": "done", "second": "failed"}
+    assert content["rows"][0]["files"]["livelink"] == "line0.livelink.csv"
+    monkeypatch.setattr(runner, "write_ledger", real_write)
+    run_batch(rows, out, InProcessBackend(), progress=False)
+    assert statuses(out) == {"line0": "skipped", "second": "done"}
+
+
 def eight_rows(folder: Path, seconds: float) -> Path:
     lines = ["audio,seed,size"]
     for i in range(8):

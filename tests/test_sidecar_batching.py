@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -56,7 +57,10 @@ def test_concurrent_jobs_share_passes_and_match_their_solo_runs(inputs, tmp_path
         try:
             client.connect()
             handles = [_submit(client, inputs, options) for options in JOBS]  # all three in flight at once
-            together = [handle.result() for handle in handles]
+            # Each stream is read as it comes, as a real client does: reading them one after another
+            # leaves the later jobs' chunks untaken, and a slow machine then trips the stall guard.
+            with ThreadPoolExecutor(max_workers=len(handles)) as readers:
+                together = list(readers.map(lambda handle: handle.result(), handles))
             shared_passes = [json.loads(line) for line in record.read_text().splitlines()]
             alone = [_submit(client, inputs, options).result() for options in JOBS]  # one at a time
         finally:

@@ -111,6 +111,7 @@ class BatchRun:
         self.manifest = manifest
         self.stop = threading.Event()
         self._outcomes: dict[str, RowOutcome] = {}
+        self._planned: dict[str, _Pending] = {}  # rows sent to the backend, for the report's ledger check
         self._bar: Any = None
         self._lock = threading.Lock()
 
@@ -140,6 +141,7 @@ class BatchRun:
             if record is not None:
                 log.info("%s changed since its outputs were made (or they were altered): making it again", row.name)
             todo.append(_Pending(row, inputs, record is not None))
+            self._planned[row.name] = todo[-1]
         return todo
 
     # ------------------------------------------------------------------------------ one row
@@ -260,9 +262,23 @@ class BatchRun:
         for row in self.rows:
             outcome = self._outcomes.get(row.name)
             if outcome is None:
-                outcome = RowOutcome(row.name, "failed", INTERRUPTED_REASON, where=row.where)
+                outcome = self._recorded_outcome(row) or RowOutcome(row.name, "failed", INTERRUPTED_REASON, where=row.where)
             rows.append(outcome)
         return BatchReport(rows, backend=self.backend.name, manifest=self.manifest, seconds=seconds, interrupted=interrupted)
+
+
+    def _recorded_outcome(self, row: BatchRow) -> RowOutcome | None:
+        """A row the interrupt caught between its complete ledger record and its outcome (the signal
+        landed in that window): the record on disk is the truth, so the report says done, as a rerun would."""
+        pending = self._planned.get(row.name)
+        if pending is None:
+            return None
+        record = read_ledger(self.output_dir, row.name)
+        complete = complete_outputs(record, self.output_dir, fingerprint(pending.inputs))
+        if complete is None or record is None:
+            return None
+        return RowOutcome(row.name, "done", "", files_by_kind(complete), float(record.get("seconds") or 0.0),
+                          row.where, str(record.get("engine", "")))
 
 
 def run_batch(rows: list[BatchRow], output_dir: Path, backend: RowBackend, *, overwrite: bool = False,
