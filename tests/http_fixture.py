@@ -8,25 +8,66 @@ from pathlib import Path
 
 
 class FileServer:
-    """Serves ``files`` ({url path: bytes}) on 127.0.0.1; ``cut_after`` drops a response mid-way."""
+    """Serves ``files`` ({url path: bytes}) on 127.0.0.1; ``cut_after`` drops a response mid-way.
+
+    ``redirects`` ({url path: (location, headers)}) answers GET and HEAD with a 302 carrying those
+    headers, as Hugging Face's ``/resolve/`` does for LFS files; ``headers`` ({url path: headers})
+    adds headers to a file's own answer (a git file's ``ETag``)."""
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = dict(files)
         self.cut_after: int | None = None
         self.honour_range = True
         self.requests: list[tuple[str, str | None]] = []
+        self.redirects: dict[str, tuple[str, dict[str, str]]] = {}
+        self.headers: dict[str, dict[str, str]] = {}
+        self.heads: list[str] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
-            def do_GET(self) -> None:
-                header = self.headers.get("Range")
-                server.requests.append((self.path, header))
+            def _redirect(self) -> bool:
+                if self.path not in server.redirects:
+                    return False
+                location, headers = server.redirects[self.path]
+                self.send_response(302)
+                self.send_header("Location", location)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
+            def _file_headers(self, length: int) -> None:
+                for key, value in server.headers.get(self.path, {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(length))
+                self.end_headers()
+
+            def _body_or_answered(self) -> bytes | None:
+                """The served file's bytes, or None once a redirect or a 404 has been sent."""
+                if self._redirect():
+                    return None
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)
+                return body
+
+            def do_HEAD(self) -> None:
+                server.heads.append(self.path)
+                body = self._body_or_answered()
+                if body is None:
+                    return
+                self.send_response(200)
+                self._file_headers(len(body))
+
+            def do_GET(self) -> None:
+                header = self.headers.get("Range")
+                server.requests.append((self.path, header))
+                body = self._body_or_answered()
+                if body is None:
                     return
                 start = 0
                 if header and server.honour_range:
@@ -36,8 +77,7 @@ class FileServer:
                 else:
                     self.send_response(200)
                 payload = body[start:]
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
+                self._file_headers(len(payload))
                 if server.cut_after is not None:
                     self.wfile.write(payload[: server.cut_after])
                     self.wfile.flush()

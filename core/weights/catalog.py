@@ -144,7 +144,8 @@ CATALOG: tuple[WeightFile, ...] = (
 def _hugging_face(group: str, repository: str, files: tuple[tuple[str, str], ...]) -> tuple[WeightFile, ...]:
     """One catalog entry per file of a Hugging Face model repository, in a store folder named ``group``.
 
-    NVIDIA publishes no sizes or checksums for these files; ``verify`` reports them as unchecked.
+    NVIDIA publishes no sizes or checksums for these files outside Hugging Face: the download checks
+    each against the hash Hugging Face publishes for it (``download.published_digest``) and the store keeps it.
     """
     return tuple(WeightFile(name, group, group, (f"{HF}{repository}/resolve/main/{name}",), purpose=purpose)
                  for name, purpose in files)

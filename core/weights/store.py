@@ -4,7 +4,8 @@ Layout: ``<store>/checkpoints/`` (the official SadTalker folder, so engines read
 ``<store>/face_alignment/``, ``<store>/gfpgan/``. An existing SadTalker ``checkpoints/`` folder can be
 adopted in place instead (nothing is copied or moved); the choice is remembered in
 ``<store>/store.json``, together with the sha256 of files already verified (keyed by size and mtime,
-so an unchanged 700 MB file is not hashed again).
+so an unchanged 700 MB file is not hashed again) and the hash a host published for a file the catalog
+has none for (Hugging Face's, at download time), which ``verify`` then checks as it checks the catalog's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Callable, Iterable
 
 from talkbridge.core.errors import InputError
 from talkbridge.core.weights.catalog import CATALOG, CHECKPOINTS, FACE_ALIGNMENT, WeightFile
-from talkbridge.core.weights.download import download_verified, sha256_of
+from talkbridge.core.weights.download import PublishedDigest, digest_of, download_verified, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,15 @@ class WeightStore:
     def _read_state(self) -> dict:
         path = self.root / STATE_FILE
         if not path.is_file():
-            return {"adopted": {}, "verified": {}}
+            return {"adopted": {}, "verified": {}, "published": {}}
         try:
             state = json.loads(path.read_text())
         except ValueError:
             log.warning("ignoring unreadable %s", path)
-            return {"adopted": {}, "verified": {}}
+            return {"adopted": {}, "verified": {}, "published": {}}
         state.setdefault("adopted", {})
         state.setdefault("verified", {})
+        state.setdefault("published", {})
         return state
 
     def _write_state(self) -> None:
@@ -163,7 +165,10 @@ class WeightStore:
         if size == 0:
             return FileReport(entry, path, FileStatus.CORRUPT, "empty file")
         if entry.sha256 is None:
-            return FileReport(entry, path, FileStatus.UNVERIFIED, f"{size} bytes")
+            published = PublishedDigest.from_json(self._state["published"].get(str(path)))
+            if published is None:
+                return FileReport(entry, path, FileStatus.UNVERIFIED, f"{size} bytes")
+            return self._check_published(entry, path, published, deep, progress)
         if not deep:
             return FileReport(entry, path, FileStatus.UNVERIFIED, "not hashed yet; run `talkbridge models verify`")
         stamp = [size, path.stat().st_mtime_ns]
@@ -176,6 +181,26 @@ class WeightStore:
             self._write_state()
         return FileReport(entry, path, FileStatus.OK, "sha256 verified")
 
+    def _check_published(self, entry: WeightFile, path: Path, published: PublishedDigest, deep: bool,
+                         progress: Callable[[int], None] | None) -> FileReport:
+        """Check ``path`` against the hash its host published when it was downloaded."""
+        size = path.stat().st_size
+        if published.size is not None and size != published.size:
+            kind = FileStatus.PARTIAL if size < published.size else FileStatus.CORRUPT
+            return FileReport(entry, path, kind, f"{size} bytes, the host published {published.size}")
+        if not deep:
+            return FileReport(entry, path, FileStatus.UNVERIFIED, "not hashed yet; run `talkbridge models verify`")
+        stamp = [size, path.stat().st_mtime_ns]
+        cached = self._state["verified"].get(str(path))
+        key = f"{published.algorithm}:{published.value}"
+        if not (cached and cached[:2] == stamp and cached[2] == key):
+            if digest_of(path, published.algorithm, progress) != published.value:
+                return FileReport(entry, path, FileStatus.CORRUPT,
+                                  f"{published.algorithm} differs from the host's published {published.value[:12]}...")
+            self._state["verified"][str(path)] = [*stamp, key]
+            self._write_state()
+        return FileReport(entry, path, FileStatus.OK, f"{published.algorithm} verified (published by the host)")
+
     # -- fetching ------------------------------------------------------------------------------
     def download(self, entry: WeightFile, progress: Callable[[int, int | None], None] | None = None) -> FileReport:
         """Fetch ``entry`` unless it is already usable; resumes partial downloads."""
@@ -185,7 +210,14 @@ class WeightStore:
         if report.status is FileStatus.CORRUPT:
             log.warning("%s is corrupt (%s); downloading it again", report.path, report.detail)
             report.path.unlink()
-        download_verified(entry.urls, report.path, entry.size, entry.sha256, progress)
+        published = download_verified(entry.urls, report.path, entry.size, entry.sha256, progress)
+        if published is not None:  # remembered for `verify`; just checked, so not hashed again now
+            self._state["published"][str(report.path)] = published.to_json()
+            stat = report.path.stat()
+            self._state["verified"][str(report.path)] = [stat.st_size, stat.st_mtime_ns, f"{published.algorithm}:{published.value}"]
+        else:
+            self._state["published"].pop(str(report.path), None)
+        self._write_state()
         return self.status(entry)
 
     def seed_face_alignment(self, torch_home: str | Path | None = None) -> list[Path]:
