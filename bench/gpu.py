@@ -276,7 +276,8 @@ def half_precisions(device: torch.device) -> list[str]:
 
 
 def audio2face_rows(table: Table, frames: int) -> None:
-    """The audio2face network (bench/audio2face.py's Mark-sized conv stand-in) on onnxruntime's CUDA provider.
+    """The audio2face network on onnxruntime's CUDA provider: NVIDIA's Training Framework architecture at
+    Mark's sizes (bench/a2f_nvidia_network.py, random weights; the cost is the shapes', not the values').
 
     Without onnxruntime-gpu and a GPU the row says so instead of a figure.
     """
@@ -291,13 +292,13 @@ def audio2face_rows(table: Table, frames: int) -> None:
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         table.add("audio2face fps", "n/a", "(no CUDA provider: install onnxruntime-gpu)", provider="cuda")
         return
-    from bench.audio2face import write_conv_network
+    from bench.a2f_nvidia_network import write_nvidia_network
     from talkbridge.core.audio2face.files import NetworkInfo
     from talkbridge.core.audio2face.network import A2FNetwork
 
     with tempfile.TemporaryDirectory(prefix="a2f-gpu-") as folder:
         path = Path(folder) / "network.onnx"
-        write_conv_network(path, 8320, 26, 301)
+        write_nvidia_network(path, 8320, 26, 301, skin=272, tongue=10)
         info = NetworkInfo("bench", tuple("abcdefghij"), (0.0,) * 10, 16, 272, 10, 61520, 5602, 15, 4, 8320, 4160, 16000)
         network = A2FNetwork(path, info, "cuda", batch=64)
         windows = np.random.default_rng(0).normal(0, 0.1, (frames, 8320)).astype(np.float32)
