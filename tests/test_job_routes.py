@@ -68,7 +68,7 @@ def assert_same_outputs(expected_dir: Path, got_dir: Path, name: str) -> dict:
 def inputs(tmp_path_factory):
     from tests.render_helpers import portrait_job_inputs
 
-    made = portrait_job_inputs(tmp_path_factory.mktemp("routes"), 2.0, seed=4, checkpoints=False, speech_name="hello.wav")
+    made = portrait_job_inputs(tmp_path_factory.mktemp("routes"), 1.0, seed=4, checkpoints=False, speech_name="hello.wav")
     folder, portrait, speech, marks = made.folder, made.portrait, made.speech, made.landmarks_file
     transcript = folder / "hello.txt"
     transcript.write_text("hello there, how are you today\n", encoding="utf-8")
@@ -85,13 +85,13 @@ def test_lite_routes_write_the_same_files(inputs, tmp_path):
     options = JobOptions(engine="lite", size=128, seed=3, pose_intensity=0.5, transcript=transcript.read_text(encoding="utf-8"))
     request = JobRequest(speech, portrait, options, transcript_file=transcript)
     result = run_job(request, OutputPlan(tmp_path / "api", "hello"))
-    assert result.engine == "lite" and result.coefficients is None and result.frames == 50
+    assert result.engine == "lite" and result.coefficients is None and result.frames == 25
     assert_same_outputs(tmp_path / "local", tmp_path / "api", "hello")
     metadata = assert_same_outputs(tmp_path / "local", tmp_path / "remote", "hello")
     assert metadata["route"] == "sidecar" and metadata["sidecar"] == server.address
     assert metadata["transcript"] == str(transcript) and metadata["options"]["transcript_given"]
     assert metadata["options"]["size"] == 128 and metadata["size"] == 128
-    assert decoded_frames(result.video).shape == (50, 128, 128, 3)
+    assert decoded_frames(result.video).shape == (25, 128, 128, 3)
 
 
 @pytest.mark.slow
@@ -105,7 +105,7 @@ def test_sadtalker_routes_write_the_same_files(inputs, tmp_path):
     portrait, speech, marks, _ = inputs
     folder = write_official_checkpoint_dir(tmp_path / "checkpoints")
     tiny = tiny_recipe_models(seed=5)
-    reference = write_coeff_mat(tmp_path / "nod.mat", np.random.default_rng(8).normal(0, 0.2, (30, 70)))
+    reference = write_coeff_mat(tmp_path / "nod.mat", np.random.default_rng(8).normal(0, 0.2, (15, 70)))
     from talkbridge.core.face.landmarks import load_landmark_file
 
     options = JobOptions.from_mapping({
@@ -121,14 +121,14 @@ def test_sadtalker_routes_write_the_same_files(inputs, tmp_path):
         flags = ["--engine", "sadtalker", "--seed", "1", "--pose-style", "3", "--expression-scale", "0.5", "--batch-size", "2",
                  "--landmarks", str(marks), "--ref-pose", str(reference), "--device", "cpu", "--sidecar", server.address]
         assert main(["-q", "generate", str(portrait), str(speech), "-o", str(tmp_path / "cli"), *flags]) == 0
-    assert local.engine == remote.engine == "sadtalker" and local.frames == remote.frames == 50
+    assert local.engine == remote.engine == "sadtalker" and local.frames == remote.frames == 25
     assert_same_outputs(tmp_path / "local", tmp_path / "remote", "hello")
     cli_metadata = assert_same_outputs(tmp_path / "local", tmp_path / "cli", "hello")
     assert cli_metadata["route"] == "sidecar"
 
     official = scipy.io.loadmat(local.coefficients)["coeff_3dmm"]
     motion = load_motion(local.motion)
-    assert official.shape == (50, 70)
+    assert official.shape == (25, 70)
     assert np.allclose(motion.expression, official[:, :64] * 0.5, atol=1e-6)  # the scale, applied once
     assert np.array_equal(motion.pose, official[:, 64:])
     assert motion.metadata["expression_scale_applied"] == 0.5 and motion.metadata["options"]["pose_style"] == 3
