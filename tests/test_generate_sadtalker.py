@@ -21,7 +21,7 @@ from talkbridge.exporters.motion_file import load_motion
 from tests.render_helpers import portrait_job_inputs
 
 SCRIPT = Path(sys.executable).with_name("talkbridge")
-FRAMES = 4
+FRAMES = 2
 
 
 @pytest.fixture(scope="module")
