@@ -432,3 +432,26 @@ def test_a_ray_batch_forces_the_diffusion_model_and_writes_the_same_arrays(diffu
     report = json.loads((folder / "v3_ray_out" / "batch_report.json").read_text())
     assert report["backend"].startswith("ray local")
     assert_same_motion(load_motion(folder / "v3_ray_out" / "line.motion.npz"), diffusion_expected[IDENTITY], atol=0)
+
+
+def test_a_preloaded_engine_is_the_one_its_jobs_run(inputs, expected, tmp_path):
+    """`serve --preload audio2face` builds, at start, the very engine the jobs then use: not a second
+    copy of the networks under another key, loaded again at the first job."""
+    import threading
+
+    from talkbridge.bridge import protocol as p
+    from talkbridge.bridge.client_events import Event, JobResult
+    from talkbridge.bridge.jobs import EngineRunner, JobSpec
+
+    _, model, audio = inputs
+    runner = EngineRunner({"audio2face": {"model_dir": str(model)}})
+    preloaded = runner.engine("audio2face", "cpu")
+    used = []
+    real_plan = preloaded.plan
+    preloaded.plan = lambda request: (used.append(request), real_plan(request))[1]
+    options = {"seed": SEED, "chunk_frames": 9, "emotion": parse_emotion_text(EMOTION).to_keys()}
+    job = JobSpec("j", "audio2face", options=options, audio_file=np.frombuffer(audio.read_bytes(), np.uint8), audio_name=audio.name)
+    events = [Event(m.type, m.job_id, dict(m.body), dict(m.buffers)) for m in runner.run(job, "cpu", threading.Event())]
+    assert len(used) == 1, "the job built and ran another engine than the preloaded one"
+    done = Event(p.DONE, "j", {})  # the worker around a runner adds the terminal message
+    assert_same_motion(JobResult([*events, done]).motion(), expected)
