@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.timeout(600)
 def test_generate_long_bench_reports_frames_speed_and_memory():
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.generate_long", "--seconds", "1", "8", "--renderer", "slim", "--threads", "1"],
+        [sys.executable, "-m", "bench.generate_long", "--seconds", "1", "8", "--renderer", "slim", "--threads", "2"],
         capture_output=True, text=True, timeout=580, cwd=ROOT,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
