@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.timeout(240)
 def test_gpu_bench_smoke_prints_the_whole_table():
     completed = subprocess.run(
-        [sys.executable, "-m", "bench.gpu", "--smoke", "--threads", "1"],
+        [sys.executable, "-m", "bench.gpu", "--smoke", "--threads", "2"],
         capture_output=True, text=True, timeout=220, cwd=ROOT,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
