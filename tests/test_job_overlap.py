@@ -84,7 +84,7 @@ def test_a_sadtalker_job_gives_the_same_steps_with_and_without_overlap_and_paste
     from talkbridge.core.jobs.local import open_local_job
     from tests.render_helpers import portrait_job_inputs, tiny_recipe_models
 
-    made = portrait_job_inputs(tmp_path, 0.6, seed=6)
+    made = portrait_job_inputs(tmp_path, 0.6, seed=6, render=False)
     portrait, image, landmarks, speech = made.portrait, made.image, made.landmarks, made.speech
     cache = EngineCache(made.checkpoints)
     cache.sadtalker("cpu").provide_renderer(256, "full", tiny_recipe_models(seed=4))

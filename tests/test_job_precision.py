@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_bf16_runs_within_tolerance_and_fp16_on_cpu_is_refused_up_front(tmp_path):
     from tests.render_helpers import portrait_job_inputs, tiny_recipe_models
 
-    made = portrait_job_inputs(tmp_path, 0.6, seed=3)
+    made = portrait_job_inputs(tmp_path, 0.6, seed=3, render=False)
     portrait, landmarks, speech = made.portrait, made.landmarks, made.speech
     cache = EngineCache(made.checkpoints)
     results = {}

@@ -35,7 +35,7 @@ JOBS = [
 def inputs(tmp_path_factory):
     from tests.render_helpers import portrait_job_inputs
 
-    made = portrait_job_inputs(tmp_path_factory.mktemp("batching"), 0.4, seed=7)
+    made = portrait_job_inputs(tmp_path_factory.mktemp("batching"), 0.4, seed=7, render=False)
     return made.checkpoints, made.portrait.read_bytes(), made.speech.read_bytes(), made.landmarks.tolist()
 
 
