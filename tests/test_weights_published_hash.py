@@ -108,3 +108,33 @@ def test_urls_without_a_published_hash_stay_unverified(tmp_path):
         entry = WeightFile("nohash.bin", "audio2face-mark", "audio2face-mark", (f"{server.url}{REPO}/nohash.bin",))
         store = WeightStore(tmp_path / "store", [entry])
         assert store.download(entry).status is FileStatus.UNVERIFIED
+
+
+def test_an_unchanged_file_is_hashed_once_whichever_hash_it_is_checked_against(tmp_path, monkeypatch):
+    """store.json remembers each file's digest by size and mtime: a verify hashes only files that
+    changed, for the catalog's sha256 and for a host's published hash alike."""
+    import os
+
+    import talkbridge.core.weights.store as store_module
+
+    hashed = []
+    real_digest_of = store_module.digest_of
+    monkeypatch.setattr(store_module, "digest_of", lambda path, algorithm, progress=None: (
+        hashed.append((Path(path).name, algorithm)), real_digest_of(path, algorithm, progress))[1])
+    with hugging_face_like(tmp_path) as server:
+        store = WeightStore(tmp_path / "store", entries(server))
+        store.download(store.entry("model.json"))  # checked during the download: not hashed by the store
+    catalogued = WeightFile("old.bin", "sadtalker", "checkpoints", ("http://127.0.0.1:9/old.bin",), 100,
+                            hashlib.sha256(b"z" * 100).hexdigest())
+    (tmp_path / "store" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "store" / "checkpoints" / "old.bin").write_bytes(b"z" * 100)
+    catalog = (*store.catalog, catalogued)
+    for _ in range(2):
+        fresh = WeightStore(tmp_path / "store", catalog)
+        assert fresh.status(fresh.entry("model.json")).status is FileStatus.OK
+        assert fresh.status(catalogued).status is FileStatus.OK
+    assert hashed == [("old.bin", "sha256")]
+    json_path = store.path(store.entry("model.json"))
+    os.utime(json_path, ns=(json_path.stat().st_atime_ns, json_path.stat().st_mtime_ns + 1_000_000))  # touched
+    assert WeightStore(tmp_path / "store", catalog).status(store.entry("model.json")).status is FileStatus.OK
+    assert hashed == [("old.bin", "sha256"), ("model.json", "git-blob-sha1")]

@@ -22,9 +22,17 @@ from typing import Callable, Iterable
 
 from talkbridge.core.errors import InputError
 from talkbridge.core.weights.catalog import CATALOG, CHECKPOINTS, FACE_ALIGNMENT, WeightFile
-from talkbridge.core.weights.download import PublishedDigest, digest_of, download_verified, sha256_of
+from talkbridge.core.weights.download import SHA256, PublishedDigest, digest_of, download_verified
 
 log = logging.getLogger(__name__)
+
+
+def _recorded_digest(recorded: str) -> tuple[str, str]:
+    """(algorithm, digest) of a store.json ``verified`` entry: sha256 digests are kept bare, as older
+    stores have them; others as ``algorithm:digest``."""
+    algorithm, _, digest = recorded.rpartition(":")
+    return algorithm or SHA256, digest
+
 
 STORE_ENV = "TALKBRIDGE_MODELS"
 STATE_FILE = "store.json"
@@ -171,14 +179,9 @@ class WeightStore:
             return self._check_published(entry, path, published, deep, progress)
         if not deep:
             return FileReport(entry, path, FileStatus.UNVERIFIED, "not hashed yet; run `talkbridge models verify`")
-        stamp = [size, path.stat().st_mtime_ns]
-        cached = self._state["verified"].get(str(path))
-        digest = cached[2] if cached and cached[:2] == stamp else sha256_of(path, progress)
+        digest = self._digest(path, SHA256, progress)
         if digest != entry.sha256:
             return FileReport(entry, path, FileStatus.CORRUPT, f"sha256 {digest[:12]}... differs from the published {entry.sha256[:12]}...")
-        if cached is None or cached[:2] != stamp:
-            self._state["verified"][str(path)] = [*stamp, digest]
-            self._write_state()
         return FileReport(entry, path, FileStatus.OK, "sha256 verified")
 
     def _check_published(self, entry: WeightFile, path: Path, published: PublishedDigest, deep: bool,
@@ -190,16 +193,29 @@ class WeightStore:
             return FileReport(entry, path, kind, f"{size} bytes, the host published {published.size}")
         if not deep:
             return FileReport(entry, path, FileStatus.UNVERIFIED, "not hashed yet; run `talkbridge models verify`")
-        stamp = [size, path.stat().st_mtime_ns]
-        cached = self._state["verified"].get(str(path))
-        key = f"{published.algorithm}:{published.value}"
-        if not (cached and cached[:2] == stamp and cached[2] == key):
-            if digest_of(path, published.algorithm, progress) != published.value:
-                return FileReport(entry, path, FileStatus.CORRUPT,
-                                  f"{published.algorithm} differs from the host's published {published.value[:12]}...")
-            self._state["verified"][str(path)] = [*stamp, key]
-            self._write_state()
+        if self._digest(path, published.algorithm, progress) != published.value:
+            return FileReport(entry, path, FileStatus.CORRUPT,
+                              f"{published.algorithm} differs from the host's published {published.value[:12]}...")
         return FileReport(entry, path, FileStatus.OK, f"{published.algorithm} verified (published by the host)")
+
+    def _digest(self, path: Path, algorithm: str, progress: Callable[[int], None] | None) -> str:
+        """``path``'s ``algorithm`` digest, hashed only when its size or mtime changed since store.json
+        recorded it, so an unchanged 700 MB file is not hashed at every ``verify``."""
+        stat = path.stat()
+        cached = self._state["verified"].get(str(path))
+        if (isinstance(cached, list) and len(cached) == 3 and cached[:2] == [stat.st_size, stat.st_mtime_ns]
+                and isinstance(cached[2], str) and _recorded_digest(cached[2])[0] == algorithm):
+            return _recorded_digest(cached[2])[1]
+        digest = digest_of(path, algorithm, progress)
+        self._remember_digest(path, algorithm, digest)
+        return digest
+
+    def _remember_digest(self, path: Path, algorithm: str, digest: str) -> None:
+        """Record ``digest`` for the file as it is now (its size and mtime) in store.json."""
+        stat = path.stat()
+        recorded = digest if algorithm == SHA256 else f"{algorithm}:{digest}"
+        self._state["verified"][str(path)] = [stat.st_size, stat.st_mtime_ns, recorded]
+        self._write_state()
 
     # -- fetching ------------------------------------------------------------------------------
     def download(self, entry: WeightFile, progress: Callable[[int, int | None], None] | None = None) -> FileReport:
@@ -213,11 +229,9 @@ class WeightStore:
         published = download_verified(entry.urls, report.path, entry.size, entry.sha256, progress)
         if published is not None:  # remembered for `verify`; just checked, so not hashed again now
             self._state["published"][str(report.path)] = published.to_json()
-            stat = report.path.stat()
-            self._state["verified"][str(report.path)] = [stat.st_size, stat.st_mtime_ns, f"{published.algorithm}:{published.value}"]
-        else:
-            self._state["published"].pop(str(report.path), None)
-        self._write_state()
+            self._remember_digest(report.path, published.algorithm, published.value)
+        elif self._state["published"].pop(str(report.path), None) is not None:
+            self._write_state()
         return self.status(entry)
 
     def seed_face_alignment(self, torch_home: str | Path | None = None) -> list[Path]:
