@@ -127,13 +127,19 @@ class InterruptingBackend(InProcessBackend):
         return super().run_row(row, plan, stop)
 
 
-def test_ctrl_c_loses_only_the_row_in_flight(project):
+def interrupted_batch(project: Path, n_rows: int, backend) -> tuple[Path, list, dict]:
+    """The first ``n_rows`` of lines.csv run into ``project/out`` until Ctrl-C: (out, rows, its report)."""
     out = project / "out"
-    rows = read_manifest(project / "lines.csv")[:3]
+    rows = read_manifest(project / "lines.csv")[:n_rows]
     with pytest.raises(KeyboardInterrupt):
-        run_batch(rows, out, InterruptingBackend(), progress=False)
+        run_batch(rows, out, backend, progress=False)
     content = report(out)
     assert content["interrupted"] is True
+    return out, rows, content
+
+
+def test_ctrl_c_loses_only_the_row_in_flight(project):
+    out, rows, content = interrupted_batch(project, 3, InterruptingBackend())
     assert statuses(out) == {"line0": "done", "second": "failed", "line2": "failed"}
     assert "interrupted" in content["rows"][1]["reason"]
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("line0")) == ["batch_report.json"]
@@ -153,12 +159,7 @@ def test_an_interrupt_just_after_a_rows_record_still_reports_it_done(project, mo
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "write_ledger", write_then_interrupt)
-    out = project / "out"
-    rows = read_manifest(project / "lines.csv")[:2]
-    with pytest.raises(KeyboardInterrupt):
-        run_batch(rows, out, InProcessBackend(), progress=False)
-    content = report(out)
-    assert content["interrupted"] is True
+    out, rows, content = interrupted_batch(project, 2, InProcessBackend())
     assert statuses(out) == {"line0": "done", "second": "failed"}
     assert content["rows"][0]["files"]["livelink"] == "line0.livelink.csv"
     monkeypatch.setattr(runner, "write_ledger", real_write)

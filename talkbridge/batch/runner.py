@@ -130,8 +130,7 @@ class BatchRun:
                 reason = f"{row.where}: cannot read an input ({error.strerror or error}: {error.filename})"
                 self._outcomes[row.name] = RowOutcome(row.name, "failed", reason, where=row.where)
                 continue
-            record = read_ledger(self.output_dir, row.name)
-            complete = complete_outputs(record, self.output_dir, fingerprint(inputs))
+            record, complete = self._recorded(row.name, inputs)
             if complete is not None:
                 self._outcomes[row.name] = RowOutcome(
                     row.name, "skipped", "complete and unchanged since an earlier run", files_by_kind(complete),
@@ -266,6 +265,10 @@ class BatchRun:
             rows.append(outcome)
         return BatchReport(rows, backend=self.backend.name, manifest=self.manifest, seconds=seconds, interrupted=interrupted)
 
+    def _recorded(self, name: str, inputs: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Path] | None]:
+        """The row's ledger record, and its outputs when that record is complete for ``inputs`` (else None)."""
+        record = read_ledger(self.output_dir, name)
+        return record, complete_outputs(record, self.output_dir, fingerprint(inputs))
 
     def _recorded_outcome(self, row: BatchRow) -> RowOutcome | None:
         """A row the interrupt caught between its complete ledger record and its outcome (the signal
@@ -273,8 +276,7 @@ class BatchRun:
         pending = self._planned.get(row.name)
         if pending is None:
             return None
-        record = read_ledger(self.output_dir, row.name)
-        complete = complete_outputs(record, self.output_dir, fingerprint(pending.inputs))
+        record, complete = self._recorded(row.name, pending.inputs)
         if complete is None or record is None:
             return None
         return RowOutcome(row.name, "done", "", files_by_kind(complete), float(record.get("seconds") or 0.0),
