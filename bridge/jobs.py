@@ -142,8 +142,6 @@ class EngineRunner:
             models.audio()
             models.recon()
             return models
-        if name == "audio2face":  # the jobs' own builder: its model folder, store default and key
-            return self.cache.audio2face(device)
         from talkbridge.core.engine import ENGINE_FACTORIES
 
         if name not in ENGINE_FACTORIES:

@@ -107,12 +107,16 @@ class EngineCache:
     def registered(self, name: str, device: str) -> Any:
         """A plug-in motion engine registered by ``name``, built once per device.
 
-        A ``device`` keyword is passed when the engine's constructor takes one.
+        A ``device`` keyword is passed when the engine's constructor takes one. ``audio2face`` is the
+        engine :meth:`audio2face` builds (its model folder, the store's default, one key), whoever asks.
         """
         import importlib
         import inspect
 
         from talkbridge.core.engine import ENGINE_FACTORIES
+
+        if name == "audio2face":
+            return self.audio2face(device)
 
         def build() -> Any:
             kwargs = dict(self._engine_options.get(name, {}))
